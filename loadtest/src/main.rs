@@ -1,0 +1,125 @@
+//! Load tests and checks against a running stack (`infra/dev up`).
+//!
+//! `smoke` walks the critical path of what exists today through the gateway: every service's
+//! health and readiness, then a fan signs up, logs in, refreshes and reads `/api/me`. It exits
+//! non-zero on the first failure, naming the step. The goose flash-sale scenarios and the
+//! invariant checker come with the load-test issue.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(about = "Load tests and smoke checks of a running ticketing stack")]
+struct Cli {
+    /// The gateway's address.
+    #[arg(long, env = "GATEWAY_URL", default_value = "http://127.0.0.1:8080")]
+    base_url: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check every service through the gateway and walk the account flow once.
+    Smoke,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Smoke => smoke(cli.base_url.trim_end_matches('/')).await,
+    }
+}
+
+async fn smoke(base: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+
+    for path in [
+        "/healthz",
+        "/api/healthz",
+        "/api/readyz",
+        "/api/queue/readyz",
+        "/ws/readyz",
+    ] {
+        let status = client
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?
+            .status();
+        ensure!(status.is_success(), "GET {path} answered {status}");
+        println!("ok  GET {path}");
+    }
+
+    let email = format!("smoke-{}@example.test", uuid::Uuid::new_v4().simple());
+    let password = "smoke-test-password";
+    let created = call(
+        client
+            .post(format!("{base}/api/auth/register"))
+            .json(&json!({"email": email, "password": password, "name": "Smoke Test"})),
+        201,
+        "register",
+    )
+    .await?;
+    let login = call(
+        client
+            .post(format!("{base}/api/auth/login"))
+            .json(&json!({"email": email, "password": password})),
+        200,
+        "login",
+    )
+    .await?;
+    let refreshed = call(
+        client.post(format!("{base}/api/auth/refresh")),
+        200,
+        "refresh",
+    )
+    .await?;
+    let token = refreshed["access_token"]
+        .as_str()
+        .context("refresh gave no access token")?;
+    ensure!(
+        login["access_token"].is_string(),
+        "login gave no access token"
+    );
+    let me = call(
+        client.get(format!("{base}/api/me")).bearer_auth(token),
+        200,
+        "me",
+    )
+    .await?;
+    if me["id"] != created["user"]["id"] {
+        bail!("/api/me names someone else: {me}");
+    }
+    println!("smoke test passed");
+    Ok(())
+}
+
+async fn call(
+    request: reqwest::RequestBuilder,
+    expected: u16,
+    step: &str,
+) -> anyhow::Result<Value> {
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("{step}: request"))?;
+    let status = response.status();
+    let body = response
+        .text()
+        .await
+        .with_context(|| format!("{step}: body"))?;
+    ensure!(
+        status.as_u16() == expected,
+        "{step}: expected {expected}, got {status}: {body}"
+    );
+    println!("ok  {step}");
+    Ok(serde_json::from_str(&body).unwrap_or(Value::Null))
+}

@@ -1,0 +1,10 @@
+//! The notifier binary: load config, init telemetry, build, run until shutdown.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = notifier::Config::from_env()?;
+    shared::telemetry::init_tracing(config.log_format);
+    let server = notifier::build(&config).await?;
+    tracing::info!(addr = %server.local_addr(), "notifier listening");
+    server.run_until(shared::shutdown::signal()).await
+}

@@ -1,0 +1,34 @@
+//! The notifier process against the real Postgres and RabbitMQ, on port 0.
+
+use serde_json::Value;
+use shared::{
+    config::{LogFormat, SmtpConfig, testing},
+    messaging::Names,
+};
+use sqlx::PgPool;
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn it_declares_its_queues_and_reports_ready(db: PgPool) {
+    let config = notifier::Config {
+        http: testing::http(),
+        postgres: testing::postgres_for(&db),
+        amqp: testing::amqp(),
+        smtp: SmtpConfig::from_env().expect("smtp config"),
+        log_format: LogFormat::Pretty,
+    };
+    let server = notifier::build(&config).await.expect("builds");
+    let base = format!("http://{}", server.local_addr());
+    tokio::spawn(server.run_until(std::future::pending()));
+
+    let ready: Value = reqwest::get(format!("{base}/readyz"))
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["checks"]["rabbitmq"], true);
+
+    let names = Names::new(config.amqp.prefix.clone());
+    shared::messaging::testing::assert_and_delete_topology(&config.amqp, &names).await;
+}

@@ -1,0 +1,35 @@
+//! The worker process against the real Postgres, Redis and RabbitMQ, on port 0.
+
+use serde_json::Value;
+use shared::{
+    config::{LogFormat, testing},
+    messaging::Names,
+};
+use sqlx::PgPool;
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn it_declares_its_queues_and_reports_ready(db: PgPool) {
+    let config = registration_worker::Config {
+        http: testing::http(),
+        postgres: testing::postgres_for(&db),
+        redis: testing::redis(),
+        amqp: testing::amqp(),
+        log_format: LogFormat::Pretty,
+    };
+    let server = registration_worker::build(&config).await.expect("builds");
+    let base = format!("http://{}", server.local_addr());
+    tokio::spawn(server.run_until(std::future::pending()));
+
+    let ready: Value = reqwest::get(format!("{base}/readyz"))
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready["status"], "ready", "{ready}");
+    for check in ["postgres", "redis", "rabbitmq"] {
+        assert_eq!(ready["checks"][check], true, "{check}");
+    }
+    let names = Names::new(config.amqp.prefix.clone());
+    shared::messaging::testing::assert_and_delete_topology(&config.amqp, &names).await;
+}

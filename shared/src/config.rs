@@ -1,0 +1,386 @@
+//! Configuration, read once at start-up from environment variables.
+//!
+//! Every variable any service reads is listed here; the services take the sections they need.
+//! Defaults suit the dev stack started by `infra/dev up`.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/ticketing` | Postgres, the system of record (secret) |
+//! | `DATABASE_MAX_CONNECTIONS` | `20` | pool size per process |
+//! | `DATABASE_AUTO_MIGRATE` | `true` | run the embedded migrations at start-up (advisory-locked, so concurrent starts are safe) |
+//! | `REDIS_URL` | `redis://127.0.0.1:6379` | Redis (secret: may carry a password) |
+//! | `REDIS_POOL_SIZE` | `64` | connections per process |
+//! | `REDIS_KEY_PREFIX` | empty | prepended to every key; tests use it to isolate themselves |
+//! | `AMQP_URL` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ (secret) |
+//! | `AMQP_PREFIX` | empty | prepended to every exchange and queue name; tests use it to isolate themselves |
+//! | `KEYS_DIR` | `.run/keys` | Ed25519 PEM keys: `access.key`/`access.pub`, `admission.key`/`admission.pub`, `ticket.key`/`ticket.pub`; a service loads a private key only if it signs that kind of token |
+//! | `TICKETING_API_ADDR` | `127.0.0.1:8082` | listen address of the ticketing API |
+//! | `WAITING_ROOM_ADDR` | `127.0.0.1:8081` | listen address of the waiting room |
+//! | `NOTIFIER_ADDR` | `127.0.0.1:8083` | listen address of the notifier |
+//! | `WORKER_ADDR` | `127.0.0.1:8084` | health/metrics address of the registration worker |
+//! | `HTTP_BODY_LIMIT_BYTES` | `1048576` | larger request bodies get 413 |
+//! | `HTTP_TIMEOUT_SECS` | `15` | requests running longer get 408 |
+//! | `TRUST_FORWARDED_FOR` | `false` | take the client IP from `X-Forwarded-For` (only behind the gateway) |
+//! | `ACCESS_TOKEN_TTL_SECS` | `900` | access-token lifetime; a ban takes effect within it (at most 15 minutes) |
+//! | `REFRESH_TOKEN_TTL_SECS` | `2592000` | refresh-token lifetime (30 days) |
+//! | `COOKIE_SECURE` | `false` | mark the refresh cookie `Secure` (set it behind HTTPS) |
+//! | `AUTH_RATE_PER_MINUTE` | `20` | login and register attempts per client IP per minute |
+//! | `AUTH_RATE_BURST` | `10` | how many of those may come at once |
+//! | `ADMIN_EMAIL` / `ADMIN_PASSWORD` | unset | when both are set, the ticketing API makes sure this admin exists at start-up (password is secret) |
+//! | `WEB_ROOT` | `ticketing-api/web` | the browser UI's static files |
+//! | `SMTP_HOST` / `SMTP_PORT` | `127.0.0.1` / `1025` | the SMTP relay (the dev sink by default) |
+//! | `SMTP_TLS` | `none` | `none`, `starttls` or `tls` |
+//! | `SMTP_USERNAME` / `SMTP_PASSWORD` | unset | SMTP credentials (password is secret) |
+//! | `SMTP_FROM` | `Tickets <tickets@example.test>` | the sender of ticket mail |
+//! | `LOG_FORMAT` | `pretty` | `pretty` for people, `json` for production log shipping |
+//! | `RUST_LOG` | `info` | the tracing filter |
+
+use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+/// A configuration value that must never be printed: its `Debug` and `Display` are redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+
+    /// The secret itself; call this only where the value is used, never to log it.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl<T> fmt::Display for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// A variable that is set but cannot be parsed.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name}={value:?} is invalid: {reason}")]
+pub struct ConfigError {
+    name: &'static str,
+    value: String,
+    reason: String,
+}
+
+/// Reads one variable, falling back to a default; an unparsable value is an error, not a default.
+fn var<T>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => {
+            value.trim().parse().map_err(|err: T::Err| ConfigError {
+                name,
+                value: if name.contains("PASSWORD") || name.ends_with("_URL") {
+                    "[redacted]".into()
+                } else {
+                    value.clone()
+                },
+                reason: err.to_string(),
+            })
+        }
+        _ => Ok(default),
+    }
+}
+
+fn optional(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    pub url: Secret<String>,
+    pub max_connections: u32,
+    pub auto_migrate: bool,
+}
+
+impl PostgresConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            url: Secret(var(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/ticketing".to_string(),
+            )?),
+            max_connections: var("DATABASE_MAX_CONNECTIONS", 20)?,
+            auto_migrate: var("DATABASE_AUTO_MIGRATE", true)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: Secret<String>,
+    pub pool_size: usize,
+    pub key_prefix: String,
+}
+
+impl RedisConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            url: Secret(var("REDIS_URL", "redis://127.0.0.1:6379".to_string())?),
+            pool_size: var("REDIS_POOL_SIZE", 64)?,
+            key_prefix: var("REDIS_KEY_PREFIX", String::new())?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AmqpConfig {
+    pub url: Secret<String>,
+    pub prefix: String,
+}
+
+impl AmqpConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            url: Secret(var(
+                "AMQP_URL",
+                "amqp://guest:guest@127.0.0.1:5672/%2f".to_string(),
+            )?),
+            prefix: var("AMQP_PREFIX", String::new())?,
+        })
+    }
+}
+
+/// How a web service listens and which limits every request gets.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub addr: SocketAddr,
+    pub body_limit_bytes: usize,
+    pub request_timeout: Duration,
+    pub trust_forwarded_for: bool,
+}
+
+impl HttpConfig {
+    /// `addr_var` names the service's own address variable, e.g. `TICKETING_API_ADDR`.
+    pub fn from_env(addr_var: &'static str, default_addr: SocketAddr) -> Result<Self, ConfigError> {
+        Ok(Self {
+            addr: var(addr_var, default_addr)?,
+            body_limit_bytes: var("HTTP_BODY_LIMIT_BYTES", 1024 * 1024)?,
+            request_timeout: Duration::from_secs(var("HTTP_TIMEOUT_SECS", 15)?),
+            trust_forwarded_for: var("TRUST_FORWARDED_FOR", false)?,
+        })
+    }
+}
+
+/// Where the Ed25519 token keys live.
+#[derive(Debug, Clone)]
+pub struct KeysConfig {
+    pub dir: PathBuf,
+}
+
+impl KeysConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            dir: var("KEYS_DIR", PathBuf::from(".run/keys"))?,
+        })
+    }
+}
+
+/// Accounts: token lifetimes, the refresh cookie, the auth rate limit, the bootstrap admin.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub cookie_secure: bool,
+    pub rate_per_minute: u32,
+    pub rate_burst: u32,
+    pub admin: Option<AdminBootstrap>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminBootstrap {
+    pub email: String,
+    pub password: Secret<String>,
+}
+
+impl AuthConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let access_secs: u64 = var("ACCESS_TOKEN_TTL_SECS", 900)?;
+        if !(1..=900).contains(&access_secs) {
+            return Err(ConfigError {
+                name: "ACCESS_TOKEN_TTL_SECS",
+                value: access_secs.to_string(),
+                reason: "must be 1..=900 so that a ban takes effect within 15 minutes".into(),
+            });
+        }
+        let admin = match (optional("ADMIN_EMAIL"), optional("ADMIN_PASSWORD")) {
+            (Some(email), Some(password)) => Some(AdminBootstrap {
+                email,
+                password: Secret(password),
+            }),
+            _ => None,
+        };
+        Ok(Self {
+            access_token_ttl: Duration::from_secs(access_secs),
+            refresh_token_ttl: Duration::from_secs(var("REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?),
+            cookie_secure: var("COOKIE_SECURE", false)?,
+            rate_per_minute: var("AUTH_RATE_PER_MINUTE", 20)?.max(1),
+            rate_burst: var("AUTH_RATE_BURST", 10)?.max(1),
+            admin,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    None,
+    StartTls,
+    Tls,
+}
+
+impl FromStr for SmtpTls {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(Self::None),
+            "starttls" => Ok(Self::StartTls),
+            "tls" => Ok(Self::Tls),
+            other => Err(format!("expected none, starttls or tls, got {other}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<Secret<String>>,
+    pub from: String,
+}
+
+impl SmtpConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            host: var("SMTP_HOST", "127.0.0.1".to_string())?,
+            port: var("SMTP_PORT", 1025)?,
+            tls: var("SMTP_TLS", SmtpTls::None)?,
+            username: optional("SMTP_USERNAME"),
+            password: optional("SMTP_PASSWORD").map(Secret),
+            from: var("SMTP_FROM", "Tickets <tickets@example.test>".to_string())?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pretty" => Ok(Self::Pretty),
+            "json" => Ok(Self::Json),
+            other => Err(format!("expected pretty or json, got {other}")),
+        }
+    }
+}
+
+impl LogFormat {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        var("LOG_FORMAT", Self::Pretty)
+    }
+}
+
+/// The browser UI's static files (served by the gateway, and by the API itself when run alone).
+pub fn web_root() -> Result<PathBuf, ConfigError> {
+    var("WEB_ROOT", PathBuf::from("ticketing-api/web"))
+}
+
+/// Configs for tests: the real services from the environment (or the dev defaults), each
+/// isolated by a fresh key prefix, queue prefix, and port 0.
+pub mod testing {
+    use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+    use super::*;
+
+    pub fn http() -> HttpConfig {
+        HttpConfig {
+            addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)),
+            body_limit_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(10),
+            trust_forwarded_for: false,
+        }
+    }
+
+    /// The database a `#[sqlx::test]` made for this test (trust auth, as on the dev and CI
+    /// machines: the URL carries no password).
+    pub fn postgres_for(pool: &sqlx::PgPool) -> PostgresConfig {
+        let options = pool.connect_options();
+        PostgresConfig {
+            url: Secret(format!(
+                "postgres://{}@{}:{}/{}",
+                options.get_username(),
+                options.get_host(),
+                options.get_port(),
+                options.get_database().unwrap_or("postgres"),
+            )),
+            max_connections: 5,
+            auto_migrate: true,
+        }
+    }
+
+    pub fn redis() -> RedisConfig {
+        RedisConfig {
+            url: Secret(
+                std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            ),
+            pool_size: 8,
+            key_prefix: format!("test:{}:", uuid::Uuid::new_v4()),
+        }
+    }
+
+    pub fn amqp() -> AmqpConfig {
+        AmqpConfig {
+            url: Secret(
+                std::env::var("AMQP_URL")
+                    .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            ),
+            prefix: format!("test.{}.", uuid::Uuid::new_v4().simple()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2".to_string());
+        assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
+        let pg = PostgresConfig {
+            url: Secret::new("postgres://u:pw@h/db".into()),
+            max_connections: 1,
+            auto_migrate: false,
+        };
+        assert!(!format!("{pg:?}").contains("pw"));
+    }
+
+    #[test]
+    fn tls_mode_and_log_format_parse_strictly() {
+        assert_eq!("starttls".parse::<SmtpTls>(), Ok(SmtpTls::StartTls));
+        assert!("STARTTLS".parse::<SmtpTls>().is_err());
+        assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
+        assert!("xml".parse::<LogFormat>().is_err());
+    }
+}

@@ -1,0 +1,401 @@
+//! The HTTP plumbing every web service shares (feature `http`).
+//!
+//! - [`apply_common_layers`]: request id, one tracing span per request, per-route metrics,
+//!   body limit (413), timeout (408), and [`json_errors`] so that every error a layer or the
+//!   router produces on its own (404, 405, 408, 413, ...) still has the contract's JSON body.
+//! - [`ops_router`]: `/healthz`, `/readyz` and `/metrics`.
+//! - [`Json`], [`Path`], [`Query`]: extractors whose rejections are contract errors.
+//! - [`Server`]: a router on a bound listener, run until the shutdown signal.
+
+use std::{
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    pin::Pin,
+    sync::Arc,
+    time::Instant,
+};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{
+        FromRequest, FromRequestParts, MatchedPath, Request,
+        rejection::{JsonRejection, PathRejection, QueryRejection},
+    },
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use tokio::net::TcpListener;
+use tower_http::{
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+use crate::{config::HttpConfig, error::ErrorBody, telemetry};
+
+/// The request-id header: set by the gateway, or made here, echoed on every response, and
+/// carried into logs (and later into RabbitMQ message headers).
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A contract error response: `status` with `{"error": code, "message": message}`.
+pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, axum::Json(ErrorBody::new(code, message))).into_response()
+}
+
+/// Wraps `router` in the layers every service has. Call it last, after all routes are added.
+pub fn apply_common_layers<S>(router: Router<S>, config: &HttpConfig) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    router
+        // Per-route metrics need the matched route, which exists only inside the router.
+        .route_layer(middleware::from_fn(track_metrics))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            config.body_limit_bytes,
+        ))
+        .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ))
+        // Outside the limit and the timeout, so their 413 and 408 get the JSON body too.
+        .layer(middleware::from_fn(json_errors))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<Body>| {
+                let request_id = request
+                    .extensions()
+                    .get::<RequestId>()
+                    .and_then(|id| id.header_value().to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    request_id = %request_id,
+                )
+            }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Counts requests and records latency per route, method and status.
+async fn track_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("route", route), ("method", method), ("status", status)];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Gives every error response the contract's JSON body, including those made by layers and
+/// the router itself (which answer with plain text or nothing).
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "There is nothing at this address."),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "This address does not take that method.",
+        ),
+        StatusCode::REQUEST_TIMEOUT => ("timeout", "The request took too long."),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "The request body is too large."),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "Send JSON with Content-Type: application/json.",
+        ),
+        StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "Too many requests; try again later."),
+        s if s.is_server_error() => ("internal", "Something went wrong on our side."),
+        _ => ("bad_request", "The request is not valid."),
+    };
+    let mut fixed = error_response(status, code, message);
+    // Keep headers that matter to the client (Retry-After, Allow, the request id).
+    for name in [header::RETRY_AFTER, header::ALLOW, REQUEST_ID] {
+        if let Some(value) = response.headers().get(&name) {
+            fixed.headers_mut().insert(name, value.clone());
+        }
+    }
+    fixed
+}
+
+/// `axum::Json`, but a body that cannot be read answers with the contract's error body:
+/// 400 `malformed_json`, 422 `invalid_body` (wrong types, missing fields), 415, 413.
+#[derive(Debug, Clone, Copy, Default, FromRequest)]
+#[from_request(via(axum::Json), rejection(JsonError))]
+pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Why a JSON body was refused.
+#[derive(Debug)]
+pub struct JsonError(JsonRejection);
+
+impl From<JsonRejection> for JsonError {
+    fn from(rejection: JsonRejection) -> Self {
+        Self(rejection)
+    }
+}
+
+impl IntoResponse for JsonError {
+    fn into_response(self) -> Response {
+        match self.0 {
+            JsonRejection::JsonDataError(err) => error_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                // serde's text names the field and the expected type; it holds no secrets.
+                err.body_text(),
+            ),
+            JsonRejection::JsonSyntaxError(_) => error_response(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                "The request body is not valid JSON.",
+            ),
+            JsonRejection::MissingJsonContentType(_) => error_response(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Send JSON with Content-Type: application/json.",
+            ),
+            other => {
+                let status = other.status();
+                if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    error_response(
+                        status,
+                        "payload_too_large",
+                        "The request body is too large.",
+                    )
+                } else {
+                    error_response(status, "bad_request", other.body_text())
+                }
+            }
+        }
+    }
+}
+
+/// `axum::extract::Path`, but a malformed id answers 400 `invalid_path` with the contract body.
+#[derive(Debug, Clone, Copy, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(PathError))]
+pub struct Path<T>(pub T);
+
+#[derive(Debug)]
+pub struct PathError(PathRejection);
+
+impl From<PathRejection> for PathError {
+    fn from(rejection: PathRejection) -> Self {
+        Self(rejection)
+    }
+}
+
+impl IntoResponse for PathError {
+    fn into_response(self) -> Response {
+        error_response(StatusCode::BAD_REQUEST, "invalid_path", self.0.body_text())
+    }
+}
+
+/// `axum::extract::Query`, but a bad query string answers 400 `invalid_query`.
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(QueryError))]
+pub struct Query<T>(pub T);
+
+#[derive(Debug)]
+pub struct QueryError(QueryRejection);
+
+impl From<QueryRejection> for QueryError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self(rejection)
+    }
+}
+
+impl IntoResponse for QueryError {
+    fn into_response(self) -> Response {
+        error_response(StatusCode::BAD_REQUEST, "invalid_query", self.0.body_text())
+    }
+}
+
+type Check = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+
+/// What `/readyz` checks: the backing services this process depends on.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    checks: Vec<(&'static str, Check)>,
+}
+
+impl Readiness {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn postgres(self, pool: sqlx::PgPool) -> Self {
+        self.check("postgres", move || {
+            let pool = pool.clone();
+            async move { crate::db::ping(&pool).await }
+        })
+    }
+
+    pub fn redis(self, pool: deadpool_redis::Pool) -> Self {
+        self.check("redis", move || {
+            let pool = pool.clone();
+            async move { crate::cache::ping(&pool).await }
+        })
+    }
+
+    pub fn rabbitmq(self, connection: Arc<lapin::Connection>) -> Self {
+        self.check("rabbitmq", move || {
+            let up = crate::messaging::is_connected(&connection);
+            async move { up }
+        })
+    }
+
+    pub fn check<F, Fut>(mut self, name: &'static str, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
+    {
+        self.checks
+            .push((name, Arc::new(move || Box::pin(check()))));
+        self
+    }
+
+    async fn report(&self) -> (bool, serde_json::Map<String, serde_json::Value>) {
+        let mut all_up = true;
+        let mut report = serde_json::Map::new();
+        for (name, check) in &self.checks {
+            let up = tokio::time::timeout(std::time::Duration::from_secs(2), check())
+                .await
+                .unwrap_or(false);
+            all_up &= up;
+            report.insert((*name).to_string(), up.into());
+        }
+        (all_up, report)
+    }
+}
+
+/// `/healthz` (the process answers), `/readyz` (its dependencies answer), `/metrics`.
+pub fn ops_router<S>(readiness: Readiness) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let metrics = telemetry::metrics_handle();
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route(
+            "/readyz",
+            get(move || {
+                let readiness = readiness.clone();
+                async move {
+                    let (ready, checks) = readiness.report().await;
+                    let status = if ready {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    let body = serde_json::json!({
+                        "status": if ready { "ready" } else { "unavailable" },
+                        "checks": checks,
+                    });
+                    (status, axum::Json(body))
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("text/plain; version=0.0.4"),
+                        )],
+                        metrics.render(),
+                    )
+                }
+            }),
+        )
+}
+
+/// The client's IP: the peer address, or the first `X-Forwarded-For` hop when the service runs
+/// behind the gateway (`TRUST_FORWARDED_FOR`). Never trust the header on a public port.
+pub fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> IpAddr {
+    if trust_forwarded_for
+        && let Some(ip) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|first| first.trim().parse().ok())
+    {
+        return ip;
+    }
+    peer.ip()
+}
+
+/// A web service bound to its address (port 0 in tests) but not serving yet.
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Server {
+    pub async fn bind(addr: SocketAddr, router: Router) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        Ok(Self { listener, router })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(anyhow::Error::from)
+    }
+}
+
+/// The router of a service whose only HTTP surface (for now) is operations: the ops
+/// endpoints at the root and under `api_prefix`, JSON 404s elsewhere, the common layers.
+pub fn ops_only_router(readiness: Readiness, api_prefix: &str, config: &HttpConfig) -> Router {
+    let ops = ops_router(readiness);
+    let router = Router::new().nest(api_prefix, ops.clone()).merge(ops);
+    apply_common_layers(router, config)
+}

@@ -1,0 +1,33 @@
+//! What every service shares, and nothing that belongs to only one of them.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`bans`] | users banned recently, refused at once by every process that checks tokens |
+//! | [`config`] | typed configuration from environment variables; every variable is documented there |
+//! | [`telemetry`] | tracing (pretty or JSON) and the Prometheus recorder |
+//! | [`shutdown`] | the graceful-shutdown signal |
+//! | [`error`] | the JSON error body of the HTTP contract |
+//! | [`ids`] | typed ids (`UserId`, `EventId`, ...) |
+//! | [`domain`] | value types parsed once at the edge: `Email`, `Role`, `Money` |
+//! | [`tokens`] | signing and verification of access, queue, admission and ticket tokens (EdDSA) |
+//! | [`db`] | the Postgres pool and the embedded migrations |
+//! | [`cache`] | the Redis pool and every Redis key family |
+//! | [`messaging`] | the RabbitMQ connection, exchange and queue names, message payloads |
+//! | [`http`] | (feature `http`) the axum plumbing the web services share |
+//!
+//! `shared` never imports a service, and its core has no web stack: the axum parts live behind
+//! the `http` feature.
+
+pub mod bans;
+pub mod cache;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+#[cfg(feature = "http")]
+pub mod http;
+pub mod ids;
+pub mod messaging;
+pub mod shutdown;
+pub mod telemetry;
+pub mod tokens;

@@ -1,0 +1,339 @@
+//! RabbitMQ: the names of every exchange and queue, the message payloads, and the connection.
+//!
+//! Topology:
+//! - `booking.commands` (direct exchange) → `booking.commands` (durable quorum queue): the
+//!   queued registration path, consumed by competing registration workers. Messages that keep
+//!   failing go through `booking.dlx` to `booking.commands.dead`, visible to admins.
+//! - `booking.events` (topic exchange), routing keys `booking.confirmed` / `booking.rejected`,
+//!   published from the outbox. `notifier.mail` (durable, shared by all notifier instances)
+//!   gets each event once for email; each notifier instance also binds its own exclusive queue
+//!   for WebSocket pushes, so every instance sees every push.
+//!
+//! `AMQP_PREFIX` is prepended to every name so tests can share one broker.
+
+use anyhow::Context;
+use lapin::{
+    Channel, Connection, ConnectionProperties, ExchangeKind,
+    options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
+    types::{AMQPValue, FieldTable},
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{
+    config::AmqpConfig,
+    domain::Money,
+    ids::{BookingId, EventId, HoldId, SeatId, TicketId, UserId},
+};
+
+/// Connects with automatic recovery, so a broker restart does not need a process restart.
+pub async fn connect(config: &AmqpConfig, connection_name: &str) -> anyhow::Result<Connection> {
+    let properties = ConnectionProperties::default()
+        .with_connection_name(connection_name.into())
+        .enable_auto_recover();
+    Connection::connect(config.url.expose(), properties)
+        .await
+        .context("connecting to RabbitMQ")
+}
+
+/// How many times a command is delivered before it is dead-lettered as poison.
+pub const DELIVERY_LIMIT: i32 = 5;
+
+/// Declares every durable exchange and queue (idempotent; each service calls it at start-up so
+/// that none depends on another having started first).
+pub async fn declare_topology(channel: &Channel, names: &Names) -> anyhow::Result<()> {
+    let durable_exchange = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    let durable_queue = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let quorum = |extra: &[(&str, AMQPValue)]| {
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        for (key, value) in extra {
+            args.insert((*key).into(), value.clone());
+        }
+        args
+    };
+
+    for (exchange, kind) in [
+        (names.commands_exchange(), ExchangeKind::Direct),
+        (names.dead_letter_exchange(), ExchangeKind::Fanout),
+        (names.events_exchange(), ExchangeKind::Topic),
+    ] {
+        channel
+            .exchange_declare(
+                exchange.as_str().into(),
+                kind,
+                durable_exchange,
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("declaring exchange {exchange}"))?;
+    }
+
+    // Commands: a quorum queue (replicated, durable) that dead-letters poison messages after
+    // DELIVERY_LIMIT deliveries instead of redelivering them forever.
+    let commands = names.commands_queue();
+    channel
+        .queue_declare(
+            commands.as_str().into(),
+            durable_queue,
+            quorum(&[
+                (
+                    "x-dead-letter-exchange",
+                    AMQPValue::LongString(names.dead_letter_exchange().as_str().into()),
+                ),
+                ("x-delivery-limit", AMQPValue::LongInt(DELIVERY_LIMIT)),
+            ]),
+        )
+        .await
+        .with_context(|| format!("declaring queue {commands}"))?;
+    let dead = names.dead_letter_queue();
+    channel
+        .queue_declare(dead.as_str().into(), durable_queue, quorum(&[]))
+        .await
+        .with_context(|| format!("declaring queue {dead}"))?;
+    let mail = names.mail_queue();
+    channel
+        .queue_declare(mail.as_str().into(), durable_queue, quorum(&[]))
+        .await
+        .with_context(|| format!("declaring queue {mail}"))?;
+
+    for (queue, exchange, key) in [
+        (
+            commands,
+            names.commands_exchange(),
+            routing::PROCESS_BOOKING,
+        ),
+        (dead, names.dead_letter_exchange(), ""),
+        (
+            mail.clone(),
+            names.events_exchange(),
+            routing::BOOKING_CONFIRMED,
+        ),
+        (mail, names.events_exchange(), routing::BOOKING_REJECTED),
+    ] {
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.as_str().into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("binding {queue} to {exchange}"))?;
+    }
+    Ok(())
+}
+
+/// Is the broker connection up? For `/readyz`.
+pub fn is_connected(connection: &Connection) -> bool {
+    connection.status().connected()
+}
+
+/// The names of every exchange and queue.
+#[derive(Debug, Clone, Default)]
+pub struct Names {
+    prefix: String,
+}
+
+impl Names {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    fn name(&self, base: &str) -> String {
+        format!("{}{base}", self.prefix)
+    }
+
+    pub fn commands_exchange(&self) -> String {
+        self.name("booking.commands")
+    }
+
+    pub fn commands_queue(&self) -> String {
+        self.name("booking.commands")
+    }
+
+    pub fn dead_letter_exchange(&self) -> String {
+        self.name("booking.dlx")
+    }
+
+    pub fn dead_letter_queue(&self) -> String {
+        self.name("booking.commands.dead")
+    }
+
+    pub fn events_exchange(&self) -> String {
+        self.name("booking.events")
+    }
+
+    pub fn mail_queue(&self) -> String {
+        self.name("notifier.mail")
+    }
+
+    /// One notifier instance's own push queue.
+    pub fn push_queue(&self, instance: Uuid) -> String {
+        self.name(&format!("notifier.push.{instance}"))
+    }
+}
+
+/// Routing keys: the command to the workers, and the two booking events.
+pub mod routing {
+    pub const PROCESS_BOOKING: &str = "booking.process";
+    pub const BOOKING_CONFIRMED: &str = "booking.confirmed";
+    pub const BOOKING_REJECTED: &str = "booking.rejected";
+}
+
+/// Asks a registration worker to persist a booking from a hold (the queued path).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessBookingCommand {
+    pub booking_id: BookingId,
+    pub event_id: EventId,
+    pub user_id: UserId,
+    pub hold_id: HoldId,
+    pub seat_ids: Vec<SeatId>,
+    pub idempotency_key: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub requested_at: OffsetDateTime,
+}
+
+/// One ticket as the notifier needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketSummary {
+    pub ticket_id: TicketId,
+    pub seat_label: String,
+    pub class: String,
+}
+
+/// A booking was persisted: tickets exist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingConfirmed {
+    pub booking_id: BookingId,
+    pub event_id: EventId,
+    pub user_id: UserId,
+    pub total: Money,
+    pub tickets: Vec<TicketSummary>,
+}
+
+/// A booking could not be made (seat sold meanwhile, hold expired, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingRejected {
+    pub booking_id: BookingId,
+    pub event_id: EventId,
+    pub user_id: UserId,
+    pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_prefix() {
+        let names = Names::new("t9.");
+        assert_eq!(names.commands_queue(), "t9.booking.commands");
+        assert_eq!(names.dead_letter_queue(), "t9.booking.commands.dead");
+        assert!(
+            names
+                .push_queue(Uuid::nil())
+                .starts_with("t9.notifier.push.")
+        );
+    }
+}
+
+/// For the services' tests: check the topology on the real broker, then remove it.
+pub mod testing {
+    use lapin::{
+        BasicProperties,
+        options::{
+            BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions,
+            QueueDeclareOptions, QueueDeleteOptions,
+        },
+    };
+
+    use super::*;
+
+    /// Asserts every queue exists and a command published to the command exchange lands in
+    /// the command queue; then deletes the queues and exchanges of `names`.
+    pub async fn assert_and_delete_topology(config: &AmqpConfig, names: &Names) {
+        let connection = connect(config, "topology-check").await.expect("connects");
+        let channel = connection.create_channel().await.expect("channel");
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let queues = [
+            names.commands_queue(),
+            names.dead_letter_queue(),
+            names.mail_queue(),
+        ];
+        for queue in &queues {
+            channel
+                .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+                .await
+                .unwrap_or_else(|err| panic!("queue {queue} is missing: {err}"));
+        }
+
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirms");
+        channel
+            .basic_publish(
+                names.commands_exchange().as_str().into(),
+                routing::PROCESS_BOOKING.into(),
+                BasicPublishOptions::default(),
+                b"{}",
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("published")
+            .await
+            .expect("confirmed");
+        let mut delivered = None;
+        for _ in 0..50 {
+            delivered = channel
+                .basic_get(
+                    names.commands_queue().as_str().into(),
+                    BasicGetOptions { no_ack: true },
+                )
+                .await
+                .expect("get");
+            if delivered.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(
+            delivered.is_some(),
+            "the command was not routed to its queue"
+        );
+
+        for queue in &queues {
+            channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .expect("queue deleted");
+        }
+        for exchange in [
+            names.commands_exchange(),
+            names.dead_letter_exchange(),
+            names.events_exchange(),
+        ] {
+            channel
+                .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                .await
+                .expect("exchange deleted");
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! Signed tokens: access (accounts), queue and admission (waiting room), ticket (QR codes).
+//!
+//! All are JWTs signed with Ed25519 (EdDSA). Verification needs only the public key, so every
+//! service checks tokens locally with no network hop, and only the issuer of a kind holds its
+//! private key: the ticketing API signs access and ticket tokens, the waiting room signs queue and
+//! admission tokens, the registration worker signs ticket tokens.
+//!
+//! Each kind has its own audience (`aud`), so a token of one kind is never accepted as another,
+//! even where two kinds share a key. Algorithms are pinned to EdDSA: `alg: none` and HS256
+//! confusion are refused by construction.
+
+use std::{path::Path, time::Duration};
+
+use anyhow::Context;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{
+    domain::Role,
+    ids::{EventId, TicketId, UserId},
+};
+
+/// A kind of token: its claims and its audience.
+pub trait Claims: Serialize + DeserializeOwned {
+    /// The `aud` claim of this kind.
+    const AUDIENCE: &'static str;
+}
+
+/// Proves who is calling. Signed by the ticketing API at login and refresh; short-lived
+/// (at most 15 minutes) so that a ban takes effect within one lifetime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub sub: UserId,
+    pub role: Role,
+}
+
+impl Claims for AccessClaims {
+    const AUDIENCE: &'static str = "access";
+}
+
+/// Names a fan's place in one event's waiting room. Signed by the waiting room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueClaims {
+    pub sub: UserId,
+    pub evt: EventId,
+}
+
+impl Claims for QueueClaims {
+    const AUDIENCE: &'static str = "queue";
+}
+
+/// Lets one fan shop one high-demand event for a short while. Signed by the waiting room,
+/// checked by the ticketing API on holds and registrations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdmissionClaims {
+    pub sub: UserId,
+    pub evt: EventId,
+    /// Unique per admission, so one can be traced (and, if need be, revoked).
+    pub jti: Uuid,
+}
+
+impl Claims for AdmissionClaims {
+    const AUDIENCE: &'static str = "admission";
+}
+
+/// The code in a ticket's QR: verifiable offline at the door with the public ticket key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketClaims {
+    pub tid: TicketId,
+    pub evt: EventId,
+}
+
+impl Claims for TicketClaims {
+    const AUDIENCE: &'static str = "ticket";
+}
+
+/// What travels in the JWT: the kind's claims plus the registered ones.
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope<C> {
+    #[serde(flatten)]
+    claims: C,
+    aud: String,
+    iat: i64,
+    exp: i64,
+}
+
+/// A token that passed verification.
+#[derive(Debug, Clone)]
+pub struct Verified<C> {
+    pub claims: C,
+    pub issued_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid")]
+    Invalid,
+    #[error("this service holds no private key for {0} tokens")]
+    CannotSign(&'static str),
+}
+
+/// The key files of one purpose in `KEYS_DIR`: `<name>.key` (PKCS#8 PEM) and `<name>.pub` (SPKI PEM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPurpose {
+    /// Access tokens.
+    Access,
+    /// Queue and admission tokens.
+    Admission,
+    /// Ticket codes.
+    Ticket,
+}
+
+impl KeyPurpose {
+    pub fn file_stem(self) -> &'static str {
+        match self {
+            Self::Access => "access",
+            Self::Admission => "admission",
+            Self::Ticket => "ticket",
+        }
+    }
+}
+
+/// Clock skew tolerated between the services that sign and verify.
+const LEEWAY_SECS: u64 = 5;
+
+/// One purpose's keys: always the public key, the private key only where this service signs.
+#[derive(Clone)]
+pub struct TokenKeys {
+    purpose: KeyPurpose,
+    signing: Option<EncodingKey>,
+    verifying: DecodingKey,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKeys")
+            .field("purpose", &self.purpose)
+            .field("can_sign", &self.signing.is_some())
+            .finish()
+    }
+}
+
+impl TokenKeys {
+    /// Loads `<dir>/<purpose>.pub`, and `<dir>/<purpose>.key` when `with_private_key`.
+    pub fn load(dir: &Path, purpose: KeyPurpose, with_private_key: bool) -> anyhow::Result<Self> {
+        let stem = purpose.file_stem();
+        let pub_path = dir.join(format!("{stem}.pub"));
+        let public = std::fs::read(&pub_path)
+            .with_context(|| format!("reading the public key {}", pub_path.display()))?;
+        let verifying = DecodingKey::from_ed_pem(&public)
+            .with_context(|| format!("{} is not an Ed25519 public key", pub_path.display()))?;
+        let signing =
+            if with_private_key {
+                let key_path = dir.join(format!("{stem}.key"));
+                let private = std::fs::read(&key_path)
+                    .with_context(|| format!("reading the private key {}", key_path.display()))?;
+                Some(EncodingKey::from_ed_pem(&private).with_context(|| {
+                    format!("{} is not an Ed25519 private key", key_path.display())
+                })?)
+            } else {
+                None
+            };
+        Ok(Self {
+            purpose,
+            signing,
+            verifying,
+        })
+    }
+
+    /// A fresh key pair held in memory (tests, tools).
+    pub fn generate(purpose: KeyPurpose) -> Self {
+        use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
+            .expect("the system RNG works");
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("a key we just generated");
+        Self {
+            purpose,
+            signing: Some(EncodingKey::from_ed_der(pkcs8.as_ref())),
+            verifying: DecodingKey::from_ed_der(pair.public_key().as_ref()),
+        }
+    }
+
+    /// The same keys without the private half, as a verifying-only service holds them.
+    pub fn verifying_only(&self) -> Self {
+        Self {
+            purpose: self.purpose,
+            signing: None,
+            verifying: self.verifying.clone(),
+        }
+    }
+
+    /// Signs `claims`, valid for `ttl` from now.
+    pub fn sign<C: Claims>(&self, claims: C, ttl: Duration) -> Result<String, TokenError> {
+        self.sign_at(claims, OffsetDateTime::now_utc(), ttl)
+    }
+
+    /// Signs `claims` as if issued at `issued_at` (tests use it for expired tokens).
+    pub fn sign_at<C: Claims>(
+        &self,
+        claims: C,
+        issued_at: OffsetDateTime,
+        ttl: Duration,
+    ) -> Result<String, TokenError> {
+        let key = self
+            .signing
+            .as_ref()
+            .ok_or(TokenError::CannotSign(self.purpose.file_stem()))?;
+        let iat = issued_at.unix_timestamp();
+        let envelope = Envelope {
+            claims,
+            aud: C::AUDIENCE.to_string(),
+            iat,
+            exp: iat.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &envelope, key).map_err(|err| {
+            tracing::error!(error = %err, "token signing failed");
+            TokenError::Invalid
+        })
+    }
+
+    /// Checks signature, algorithm, audience and expiry, and returns the claims.
+    pub fn verify<C: Claims>(&self, token: &str) -> Result<Verified<C>, TokenError> {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_audience(&[C::AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "aud", "iat"]);
+        validation.leeway = LEEWAY_SECS;
+        let data = jsonwebtoken::decode::<Envelope<C>>(token, &self.verifying, &validation)
+            .map_err(|err| match err.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            })?;
+        let envelope = data.claims;
+        let at = |secs| OffsetDateTime::from_unix_timestamp(secs).map_err(|_| TokenError::Invalid);
+        Ok(Verified {
+            claims: envelope.claims,
+            issued_at: at(envelope.iat)?,
+            expires_at: at(envelope.exp)?,
+        })
+    }
+}
+
+/// The key set of a deployment; each service keeps what it uses.
+#[derive(Debug, Clone)]
+pub struct KeySet {
+    pub access: TokenKeys,
+    pub admission: TokenKeys,
+    pub ticket: TokenKeys,
+}
+
+impl KeySet {
+    /// Loads every public key, and the private keys of the purposes this service signs.
+    pub fn load(dir: &Path, signs: &[KeyPurpose]) -> anyhow::Result<Self> {
+        let load = |purpose| TokenKeys::load(dir, purpose, signs.contains(&purpose));
+        Ok(Self {
+            access: load(KeyPurpose::Access)?,
+            admission: load(KeyPurpose::Admission)?,
+            ticket: load(KeyPurpose::Ticket)?,
+        })
+    }
+
+    /// Fresh in-memory keys for every purpose (tests).
+    pub fn generate() -> Self {
+        Self {
+            access: TokenKeys::generate(KeyPurpose::Access),
+            admission: TokenKeys::generate(KeyPurpose::Admission),
+            ticket: TokenKeys::generate(KeyPurpose::Ticket),
+        }
+    }
+}
+
+/// A random opaque token (256 bits, base64url): refresh tokens, queue secrets.
+pub fn random_token() -> String {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system RNG works");
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// SHA-256 of an opaque token: what is stored instead of the token itself.
+pub fn token_digest(token: &str) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+
+    use super::*;
+
+    fn access() -> AccessClaims {
+        AccessClaims {
+            sub: UserId::new(),
+            role: Role::Fan,
+        }
+    }
+
+    #[test]
+    fn a_signed_token_verifies_with_the_public_key_alone() {
+        let keys = TokenKeys::generate(KeyPurpose::Access);
+        let claims = access();
+        let token = keys
+            .sign(claims.clone(), Duration::from_secs(60))
+            .expect("signs");
+        let verified = keys
+            .verifying_only()
+            .verify::<AccessClaims>(&token)
+            .expect("verifies");
+        assert_eq!(verified.claims, claims);
+        assert!(verified.expires_at > verified.issued_at);
+    }
+
+    #[test]
+    fn a_verifying_only_key_cannot_sign() {
+        let keys = TokenKeys::generate(KeyPurpose::Access).verifying_only();
+        assert_eq!(
+            keys.sign(access(), Duration::from_secs(60)),
+            Err(TokenError::CannotSign("access"))
+        );
+    }
+
+    #[test]
+    fn another_key_expiry_tampering_audience_and_alg_none_are_refused() {
+        let keys = TokenKeys::generate(KeyPurpose::Access);
+        let other = TokenKeys::generate(KeyPurpose::Access);
+        let token = other
+            .sign(access(), Duration::from_secs(60))
+            .expect("signs");
+        assert_eq!(
+            keys.verify::<AccessClaims>(&token).err(),
+            Some(TokenError::Invalid)
+        );
+
+        let old = OffsetDateTime::now_utc() - time::Duration::hours(1);
+        let expired = keys
+            .sign_at(access(), old, Duration::from_secs(60))
+            .expect("signs");
+        assert_eq!(
+            keys.verify::<AccessClaims>(&expired).err(),
+            Some(TokenError::Expired)
+        );
+
+        // Swap the payload for one that claims admin: the signature no longer matches.
+        let token = keys.sign(access(), Duration::from_secs(60)).expect("signs");
+        let parts: Vec<&str> = token.split('.').collect();
+        let forged_payload = {
+            let json = String::from_utf8(B64.decode(parts[1]).expect("base64url")).expect("utf8");
+            B64.encode(json.replace("\"fan\"", "\"admin\""))
+        };
+        let tampered = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
+        assert_eq!(
+            keys.verify::<AccessClaims>(&tampered).err(),
+            Some(TokenError::Invalid)
+        );
+
+        // alg: none, no signature.
+        let none_header = B64.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let unsigned = format!("{none_header}.{}.", parts[1]);
+        assert_eq!(
+            keys.verify::<AccessClaims>(&unsigned).err(),
+            Some(TokenError::Invalid)
+        );
+
+        // A ticket token signed with the same key is still not an access token.
+        let ticket = keys
+            .sign(
+                TicketClaims {
+                    tid: TicketId::new(),
+                    evt: EventId::new(),
+                },
+                Duration::from_secs(60),
+            )
+            .expect("signs");
+        assert_eq!(
+            keys.verify::<AccessClaims>(&ticket).err(),
+            Some(TokenError::Invalid)
+        );
+    }
+}

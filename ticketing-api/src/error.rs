@@ -1,0 +1,154 @@
+//! `ApiError`: every way a request can fail, and the one place where that becomes HTTP.
+//!
+//! Internal causes are logged here, once, with the request's span; the client only ever sees
+//! the contract body `{"error", "message"}`.
+
+use std::time::Duration;
+
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use shared::http::error_response;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The input is well-formed but not acceptable (bad email, short password, ...): 422.
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    /// Not logged in, or the token is bad: 401.
+    #[error("{message}")]
+    Unauthorized { code: &'static str, message: String },
+    /// Logged in, but not allowed: 403.
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The request conflicts with the current state (email taken, already pending, ...): 409.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("too many requests")]
+    RateLimited { retry_after: Duration },
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Unauthorized {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Forbidden {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Internal(anyhow::Error::new(err).context("database"))
+    }
+}
+
+impl From<deadpool_redis::PoolError> for ApiError {
+    fn from(err: deadpool_redis::PoolError) -> Self {
+        Self::Internal(anyhow::Error::new(err).context("redis pool"))
+    }
+}
+
+impl From<deadpool_redis::redis::RedisError> for ApiError {
+    fn from(err: deadpool_redis::redis::RedisError) -> Self {
+        Self::Internal(anyhow::Error::new(err).context("redis"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Invalid { code, message } => {
+                error_response(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+            }
+            Self::Unauthorized { code, message } => {
+                let mut response = error_response(StatusCode::UNAUTHORIZED, code, message);
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response
+            }
+            Self::Forbidden { code, message } => {
+                error_response(StatusCode::FORBIDDEN, code, message)
+            }
+            Self::NotFound(what) => error_response(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("No such {what}."),
+            ),
+            Self::Conflict { code, message } => error_response(StatusCode::CONFLICT, code, message),
+            Self::RateLimited { retry_after } => {
+                let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                let mut response = error_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("Too many attempts; try again in {secs} s."),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+                response
+            }
+            Self::Internal(err) => {
+                tracing::error!(error = ?err, "request failed");
+                error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Something went wrong on our side.",
+                )
+            }
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<crate::accounts::AccountError> for ApiError {
+    fn from(err: crate::accounts::AccountError) -> Self {
+        use crate::accounts::AccountError as E;
+        let message = err.to_string();
+        match err {
+            E::InvalidEmail(message) => Self::invalid("invalid_email", message),
+            E::WeakPassword(message) => Self::invalid("weak_password", message),
+            E::InvalidField(message) => Self::invalid("invalid_field", message),
+            E::EmailTaken => Self::conflict("email_taken", message),
+            E::InvalidCredentials => Self::unauthorized("invalid_credentials", message),
+            E::Banned => Self::forbidden("banned", message),
+            E::InvalidRefreshToken => Self::unauthorized("invalid_refresh_token", message),
+            E::RefreshTokenReused => Self::unauthorized("refresh_token_reused", message),
+            E::UserNotFound => Self::NotFound("user"),
+            E::AlreadyOrganizer => Self::conflict("already_organizer", message),
+            E::ApplicationPending => Self::conflict("application_pending", message),
+            E::NoPendingApplication => Self::conflict("no_pending_application", message),
+            E::CannotBanAdmin => Self::conflict("cannot_ban_admin", message),
+            E::Database(err) => err.into(),
+            E::Internal(err) => Self::Internal(err),
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The ticketing API: accounts and organizer onboarding today; venues, events, holds,
+//! registrations, tickets and check-in as they land.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`accounts`] | users, passwords, refresh-token rotation, organizer applications, bans, audit — no axum types |
+//! | [`routes`] | one file per resource, each a thin `router()` over domain code |
+//! | [`extract`] | who is calling: the access-token extractor and role guards |
+//! | [`error`] | `ApiError`, the one place where errors become HTTP |
+//! | [`state`] | `AppState`, cloned into every handler |
+//! | [`rate_limit`] | per-IP limits on login and register |
+
+pub mod accounts;
+pub mod error;
+pub mod extract;
+pub mod rate_limit;
+pub mod routes;
+pub mod state;
+
+use std::{
+    future::Future,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    path::PathBuf,
+    time::Duration,
+};
+
+use anyhow::Context;
+use shared::{
+    config::{AuthConfig, HttpConfig, KeysConfig, LogFormat, PostgresConfig, RedisConfig},
+    http::Server,
+    tokens::{KeyPurpose, KeySet},
+};
+
+pub use crate::state::AppState;
+
+/// Everything the ticketing API reads from its environment (see `shared::config`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub postgres: PostgresConfig,
+    pub redis: RedisConfig,
+    pub keys: KeysConfig,
+    pub auth: AuthConfig,
+    pub web_root: PathBuf,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            http: HttpConfig::from_env(
+                "TICKETING_API_ADDR",
+                SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8082)),
+            )?,
+            postgres: PostgresConfig::from_env()?,
+            redis: RedisConfig::from_env()?,
+            keys: KeysConfig::from_env()?,
+            auth: AuthConfig::from_env()?,
+            web_root: shared::config::web_root()?,
+            log_format: LogFormat::from_env()?,
+        })
+    }
+}
+
+/// A bound, not yet running, ticketing API.
+pub struct Application {
+    server: Server,
+}
+
+impl Application {
+    /// Connects to Postgres and Redis, loads the keys, and binds the configured address.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = shared::db::connect(&config.postgres).await?;
+        let redis = shared::cache::connect(&config.redis)?;
+        let keys = KeySet::load(&config.keys.dir, &[KeyPurpose::Access, KeyPurpose::Ticket])?;
+        let state = AppState::new(config.clone(), db, redis, keys);
+        Self::with_state(&config, state).await
+    }
+
+    /// Binds `config.http.addr` (port 0 in tests) and prepares the app around `state`.
+    pub async fn with_state(config: &Config, state: AppState) -> anyhow::Result<Self> {
+        accounts::ensure_admin(&state.db, config.auth.admin.as_ref())
+            .await
+            .context("creating the bootstrap admin")?;
+        state.bans.spawn_refresh(
+            state.db.clone(),
+            config.auth.access_token_ttl + Duration::from_secs(60),
+            Duration::from_secs(2),
+        );
+        state.auth_limiter.spawn_cleanup();
+        let router = routes::router(state, config);
+        Ok(Self {
+            server: Server::bind(config.http.addr, router).await?,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        self.server.run_until(shutdown).await
+    }
+}

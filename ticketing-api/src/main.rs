@@ -1,0 +1,12 @@
+//! The ticketing API binary: load config, init telemetry, build the app, run until shutdown.
+
+use ticketing_api::{Application, Config};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    shared::telemetry::init_tracing(config.log_format);
+    let app = Application::build(config).await?;
+    tracing::info!(addr = %app.local_addr(), "ticketing API listening");
+    app.run_until(shared::shutdown::signal()).await
+}

@@ -1,0 +1,102 @@
+//! The HTTP surface. One file per resource; each is a thin `router()` over domain code.
+
+mod admin;
+mod auth;
+mod me;
+mod organizer;
+
+use axum::{Router, http::StatusCode};
+use serde::{Deserialize, Serialize};
+use shared::http::{Readiness, apply_common_layers, error_response, ops_router};
+use tower_http::services::{ServeDir, ServeFile};
+
+use crate::{AppState, Config, accounts::User, error::ApiError};
+
+/// The whole app: `/api/...`, the ops endpoints (also under `/api` for the gateway), and the
+/// browser UI's static files when the API runs without the gateway.
+pub fn router(state: AppState, config: &Config) -> Router {
+    let readiness = Readiness::new()
+        .postgres(state.db.clone())
+        .redis(state.redis.clone());
+    let ops = ops_router(readiness);
+    let api = Router::new()
+        .merge(auth::router())
+        .merge(me::router())
+        .merge(organizer::router())
+        .merge(admin::router())
+        .with_state(state)
+        .merge(ops.clone())
+        .fallback(|| async {
+            error_response(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "There is no such API endpoint.",
+            )
+        });
+    let web = ServeDir::new(&config.web_root)
+        .fallback(ServeFile::new(config.web_root.join("index.html")));
+    let app = Router::new()
+        .nest("/api", api)
+        .merge(ops)
+        .fallback_service(web);
+    apply_common_layers(app, &config.http)
+}
+
+/// A user as the API shows them (never the hash, never internal columns).
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    pub id: shared::ids::UserId,
+    pub email: String,
+    pub name: String,
+    pub role: shared::domain::Role,
+    pub organizer_status: shared::domain::OrganizerStatus,
+    pub banned: bool,
+}
+
+impl From<User> for UserView {
+    fn from(user: User) -> Self {
+        Self {
+            id: user.id,
+            email: user.email,
+            name: user.name,
+            role: user.role,
+            organizer_status: user.organizer_status,
+            banned: user.banned_at.is_some(),
+        }
+    }
+}
+
+/// `?page=&per_page=`: pages count from 1, at most 100 items a page.
+#[derive(Debug, Deserialize)]
+pub struct Pagination {
+    pub page: Option<i64>,
+    pub per_page: Option<i64>,
+}
+
+impl Pagination {
+    pub fn new(page: Option<i64>, per_page: Option<i64>) -> Self {
+        Self { page, per_page }
+    }
+
+    /// `(page, per_page)` after checking the range.
+    pub fn resolve(&self) -> Result<(i64, i64), ApiError> {
+        let page = self.page.unwrap_or(1);
+        let per_page = self.per_page.unwrap_or(20);
+        if !(1..=100_000).contains(&page) || !(1..=100).contains(&per_page) {
+            return Err(ApiError::invalid(
+                "invalid_pagination",
+                "page counts from 1; per_page is 1 to 100.",
+            ));
+        }
+        Ok((page, per_page))
+    }
+}
+
+/// A page of a list, as every list endpoint answers.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub page: i64,
+    pub per_page: i64,
+    pub total: i64,
+}

@@ -1,0 +1,38 @@
+//! The state every handler shares: cheap to clone (pools and `Arc`s inside).
+
+use std::sync::Arc;
+
+use shared::{bans::BanList, cache::RedisKeys, config::AuthConfig, tokens::KeySet};
+use sqlx::PgPool;
+
+use crate::{Config, rate_limit::AuthLimiter};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub redis: deadpool_redis::Pool,
+    pub redis_keys: RedisKeys,
+    pub keys: Arc<KeySet>,
+    pub auth: Arc<AuthConfig>,
+    pub bans: BanList,
+    pub auth_limiter: Arc<AuthLimiter>,
+    pub trust_forwarded_for: bool,
+}
+
+impl AppState {
+    pub fn new(config: Config, db: PgPool, redis: deadpool_redis::Pool, keys: KeySet) -> Self {
+        Self {
+            db,
+            redis,
+            redis_keys: RedisKeys::new(config.redis.key_prefix),
+            keys: Arc::new(keys),
+            auth_limiter: Arc::new(AuthLimiter::new(
+                config.auth.rate_per_minute,
+                config.auth.rate_burst,
+            )),
+            auth: Arc::new(config.auth),
+            bans: BanList::new(),
+            trust_forwarded_for: config.http.trust_forwarded_for,
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Spawning the app and talking to it.
+
+use std::{
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    time::Duration,
+};
+
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+use shared::{
+    config::{
+        AdminBootstrap, AuthConfig, HttpConfig, KeysConfig, LogFormat, PostgresConfig, RedisConfig,
+        Secret,
+    },
+    tokens::KeySet,
+};
+use sqlx::PgPool;
+use ticketing_api::{AppState, Application, Config};
+
+pub const ADMIN_EMAIL: &str = "admin@example.test";
+pub const ADMIN_PASSWORD: &str = "admin-pass-123";
+pub const PASSWORD: &str = "a-good-password";
+
+pub struct TestApp {
+    pub base: String,
+    pub db: PgPool,
+    pub keys: KeySet,
+    /// A client with its own cookie jar (one "browser").
+    pub client: Client,
+}
+
+pub fn test_config() -> Config {
+    Config {
+        http: HttpConfig {
+            addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)),
+            body_limit_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(10),
+            trust_forwarded_for: true,
+        },
+        postgres: PostgresConfig {
+            url: Secret::new(String::new()),
+            max_connections: 5,
+            auto_migrate: false,
+        },
+        redis: RedisConfig {
+            url: Secret::new(
+                std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            ),
+            pool_size: 8,
+            key_prefix: format!("test:{}:", uuid::Uuid::new_v4()),
+        },
+        keys: KeysConfig {
+            dir: "/nonexistent".into(),
+        },
+        auth: AuthConfig {
+            access_token_ttl: Duration::from_secs(900),
+            refresh_token_ttl: Duration::from_secs(3600),
+            cookie_secure: false,
+            rate_per_minute: 10_000,
+            rate_burst: 10_000,
+            admin: Some(AdminBootstrap {
+                email: ADMIN_EMAIL.into(),
+                password: Secret::new(ADMIN_PASSWORD.into()),
+            }),
+        },
+        web_root: concat!(env!("CARGO_MANIFEST_DIR"), "/web").into(),
+        log_format: LogFormat::Pretty,
+    }
+}
+
+pub async fn spawn(db: PgPool) -> TestApp {
+    spawn_with(db, test_config()).await
+}
+
+pub async fn spawn_with(db: PgPool, config: Config) -> TestApp {
+    shared::telemetry::init_tracing(LogFormat::Pretty);
+    let redis = shared::cache::connect(&config.redis).expect("redis pool");
+    let keys = KeySet::generate();
+    let state = AppState::new(config.clone(), db.clone(), redis, keys.clone());
+    let app = Application::with_state(&config, state)
+        .await
+        .expect("app builds");
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp {
+        base,
+        db,
+        keys,
+        client: new_client(),
+    }
+}
+
+pub fn new_client() -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .build()
+        .expect("a client builds")
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get_as(&self, path: &str, token: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_as(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn register(&self, email: &str, name: &str) -> Value {
+        let response = self
+            .post(
+                "/api/auth/register",
+                &json!({"email": email, "password": PASSWORD, "name": name}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.expect("json")
+    }
+
+    /// Logs in with this app's own client (its cookie jar keeps the refresh token).
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        login_with(&self.client, self, email, password).await
+    }
+
+    /// Registers a fan and logs them in on a fresh client; returns (user id, token, client).
+    pub async fn fan(&self, email: &str) -> (String, String, Client) {
+        let user = self.register(email, "A Fan").await;
+        let client = new_client();
+        let token = login_with(&client, self, email, PASSWORD).await;
+        let id = user["user"]["id"].as_str().expect("id").to_string();
+        (id, token, client)
+    }
+
+    pub async fn admin_token(&self) -> String {
+        login_with(&new_client(), self, ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = match table {
+            "users" => "SELECT count(*) FROM users",
+            "refresh_tokens" => "SELECT count(*) FROM refresh_tokens",
+            "organizer_applications" => "SELECT count(*) FROM organizer_applications",
+            "audit_log" => "SELECT count(*) FROM audit_log",
+            other => panic!("no count for {other}"),
+        };
+        let (n,): (i64,) = sqlx::query_as(sql)
+            .fetch_one(&self.db)
+            .await
+            .expect("count");
+        n
+    }
+}
+
+pub async fn login_with(client: &Client, app: &TestApp, email: &str, password: &str) -> String {
+    let response = client
+        .post(app.url("/api/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(response.status(), StatusCode::OK, "login of {email}");
+    let body: Value = response.json().await.expect("json");
+    body["access_token"].as_str().expect("token").to_string()
+}
+
+/// Asserts the status and the contract's error body, and returns the body.
+pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> Value {
+    let actual = response.status();
+    let text = response.text().await.expect("body");
+    assert_eq!(actual, status, "body: {text}");
+    let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+    assert_eq!(body["error"], code, "body: {body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "no message: {body}"
+    );
+    body
+}

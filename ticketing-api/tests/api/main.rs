@@ -1,0 +1,8 @@
+//! Integration tests of the ticketing API: the real app on port 0, a fresh Postgres database
+//! per test (`#[sqlx::test]`), a private Redis key prefix, spoken to over HTTP.
+
+mod accounts;
+mod admin;
+mod helpers;
+mod hostile;
+mod ops;

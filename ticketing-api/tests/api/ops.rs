@@ -1,0 +1,121 @@
+//! Health, readiness, metrics, request ids, and the shape of errors the router makes itself.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use shared::config::Secret;
+use sqlx::PgPool;
+
+use crate::helpers::{assert_error, spawn, spawn_with, test_config};
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn health_readiness_and_metrics_answer_directly_and_under_api(db: PgPool) {
+    let app = spawn(db).await;
+    for path in ["/healthz", "/api/healthz"] {
+        let response = app.client.get(app.url(path)).send().await.expect("sent");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    let ready: Value = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["checks"]["postgres"], true);
+    assert_eq!(ready["checks"]["redis"], true);
+
+    app.client
+        .get(app.url("/api/me"))
+        .send()
+        .await
+        .expect("sent");
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("http_requests_total"), "{metrics}");
+    assert!(metrics.contains(r#"route="/api/me""#), "{metrics}");
+    assert!(
+        metrics.contains("http_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn readiness_fails_when_redis_is_unreachable(db: PgPool) {
+    let mut config = test_config();
+    config.redis.url = Secret::new("redis://127.0.0.1:1".into());
+    let app = spawn_with(db, config).await;
+    let response = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["checks"]["redis"], false);
+    assert_eq!(body["checks"]["postgres"], true);
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn every_response_carries_a_request_id_and_keeps_a_given_one(db: PgPool) {
+    let app = spawn(db).await;
+    let made = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("sent");
+    let id = made.headers().get("x-request-id").expect("an id is made");
+    assert!(uuid::Uuid::parse_str(id.to_str().expect("ascii")).is_ok());
+
+    let given = app
+        .client
+        .get(app.url("/api/nope"))
+        .header("x-request-id", "gateway-abc-123")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(given.headers()["x-request-id"], "gateway-abc-123");
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn unknown_endpoints_and_wrong_methods_get_json_errors(db: PgPool) {
+    let app = spawn(db).await;
+    let missing = app
+        .client
+        .get(app.url("/api/nope"))
+        .send()
+        .await
+        .expect("sent");
+    assert_error(missing, StatusCode::NOT_FOUND, "not_found").await;
+    let wrong_method = app
+        .client
+        .get(app.url("/api/auth/login"))
+        .send()
+        .await
+        .expect("sent");
+    assert_error(
+        wrong_method,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    )
+    .await;
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn the_web_ui_is_served_when_running_without_the_gateway(db: PgPool) {
+    let app = spawn(db).await;
+    let page = app.client.get(app.url("/")).send().await.expect("sent");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.expect("text").contains("<html"));
+}
