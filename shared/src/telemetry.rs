@@ -4,7 +4,7 @@
 //! Metrics go through the `metrics` facade into one process-wide Prometheus recorder, rendered by
 //! each service's `/metrics`.
 
-use std::sync::OnceLock;
+use std::{io::IsTerminal, sync::OnceLock};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
@@ -16,8 +16,12 @@ use crate::config::LogFormat;
 pub fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
+    // Colours only for a person at a terminal, never into log files.
+    let ansi = std::io::stdout().is_terminal();
     let _already_set = match format {
-        LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
+        LogFormat::Pretty => registry
+            .with(fmt::layer().compact().with_ansi(ansi))
+            .try_init(),
         LogFormat::Json => registry
             .with(
                 fmt::layer()
