@@ -50,6 +50,7 @@ impl fmt::Display for Email {
 
 /// What a user may do. Stored as text in `users.role`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Fan,
@@ -82,6 +83,7 @@ impl FromStr for Role {
 
 /// Where a user stands on becoming an organizer. Stored as text in `users.organizer_status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OrganizerStatus {
     None,

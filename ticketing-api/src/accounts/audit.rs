@@ -28,13 +28,14 @@ pub async fn record(
     Ok(())
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: i64,
     pub actor_id: Option<UserId>,
     pub action: String,
     pub target_type: String,
     pub target_id: String,
+    #[schema(value_type = Object)]
     pub details: serde_json::Value,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

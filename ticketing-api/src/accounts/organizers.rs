@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{AccountError, audit, users};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Application {
     pub id: Uuid,
     pub user_id: UserId,

@@ -1,16 +1,15 @@
 //! `/api/admin/*`: organizer approvals, user search and bans, the audit log. Admins only;
 //! every change is written to the audit log in the same transaction.
 
-use axum::{
-    Router,
-    extract::State,
-    routing::{get, post},
-};
+use axum::extract::State;
 use serde::Deserialize;
 use shared::{
+    error::ErrorBody,
     http::{Json, Path, Query},
     ids::UserId,
 };
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{Page, Pagination, UserView};
 use crate::{
@@ -24,27 +23,39 @@ use crate::{
     extract::Admin,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/organizer-applications", get(list_applications))
-        .route("/admin/organizers/{user_id}/approve", post(approve))
-        .route("/admin/organizers/{user_id}/reject", post(reject))
-        .route("/admin/users", get(search_users))
-        .route("/admin/users/{user_id}/ban", post(ban))
-        .route("/admin/users/{user_id}/unban", post(unban))
-        .route("/admin/audit-log", get(audit_log))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_applications))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
+        .routes(routes!(search_users))
+        .routes(routes!(ban))
+        .routes(routes!(unban))
+        .routes(routes!(audit_log))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ApplicationFilter {
+    /// `pending` (default), `approved` or `rejected`.
     status: Option<String>,
     page: Option<i64>,
     per_page: Option<i64>,
 }
 
+/// Organizer applications in one status, oldest first.
+#[utoipa::path(
+    get, path = "/admin/organizer-applications", tag = "admin", security(("bearer" = [])),
+    params(ApplicationFilter),
+    responses(
+        (status = 200, body = Vec<Application>),
+        (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
+        (status = 422, description = "`invalid_status`, `invalid_pagination`", body = ErrorBody),
+    ),
+)]
 async fn list_applications(
     State(state): State<AppState>,
-    Admin(_): Admin,
+    _admin: Admin,
     Query(filter): Query<ApplicationFilter>,
 ) -> ApiResult<Json<Vec<Application>>> {
     let status = filter.status.as_deref().unwrap_or("pending");
@@ -59,6 +70,16 @@ async fn list_applications(
     Ok(Json(items))
 }
 
+/// Approve a user's pending application: their role becomes `organizer`. Audited.
+#[utoipa::path(
+    post, path = "/admin/organizers/{user_id}/approve", tag = "admin", security(("bearer" = [])),
+    params(("user_id" = UserId, Path)),
+    responses(
+        (status = 200, body = UserView),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 409, description = "`no_pending_application`", body = ErrorBody),
+    ),
+)]
 async fn approve(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -68,6 +89,16 @@ async fn approve(
     Ok(Json(user.into()))
 }
 
+/// Reject a user's pending application. Audited.
+#[utoipa::path(
+    post, path = "/admin/organizers/{user_id}/reject", tag = "admin", security(("bearer" = [])),
+    params(("user_id" = UserId, Path)),
+    responses(
+        (status = 200, body = UserView),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 409, description = "`no_pending_application`", body = ErrorBody),
+    ),
+)]
 async fn reject(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -77,17 +108,29 @@ async fn reject(
     Ok(Json(user.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct UserSearch {
+    /// Part of an email or a name, matched literally and case-insensitively.
     #[serde(default)]
     q: String,
     page: Option<i64>,
     per_page: Option<i64>,
 }
 
+/// Search users, newest first.
+#[utoipa::path(
+    get, path = "/admin/users", tag = "admin", security(("bearer" = [])),
+    params(UserSearch),
+    responses(
+        (status = 200, body = Page<UserView>),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 422, description = "`invalid_query`, `invalid_pagination`", body = ErrorBody),
+    ),
+)]
 async fn search_users(
     State(state): State<AppState>,
-    Admin(_): Admin,
+    _admin: Admin,
     Query(search): Query<UserSearch>,
 ) -> ApiResult<Json<Page<UserView>>> {
     if search.q.chars().count() > 200 {
@@ -107,11 +150,25 @@ async fn search_users(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct BanBody {
+    /// 1 to 500 characters, kept in the audit log.
     reason: String,
 }
 
+/// Ban a user: logins refused, sessions revoked, live tokens refused within seconds. Audited.
+#[utoipa::path(
+    post, path = "/admin/users/{user_id}/ban", tag = "admin", security(("bearer" = [])),
+    params(("user_id" = UserId, Path)),
+    request_body = BanBody,
+    responses(
+        (status = 200, body = UserView),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`cannot_ban_admin`", body = ErrorBody),
+        (status = 422, description = "`invalid_field`", body = ErrorBody),
+    ),
+)]
 async fn ban(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -132,6 +189,16 @@ async fn ban(
     Ok(Json(user.into()))
 }
 
+/// Lift a ban. Audited.
+#[utoipa::path(
+    post, path = "/admin/users/{user_id}/unban", tag = "admin", security(("bearer" = [])),
+    params(("user_id" = UserId, Path)),
+    responses(
+        (status = 200, body = UserView),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ),
+)]
 async fn unban(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -141,9 +208,18 @@ async fn unban(
     Ok(Json(user.into()))
 }
 
+/// The audit log, newest first.
+#[utoipa::path(
+    get, path = "/admin/audit-log", tag = "admin", security(("bearer" = [])),
+    params(Pagination),
+    responses(
+        (status = 200, body = Page<AuditEntry>),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+    ),
+)]
 async fn audit_log(
     State(state): State<AppState>,
-    Admin(_): Admin,
+    _admin: Admin,
     Query(pagination): Query<Pagination>,
 ) -> ApiResult<Json<Page<AuditEntry>>> {
     let (page, per_page) = pagination.resolve()?;

@@ -1,14 +1,14 @@
 //! `/api/auth/*`: register, login, refresh, logout.
 
 use axum::{
-    Router,
     extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::post,
 };
-use serde::Deserialize;
-use shared::http::Json;
+use serde::{Deserialize, Serialize};
+use shared::{error::ErrorBody, http::Json};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::UserView;
 use crate::{
@@ -21,28 +21,45 @@ use crate::{
     extract::ClientIp,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/register", post(register))
-        .route("/auth/login", post(login))
-        .route("/auth/refresh", post(refresh))
-        .route("/auth/logout", post(logout))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
 }
 
 const REFRESH_COOKIE: &str = "refresh_token";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct RegisterBody {
     email: String,
+    /// 8 to 128 characters.
     password: String,
     name: String,
 }
 
+#[derive(Serialize, ToSchema)]
+struct Registered {
+    user: UserView,
+}
+
+/// Create a fan account.
+#[utoipa::path(
+    post, path = "/auth/register", tag = "accounts",
+    request_body = RegisterBody,
+    responses(
+        (status = 201, body = Registered),
+        (status = 409, description = "`email_taken`", body = ErrorBody),
+        (status = 422, description = "`invalid_email`, `weak_password`, `invalid_field`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`, with Retry-After", body = ErrorBody),
+    ),
+)]
 async fn register(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     Json(body): Json<RegisterBody>,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+) -> ApiResult<(StatusCode, Json<Registered>)> {
     state
         .auth_limiter
         .check(ip)
@@ -52,16 +69,42 @@ async fn register(
     tracing::info!(user.id = %user.id, "account created");
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({ "user": UserView::from(user) })),
+        Json(Registered {
+            user: UserView::from(user),
+        }),
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct LoginBody {
     email: String,
     password: String,
 }
 
+/// What login and refresh answer; the refresh token travels in an HttpOnly cookie.
+#[derive(Serialize, ToSchema)]
+struct SessionBody {
+    access_token: String,
+    /// Always `Bearer`.
+    token_type: &'static str,
+    /// Seconds until the access token expires.
+    expires_in: u64,
+    /// Only on login.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<UserView>,
+}
+
+/// Log in: an access token, and a rotating refresh token in the `refresh_token` cookie.
+#[utoipa::path(
+    post, path = "/auth/login", tag = "accounts",
+    request_body = LoginBody,
+    responses(
+        (status = 200, body = SessionBody),
+        (status = 401, description = "`invalid_credentials`", body = ErrorBody),
+        (status = 403, description = "`banned`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`, with Retry-After", body = ErrorBody),
+    ),
+)]
 async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -76,10 +119,20 @@ async fn login(
     Ok(session_response(
         &state,
         &session,
-        Some(serde_json::to_value(UserView::from(user)).map_err(anyhow::Error::from)?),
+        Some(UserView::from(user)),
     ))
 }
 
+/// Trade the refresh cookie for a new access token; the cookie rotates. Presenting a spent
+/// refresh token revokes every session of that login.
+#[utoipa::path(
+    post, path = "/auth/refresh", tag = "accounts",
+    responses(
+        (status = 200, body = SessionBody),
+        (status = 401, description = "`invalid_refresh_token`, `refresh_token_reused`", body = ErrorBody),
+        (status = 403, description = "`banned`", body = ErrorBody),
+    ),
+)]
 async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     let presented = cookie(&headers, REFRESH_COOKIE).ok_or_else(|| {
         ApiError::unauthorized("invalid_refresh_token", "There is no refresh cookie.")
@@ -88,6 +141,11 @@ async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> ApiResult
     Ok(session_response(&state, &session, None))
 }
 
+/// End the session of the refresh cookie (always succeeds).
+#[utoipa::path(
+    post, path = "/auth/logout", tag = "accounts",
+    responses((status = 204, description = "Logged out; the cookie is cleared")),
+)]
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     if let Some(presented) = cookie(&headers, REFRESH_COOKIE) {
         sessions::end(&state.db, presented).await?;
@@ -100,19 +158,13 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<
 }
 
 /// `{access_token, token_type, expires_in[, user]}` plus the rotated refresh cookie.
-fn session_response(
-    state: &AppState,
-    session: &Session,
-    user: Option<serde_json::Value>,
-) -> Response {
-    let mut body = serde_json::json!({
-        "access_token": session.access_token,
-        "token_type": "Bearer",
-        "expires_in": session.expires_in.as_secs(),
-    });
-    if let Some(user) = user {
-        body["user"] = user;
-    }
+fn session_response(state: &AppState, session: &Session, user: Option<UserView>) -> Response {
+    let body = SessionBody {
+        access_token: session.access_token.clone(),
+        token_type: "Bearer",
+        expires_in: session.expires_in.as_secs(),
+        user,
+    };
     let mut response = Json(body).into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,

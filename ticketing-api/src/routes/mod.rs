@@ -5,45 +5,117 @@ mod auth;
 mod me;
 mod organizer;
 
-use axum::{Router, http::StatusCode};
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    http::{StatusCode, header},
+    routing::get,
+};
 use serde::{Deserialize, Serialize};
 use shared::http::{Readiness, apply_common_layers, error_response, ops_router};
 use tower_http::services::{ServeDir, ServeFile};
+use utoipa::{
+    IntoParams, Modify, OpenApi, ToSchema,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::{AppState, Config, accounts::User, error::ApiError};
 
-/// The whole app: `/api/...`, the ops endpoints (also under `/api` for the gateway), and the
-/// browser UI's static files when the API runs without the gateway.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Ticketing API",
+        description = "Accounts, organizers and admin today; venues, events, holds and registrations as they land. Errors are always `{\"error\": code, \"message\": text}`."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "accounts", description = "Sign-up, login, sessions"),
+        (name = "organizers", description = "Becoming an organizer"),
+        (name = "admin", description = "Admins only; every change is audited"),
+    ),
+)]
+struct ApiDoc;
+
+/// `Authorization: Bearer <access token>`.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT (EdDSA)")
+                        .build(),
+                ),
+            );
+    }
+}
+
+/// Every documented route under `/api`, and the OpenAPI document generated from them.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest(
+            "/api",
+            OpenApiRouter::new()
+                .merge(auth::router())
+                .merge(me::router())
+                .merge(organizer::router())
+                .merge(admin::router()),
+        )
+        .split_for_parts()
+}
+
+/// The whole app: `/api/...`, `/api/openapi.json`, the ops endpoints (also under `/api` for
+/// the gateway), and the browser UI's static files when the API runs without the gateway.
 pub fn router(state: AppState, config: &Config) -> Router {
     let readiness = Readiness::new()
         .postgres(state.db.clone())
         .redis(state.redis.clone());
     let ops = ops_router(readiness);
-    let api = Router::new()
-        .merge(auth::router())
-        .merge(me::router())
-        .merge(organizer::router())
-        .merge(admin::router())
+    let (documented, doc) = api();
+    // Rendered once: the document only changes with the code.
+    let spec: Arc<str> = doc.to_json().unwrap_or_else(|_| "{}".into()).into();
+    let api = documented
         .with_state(state)
-        .merge(ops.clone())
-        .fallback(|| async {
-            error_response(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "There is no such API endpoint.",
-            )
-        });
+        .route(
+            "/api/openapi.json",
+            get(move || {
+                let spec = spec.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        spec.to_string(),
+                    )
+                }
+            }),
+        )
+        .nest("/api", ops.clone())
+        // Unknown API paths are JSON 404s, never the web UI's index.html.
+        .route(
+            "/api/{*rest}",
+            axum::routing::any(|| async {
+                error_response(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "There is no such API endpoint.",
+                )
+            }),
+        );
     let web = ServeDir::new(&config.web_root)
         .fallback(ServeFile::new(config.web_root.join("index.html")));
-    let app = Router::new()
-        .nest("/api", api)
-        .merge(ops)
-        .fallback_service(web);
+    let app = api.merge(ops).fallback_service(web);
     apply_common_layers(app, &config.http)
 }
 
 /// A user as the API shows them (never the hash, never internal columns).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
     pub id: shared::ids::UserId,
     pub email: String,
@@ -67,7 +139,8 @@ impl From<User> for UserView {
 }
 
 /// `?page=&per_page=`: pages count from 1, at most 100 items a page.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Pagination {
     pub page: Option<i64>,
     pub per_page: Option<i64>,
@@ -93,7 +166,7 @@ impl Pagination {
 }
 
 /// A page of a list, as every list endpoint answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub page: i64,

@@ -1,8 +1,10 @@
 //! `/api/organizer/*`: becoming an organizer.
 
-use axum::{Router, extract::State, http::StatusCode, routing::post};
+use axum::{extract::State, http::StatusCode};
 use serde::Deserialize;
-use shared::http::Json;
+use shared::{error::ErrorBody, http::Json};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     AppState,
@@ -11,17 +13,27 @@ use crate::{
     extract::CurrentUser,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/organizer/applications", post(apply))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(apply))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ApplyBody {
     company: String,
     #[serde(default)]
     details: String,
 }
 
+/// Ask to become an organizer; an admin decides.
+#[utoipa::path(
+    post, path = "/organizer/applications", tag = "organizers", security(("bearer" = [])),
+    request_body = ApplyBody,
+    responses(
+        (status = 201, body = Application),
+        (status = 409, description = "`application_pending`, `already_organizer`", body = ErrorBody),
+        (status = 422, description = "`invalid_field`", body = ErrorBody),
+    ),
+)]
 async fn apply(
     State(state): State<AppState>,
     caller: CurrentUser,

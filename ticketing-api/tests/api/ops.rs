@@ -119,3 +119,46 @@ async fn the_web_ui_is_served_when_running_without_the_gateway(db: PgPool) {
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.text().await.expect("text").contains("<html"));
 }
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn the_openapi_document_describes_every_account_endpoint(db: PgPool) {
+    let app = spawn(db).await;
+    let doc: Value = app
+        .client
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with('3')));
+    for (path, method) in [
+        ("/api/auth/register", "post"),
+        ("/api/auth/login", "post"),
+        ("/api/auth/refresh", "post"),
+        ("/api/auth/logout", "post"),
+        ("/api/me", "get"),
+        ("/api/organizer/applications", "post"),
+        ("/api/admin/organizer-applications", "get"),
+        ("/api/admin/organizers/{user_id}/approve", "post"),
+        ("/api/admin/organizers/{user_id}/reject", "post"),
+        ("/api/admin/users", "get"),
+        ("/api/admin/users/{user_id}/ban", "post"),
+        ("/api/admin/users/{user_id}/unban", "post"),
+        ("/api/admin/audit-log", "get"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is not documented"
+        );
+    }
+    let schemas = &doc["components"]["schemas"];
+    for schema in ["ErrorBody", "UserView", "RegisterBody", "SessionBody"] {
+        assert!(schemas[schema].is_object(), "schema {schema} missing");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+}
