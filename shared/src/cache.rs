@@ -12,7 +12,7 @@ use deadpool_redis::{Config, Pool, Runtime, redis};
 
 use crate::{
     config::RedisConfig,
-    ids::{EventId, HoldId, UserId},
+    ids::{EventId, HoldId},
 };
 
 /// Builds a connection pool (multiplexed connections underneath).
@@ -92,26 +92,21 @@ impl RedisKeys {
         self.event("wr", event, "gate")
     }
 
-    // --- seats and holds (`inv:{evt:ID}:...`) ----------------------------------------------
+    // --- seats and holds (`inv:{evt:ID}:...`, see `inventory/inventory.lua`) ----------------
 
-    /// One seat's state: absent = free, a hold id = held (with TTL), `sold`.
-    pub fn seat(&self, event: EventId, seat_label_or_id: &str) -> String {
-        self.event("inv", event, &format!("seat:{seat_label_or_id}"))
+    /// The base of every inventory key of the event; the inventory script derives the rest.
+    pub fn inventory(&self, event: EventId) -> String {
+        self.event("inv", event, "")
     }
 
-    /// A hold's record: owner, seats, expiry.
-    pub fn hold(&self, event: EventId, hold: HoldId) -> String {
-        self.event("inv", event, &format!("hold:{hold}"))
+    /// Which event a hold belongs to, for `DELETE /api/holds/{id}` (which names no event).
+    pub fn hold_event(&self, hold: HoldId) -> String {
+        format!("{}inv:hold-event:{hold}", self.prefix)
     }
 
-    /// The one live hold a fan has on an event.
-    pub fn fan_hold(&self, event: EventId, user: UserId) -> String {
-        self.event("inv", event, &format!("fan:{user}"))
-    }
-
-    /// Whether the Redis mirror of the event's inventory is loaded (rebuilt from Postgres if not).
-    pub fn inventory_loaded(&self, event: EventId) -> String {
-        self.event("inv", event, "loaded")
+    /// Events with inventory loaded in Redis, for the periodic sweep of expired holds.
+    pub fn active_events(&self) -> String {
+        format!("{}inv:active-events", self.prefix)
     }
 }
 
@@ -132,10 +127,7 @@ mod tests {
             keys.queue_active(event),
             keys.queue_seen(event),
             keys.queue_gate(event),
-            keys.seat(event, "A-1-1"),
-            keys.hold(event, HoldId::new()),
-            keys.fan_hold(event, UserId::new()),
-            keys.inventory_loaded(event),
+            keys.inventory(event),
         ] {
             assert!(key.starts_with("t1:"), "{key} lacks the prefix");
             assert!(key.contains(&tag), "{key} lacks the event's hash tag");

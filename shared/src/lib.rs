@@ -12,6 +12,7 @@
 //! | [`tokens`] | signing and verification of access, queue, admission and ticket tokens (EdDSA) |
 //! | [`db`] | the Postgres pool and the embedded migrations |
 //! | [`cache`] | the Redis pool and every Redis key family |
+//! | [`inventory`] | seats and holds in Redis (one Lua script), and each event's seat catalog |
 //! | [`messaging`] | the RabbitMQ connection, exchange and queue names, message payloads |
 //! | [`http`] | (feature `http`) the axum plumbing the web services share |
 //!
@@ -27,6 +28,7 @@ pub mod error;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod ids;
+pub mod inventory;
 pub mod messaging;
 pub mod shutdown;
 pub mod telemetry;

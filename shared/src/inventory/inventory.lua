@@ -1,0 +1,270 @@
+-- The seat inventory of one event, in Redis. Every operation on seats and holds is this one
+-- script, so each is atomic, and every check of a hold compares its owner first.
+--
+-- KEYS[1] is the event's key base, "<prefix>inv:{evt:ID}:". Every key below is that base plus
+-- a suffix, so all share the event's hash tag (one Redis Cluster slot).
+--
+--   seats          HASH   idx -> hold id | "S"      only seats that are not free
+--   free:<c>       ZSET   idx scored row_rank*1e6 + seat_no, the free seats of class c
+--   holds          ZSET   hold id scored by its expiry (ms): a hold is alive iff score > now
+--   hold:<id>      HASH   owner, seats ("idx:c:score,..."), expires
+--   fan:<user>     STRING the fan's live hold id (one hold per fan per event)
+--   sold           HASH   c -> seats of class c sold
+--   loaded         STRING present once the inventory was built from Postgres
+--
+-- A hold expires by itself: once its score passes, its seats count as free to every check.
+-- Expired holds are swept (seats back into free:<c>) at the start of each operation and by
+-- the periodic sweeper. Postgres stays the final word on what is sold.
+
+local base = KEYS[1]
+local op = ARGV[1]
+
+local SEATS = base .. 'seats'
+local HOLDS = base .. 'holds'
+local SOLD = base .. 'sold'
+local LOADED = base .. 'loaded'
+-- A hold's record outlives its expiry until swept; this only bounds abandoned events.
+local RECORD_TTL_MS = 86400000
+local SWEEP_BATCH = 100
+
+local function free_key(c) return base .. 'free:' .. c end
+local function hold_key(id) return base .. 'hold:' .. id end
+local function fan_key(user) return base .. 'fan:' .. user end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function is_live(id, now)
+  local score = redis.call('ZSCORE', HOLDS, id)
+  return score ~= false and tonumber(score) > now
+end
+
+-- Returns a hold's seats (those still pointing at it) to the free sets and forgets the hold.
+local function drop_hold(id)
+  local rec = redis.call('HMGET', hold_key(id), 'owner', 'seats')
+  if rec[2] then
+    for idx, c, score in string.gmatch(rec[2], '(%d+):(%d+):(%d+)') do
+      if redis.call('HGET', SEATS, idx) == id then
+        redis.call('HDEL', SEATS, idx)
+        redis.call('ZADD', free_key(c), score, idx)
+      end
+    end
+  end
+  if rec[1] and redis.call('GET', fan_key(rec[1])) == id then
+    redis.call('DEL', fan_key(rec[1]))
+  end
+  redis.call('DEL', hold_key(id))
+  redis.call('ZREM', HOLDS, id)
+end
+
+local function sweep(now, limit)
+  local expired = redis.call('ZRANGEBYSCORE', HOLDS, '-inf', now, 'LIMIT', 0, limit)
+  for _, id in ipairs(expired) do drop_hold(id) end
+  return #expired
+end
+
+-- Takes `entries` ({idx, c, score} each, all free) for hold `id` of `owner` until `expires`.
+local function take(id, owner, entries, expires)
+  local packed = {}
+  for _, e in ipairs(entries) do
+    redis.call('HSET', SEATS, e[1], id)
+    redis.call('ZREM', free_key(e[2]), e[1])
+    packed[#packed + 1] = e[1] .. ':' .. e[2] .. ':' .. e[3]
+  end
+  redis.call('HSET', hold_key(id), 'owner', owner, 'seats', table.concat(packed, ','), 'expires', expires)
+  redis.call('PEXPIRE', hold_key(id), RECORD_TTL_MS)
+  redis.call('ZADD', HOLDS, expires, id)
+  redis.call('SET', fan_key(owner), id, 'PXAT', expires)
+end
+
+-- The fan's live previous hold, released so its seats can be reused by the new one. Returns
+-- what is needed to put it back if the new hold cannot be made.
+local function release_previous(owner, now)
+  local previous = redis.call('GET', fan_key(owner))
+  if not previous or not is_live(previous, now) then return nil end
+  local rec = redis.call('HMGET', hold_key(previous), 'seats', 'expires')
+  drop_hold(previous)
+  return { id = previous, seats = rec[1] or '', expires = tonumber(rec[2]) }
+end
+
+local function restore(previous, owner)
+  if not previous then return end
+  local entries = {}
+  for idx, c, score in string.gmatch(previous.seats, '(%d+):(%d+):(%d+)') do
+    entries[#entries + 1] = { idx, c, score }
+  end
+  take(previous.id, owner, entries, previous.expires)
+end
+
+-- Building the inventory (see Inventory::ensure_loaded): swap the staged keys in, once.
+if op == 'commit_load' then
+  local classes = tonumber(ARGV[2])
+  if redis.call('EXISTS', LOADED) == 1 then
+    for c = 0, classes - 1 do redis.call('DEL', base .. 'stage:free:' .. c) end
+    redis.call('DEL', base .. 'stage:seats', base .. 'stage:sold')
+    return { 'already' }
+  end
+  redis.call('DEL', SEATS, SOLD, HOLDS)
+  for c = 0, classes - 1 do
+    redis.call('DEL', free_key(c))
+    if redis.call('EXISTS', base .. 'stage:free:' .. c) == 1 then
+      redis.call('RENAME', base .. 'stage:free:' .. c, free_key(c))
+    end
+  end
+  if redis.call('EXISTS', base .. 'stage:seats') == 1 then
+    redis.call('RENAME', base .. 'stage:seats', SEATS)
+  end
+  if redis.call('EXISTS', base .. 'stage:sold') == 1 then
+    redis.call('RENAME', base .. 'stage:sold', SOLD)
+  end
+  redis.call('SET', LOADED, '1')
+  return { 'ok' }
+end
+
+if redis.call('EXISTS', LOADED) == 0 then return { 'not_loaded' } end
+local now = now_ms()
+
+if op == 'hold' then
+  -- ARGV: hold id, owner, ttl ms, then idx, c, score for each seat
+  local id, owner, ttl = ARGV[2], ARGV[3], tonumber(ARGV[4])
+  sweep(now, SWEEP_BATCH)
+  local previous_id = redis.call('GET', fan_key(owner))
+  local taken, entries = {}, {}
+  for i = 5, #ARGV, 3 do
+    local idx = ARGV[i]
+    local holder = redis.call('HGET', SEATS, idx)
+    if holder == 'S' or (holder and holder ~= previous_id and is_live(holder, now)) then
+      taken[#taken + 1] = idx
+    end
+    entries[#entries + 1] = { idx, ARGV[i + 1], ARGV[i + 2] }
+  end
+  if #taken > 0 then
+    table.insert(taken, 1, 'taken')
+    return taken
+  end
+  release_previous(owner, now)
+  local expires = now + ttl
+  take(id, owner, entries, expires)
+  return { 'ok', tostring(expires) }
+
+elseif op == 'best' then
+  -- ARGV: hold id, owner, ttl ms, class c, quantity, how many free seats to scan at most
+  local id, owner, ttl, c = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+  local quantity, scan_limit = tonumber(ARGV[6]), tonumber(ARGV[7])
+  sweep(now, SWEEP_BATCH)
+  local previous = release_previous(owner, now)
+  -- Walk the class's free seats best first; the first run of `quantity` seats in one row with
+  -- consecutive seat numbers wins. Without one, the best `quantity` free seats.
+  local run, best_free = {}, {}
+  local chosen = nil
+  local offset, page = 0, 500
+  while offset < scan_limit and not chosen do
+    local chunk = redis.call('ZRANGE', free_key(c), offset, offset + page - 1, 'WITHSCORES')
+    if #chunk == 0 then break end
+    for j = 1, #chunk, 2 do
+      local idx, raw = chunk[j], chunk[j + 1]
+      local score = tonumber(raw)
+      local entry = { idx, c, raw, score }
+      if #best_free < quantity then best_free[#best_free + 1] = entry end
+      local last = run[#run]
+      if last and math.floor(last[4] / 1000000) == math.floor(score / 1000000) and last[4] + 1 == score then
+        run[#run + 1] = entry
+      else
+        run = { entry }
+      end
+      if #run == quantity then
+        chosen = run
+        break
+      end
+    end
+    offset = offset + page
+  end
+  if not chosen and #best_free == quantity then chosen = best_free end
+  if not chosen then
+    restore(previous, owner)
+    return { 'not_enough', tostring(redis.call('ZCARD', free_key(c))) }
+  end
+  local expires = now + ttl
+  take(id, owner, chosen, expires)
+  local reply = { 'ok', tostring(expires) }
+  for _, e in ipairs(chosen) do reply[#reply + 1] = e[1] end
+  return reply
+
+elseif op == 'release' then
+  -- ARGV: hold id, owner
+  local id, owner = ARGV[2], ARGV[3]
+  if redis.call('HGET', hold_key(id), 'owner') ~= owner or not is_live(id, now) then
+    return { 'not_found' }
+  end
+  drop_hold(id)
+  return { 'ok' }
+
+elseif op == 'extend' then
+  -- ARGV: hold id, owner, ms to add from now (never shortens). Returns the hold's seats.
+  local id, owner, ttl = ARGV[2], ARGV[3], tonumber(ARGV[4])
+  local rec = redis.call('HMGET', hold_key(id), 'owner', 'seats', 'expires')
+  if rec[1] ~= owner then return { 'not_found' } end
+  if not is_live(id, now) then return { 'expired' } end
+  local expires = math.max(tonumber(rec[3]), now + ttl)
+  redis.call('HSET', hold_key(id), 'expires', expires)
+  redis.call('ZADD', HOLDS, expires, id)
+  redis.call('SET', fan_key(owner), id, 'PXAT', expires)
+  local reply = { 'ok', tostring(expires) }
+  for idx in string.gmatch(rec[2], '(%d+):%d+:%d+') do reply[#reply + 1] = idx end
+  return reply
+
+elseif op == 'convert' then
+  -- After the booking committed in Postgres. ARGV: hold id, owner, then idx, c per sold seat.
+  -- The seats are sold whatever Redis thought of them: Postgres has spoken.
+  local id, owner = ARGV[2], ARGV[3]
+  for i = 4, #ARGV, 2 do
+    local idx, c = ARGV[i], ARGV[i + 1]
+    if redis.call('HGET', SEATS, idx) ~= 'S' then
+      redis.call('HSET', SEATS, idx, 'S')
+      redis.call('ZREM', free_key(c), idx)
+      redis.call('HINCRBY', SOLD, c, 1)
+    end
+  end
+  if redis.call('HGET', hold_key(id), 'owner') == owner then
+    if redis.call('GET', fan_key(owner)) == id then redis.call('DEL', fan_key(owner)) end
+    redis.call('DEL', hold_key(id))
+    redis.call('ZREM', HOLDS, id)
+  end
+  return { 'ok' }
+
+elseif op == 'sweep' then
+  return { 'ok', tostring(sweep(now, tonumber(ARGV[2]))) }
+
+elseif op == 'counts' then
+  -- ARGV: number of classes. Per class: free, sold (held = capacity - free - sold).
+  sweep(now, SWEEP_BATCH)
+  local reply = { 'ok' }
+  for c = 0, tonumber(ARGV[2]) - 1 do
+    reply[#reply + 1] = tostring(redis.call('ZCARD', free_key(c)))
+    reply[#reply + 1] = tostring(redis.call('HGET', SOLD, c) or 0)
+  end
+  return reply
+
+elseif op == 'snapshot' then
+  -- The seat map: every seat that is held by a live hold or sold, as idx, 'h' | 's'.
+  sweep(now, SWEEP_BATCH)
+  local reply = { 'ok' }
+  local live = {}
+  local all = redis.call('HGETALL', SEATS)
+  for j = 1, #all, 2 do
+    local holder = all[j + 1]
+    if holder ~= 'S' and live[holder] == nil then live[holder] = is_live(holder, now) end
+    if holder == 'S' then
+      reply[#reply + 1] = all[j]
+      reply[#reply + 1] = 's'
+    elseif live[holder] then
+      reply[#reply + 1] = all[j]
+      reply[#reply + 1] = 'h'
+    end
+  end
+  return reply
+end
+
+return redis.error_reply('unknown inventory op ' .. tostring(op))

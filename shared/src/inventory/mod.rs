@@ -1,0 +1,491 @@
+//! Seats and holds in Redis: the fast path of every sale, never its final word.
+//!
+//! Every operation is one call of `inventory.lua` (atomic, owner-checked). Holds are
+//! all-or-nothing, expire by themselves at their TTL, and one fan has at most one live hold per
+//! event: a new hold replaces the previous one (atomically; if the new one cannot be made, the
+//! old one stays). A sold seat can never be held again.
+//!
+//! The inventory of an event is built from Postgres the first time it is needed, and again
+//! whenever Redis has lost it (flush, failover): sold seats come from the tickets table, so a
+//! lost Redis can cost fans their holds but can never sell a seat twice — Postgres'
+//! `UNIQUE (event_id, seat_id)` is the final word, checked by every booking.
+
+pub mod catalog;
+
+use std::{sync::LazyLock, time::Duration};
+
+use deadpool_redis::{
+    Pool,
+    redis::{self, Script},
+};
+use sqlx::PgPool;
+
+pub use self::catalog::{Catalog, CatalogCache, ClassInfo, SeatInfo};
+use crate::{
+    cache::RedisKeys,
+    ids::{EventId, HoldId, UserId},
+};
+
+static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("inventory.lua")));
+
+/// How far best-available looks through a class's free seats for `quantity` adjacent ones
+/// before it settles for the best free seats. Bounds the script's time on huge classes.
+const BEST_SCAN_LIMIT: u32 = 20_000;
+/// How long another process's inventory build may take before this one gives up waiting.
+const LOAD_WAIT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Pool(#[from] deadpool_redis::PoolError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("the inventory answered {0:?}")]
+    Protocol(Vec<String>),
+    #[error("the inventory of the event is being built by another process; try again")]
+    Loading,
+}
+
+/// What happened to a request for a hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldOutcome {
+    /// Held until `expires_at_ms` (Unix ms); `seats` are the idx held.
+    Held { expires_at_ms: i64, seats: Vec<u32> },
+    /// These requested seats are held by someone else or sold; nothing was held.
+    Taken(Vec<u32>),
+    /// The class has fewer free seats than asked for; nothing was held.
+    NotEnough { free: u64 },
+}
+
+/// The state of a live hold after extending it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldState {
+    Live { expires_at_ms: i64, seats: Vec<u32> },
+    Expired,
+    NotFound,
+}
+
+/// Seats of one class by state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct ClassCounts {
+    pub free: u32,
+    pub held: u32,
+    pub sold: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SeatState {
+    Free,
+    Held,
+    Sold,
+}
+
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    db: PgPool,
+    redis: Pool,
+    keys: RedisKeys,
+}
+
+impl Inventory {
+    pub fn new(db: PgPool, redis: Pool, keys: RedisKeys) -> Self {
+        Self { db, redis, keys }
+    }
+
+    pub fn keys(&self) -> &RedisKeys {
+        &self.keys
+    }
+
+    async fn call(&self, event: EventId, args: &[String]) -> Result<Vec<String>, InventoryError> {
+        let mut conn = self.redis.get().await?;
+        let mut invocation = SCRIPT.key(self.keys.inventory(event));
+        for arg in args {
+            invocation.arg(arg);
+        }
+        Ok(invocation.invoke_async(&mut conn).await?)
+    }
+
+    /// Runs `args`, building the inventory first if Redis does not have it.
+    async fn call_loaded(
+        &self,
+        catalog: &Catalog,
+        args: &[String],
+    ) -> Result<Vec<String>, InventoryError> {
+        let reply = self.call(catalog.event_id, args).await?;
+        if reply.first().map(String::as_str) != Some("not_loaded") {
+            return Ok(reply);
+        }
+        self.ensure_loaded(catalog).await?;
+        self.call(catalog.event_id, args).await
+    }
+
+    /// Holds exactly these seats (by idx) for `owner`, all or nothing.
+    pub async fn hold_seats(
+        &self,
+        catalog: &Catalog,
+        hold: HoldId,
+        owner: UserId,
+        ttl: Duration,
+        seats: &[u32],
+    ) -> Result<HoldOutcome, InventoryError> {
+        let mut args = vec![
+            "hold".to_string(),
+            hold.to_string(),
+            owner.to_string(),
+            ttl.as_millis().to_string(),
+        ];
+        for &idx in seats {
+            let seat = catalog
+                .seat(idx)
+                .ok_or_else(|| InventoryError::Protocol(vec![format!("no seat {idx}")]))?;
+            args.extend([
+                idx.to_string(),
+                seat.class.to_string(),
+                seat.score().to_string(),
+            ]);
+        }
+        let reply = self.call_loaded(catalog, &args).await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(HoldOutcome::Held {
+                expires_at_ms: parse(&reply, 1)?,
+                seats: seats.to_vec(),
+            }),
+            Some("taken") => Ok(HoldOutcome::Taken(parse_all(&reply, 1)?)),
+            _ => Err(InventoryError::Protocol(reply)),
+        }
+    }
+
+    /// Holds the best `quantity` seats of class `class` (by position): adjacent in one row
+    /// where possible, best rows first; otherwise the best free seats.
+    pub async fn hold_best(
+        &self,
+        catalog: &Catalog,
+        hold: HoldId,
+        owner: UserId,
+        ttl: Duration,
+        class: u16,
+        quantity: u32,
+    ) -> Result<HoldOutcome, InventoryError> {
+        let args = [
+            "best".to_string(),
+            hold.to_string(),
+            owner.to_string(),
+            ttl.as_millis().to_string(),
+            class.to_string(),
+            quantity.to_string(),
+            BEST_SCAN_LIMIT.to_string(),
+        ];
+        let reply = self.call_loaded(catalog, &args).await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(HoldOutcome::Held {
+                expires_at_ms: parse(&reply, 1)?,
+                seats: parse_all(&reply, 2)?,
+            }),
+            Some("not_enough") => Ok(HoldOutcome::NotEnough {
+                free: parse(&reply, 1)?,
+            }),
+            _ => Err(InventoryError::Protocol(reply)),
+        }
+    }
+
+    /// Releases `owner`'s live hold. `false` if it is not theirs, not live, or unknown.
+    pub async fn release(
+        &self,
+        event: EventId,
+        hold: HoldId,
+        owner: UserId,
+    ) -> Result<bool, InventoryError> {
+        let reply = self
+            .call(
+                event,
+                &["release".into(), hold.to_string(), owner.to_string()],
+            )
+            .await?;
+        Ok(reply.first().map(String::as_str) == Some("ok"))
+    }
+
+    /// Keeps `owner`'s hold alive at least `ttl` from now and returns its seats.
+    pub async fn extend(
+        &self,
+        event: EventId,
+        hold: HoldId,
+        owner: UserId,
+        ttl: Duration,
+    ) -> Result<HoldState, InventoryError> {
+        let args = [
+            "extend".to_string(),
+            hold.to_string(),
+            owner.to_string(),
+            ttl.as_millis().to_string(),
+        ];
+        let reply = self.call(event, &args).await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(HoldState::Live {
+                expires_at_ms: parse(&reply, 1)?,
+                seats: parse_all(&reply, 2)?,
+            }),
+            Some("expired") => Ok(HoldState::Expired),
+            // A lost inventory lost its holds too.
+            Some("not_found" | "not_loaded") => Ok(HoldState::NotFound),
+            _ => Err(InventoryError::Protocol(reply)),
+        }
+    }
+
+    /// After a booking committed: the seats are sold, the hold is gone.
+    pub async fn convert(
+        &self,
+        catalog: &Catalog,
+        hold: HoldId,
+        owner: UserId,
+        seats: &[u32],
+    ) -> Result<(), InventoryError> {
+        let mut args = vec!["convert".to_string(), hold.to_string(), owner.to_string()];
+        for &idx in seats {
+            let class = catalog.seat(idx).map_or(0, |seat| seat.class);
+            args.extend([idx.to_string(), class.to_string()]);
+        }
+        // An inventory that is not loaded will read these seats as sold from Postgres.
+        let reply = self.call(catalog.event_id, &args).await?;
+        match reply.first().map(String::as_str) {
+            Some("ok" | "not_loaded") => Ok(()),
+            _ => Err(InventoryError::Protocol(reply)),
+        }
+    }
+
+    /// Free, held and sold seats per class (by position).
+    pub async fn counts(&self, catalog: &Catalog) -> Result<Vec<ClassCounts>, InventoryError> {
+        let args = ["counts".to_string(), catalog.classes.len().to_string()];
+        let reply = self.call_loaded(catalog, &args).await?;
+        if reply.first().map(String::as_str) != Some("ok") {
+            return Err(InventoryError::Protocol(reply));
+        }
+        let numbers: Vec<u32> = parse_all(&reply, 1)?;
+        Ok(catalog
+            .classes
+            .iter()
+            .zip(numbers.chunks(2))
+            .map(|(class, pair)| {
+                let (free, sold) = (pair[0], pair.get(1).copied().unwrap_or(0));
+                ClassCounts {
+                    free,
+                    sold,
+                    held: class.capacity.saturating_sub(free + sold),
+                }
+            })
+            .collect())
+    }
+
+    /// Every seat's state, indexed by idx.
+    pub async fn snapshot(&self, catalog: &Catalog) -> Result<Vec<SeatState>, InventoryError> {
+        let reply = self.call_loaded(catalog, &["snapshot".to_string()]).await?;
+        if reply.first().map(String::as_str) != Some("ok") {
+            return Err(InventoryError::Protocol(reply));
+        }
+        let mut states = vec![SeatState::Free; catalog.seats.len()];
+        for pair in reply[1..].chunks(2) {
+            let (Some(idx), Some(state)) = (pair.first(), pair.get(1)) else {
+                return Err(InventoryError::Protocol(reply.clone()));
+            };
+            let idx: usize = idx
+                .parse()
+                .map_err(|_| InventoryError::Protocol(reply.clone()))?;
+            if let Some(slot) = states.get_mut(idx) {
+                *slot = if state == "s" {
+                    SeatState::Sold
+                } else {
+                    SeatState::Held
+                };
+            }
+        }
+        Ok(states)
+    }
+
+    /// Returns the seats of up to `limit` expired holds to the free sets.
+    pub async fn sweep(&self, event: EventId, limit: u32) -> Result<u32, InventoryError> {
+        let reply = self
+            .call(event, &["sweep".into(), limit.to_string()])
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => parse(&reply, 1),
+            Some("not_loaded") => Ok(0),
+            _ => Err(InventoryError::Protocol(reply)),
+        }
+    }
+
+    /// Builds the event's inventory in Redis from Postgres, unless it is there already.
+    /// One process builds (a lock); the others wait for it.
+    pub async fn ensure_loaded(&self, catalog: &Catalog) -> Result<(), InventoryError> {
+        let event = catalog.event_id;
+        let base = self.keys.inventory(event);
+        let mut conn = self.redis.get().await?;
+        let token = uuid::Uuid::new_v4().to_string();
+        let locked: bool = redis::cmd("SET")
+            .arg(format!("{base}loading"))
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(LOAD_WAIT.as_millis().to_string())
+            .query_async::<Option<String>>(&mut conn)
+            .await?
+            .is_some();
+        if !locked {
+            return self.wait_loaded(&base).await;
+        }
+
+        let sold: Vec<(i32,)> = sqlx::query_as(
+            "SELECT s.idx FROM tickets t
+             JOIN seats s ON s.event_id = t.event_id AND s.id = t.seat_id
+             WHERE t.event_id = $1",
+        )
+        .bind(event)
+        .fetch_all(&self.db)
+        .await?;
+        let mut is_sold = vec![false; catalog.seats.len()];
+        for (idx,) in sold {
+            if let Some(slot) = usize::try_from(idx).ok().and_then(|i| is_sold.get_mut(i)) {
+                *slot = true;
+            }
+        }
+
+        // Stage everything under separate keys, then swap them in at once (commit_load).
+        let mut pipe = redis::pipe();
+        pipe.del(format!("{base}stage:seats"))
+            .del(format!("{base}stage:sold"));
+        for class in &catalog.classes {
+            pipe.del(format!("{base}stage:free:{}", class.position));
+        }
+        let mut sold_per_class = vec![0u32; catalog.classes.len()];
+        for chunk in catalog
+            .seats
+            .iter()
+            .enumerate()
+            .collect::<Vec<_>>()
+            .chunks(2_000)
+        {
+            for &(idx, seat) in chunk {
+                if is_sold[idx] {
+                    pipe.hset(format!("{base}stage:seats"), idx, "S");
+                    if let Some(count) = sold_per_class.get_mut(usize::from(seat.class)) {
+                        *count += 1;
+                    }
+                } else {
+                    pipe.zadd(
+                        format!("{base}stage:free:{}", seat.class),
+                        idx,
+                        seat.score(),
+                    );
+                }
+            }
+        }
+        for (class, count) in sold_per_class.iter().enumerate() {
+            if *count > 0 {
+                pipe.hset(format!("{base}stage:sold"), class, count);
+            }
+        }
+        pipe.query_async::<()>(&mut conn).await?;
+        let reply: Vec<String> = SCRIPT
+            .key(&base)
+            .arg("commit_load")
+            .arg(catalog.classes.len())
+            .invoke_async(&mut conn)
+            .await?;
+        // Compare-and-delete: the lock may have expired and been taken by another builder.
+        redis::cmd("EVAL")
+            .arg("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
+            .arg(1)
+            .arg(format!("{base}loading"))
+            .arg(&token)
+            .query_async::<i64>(&mut conn)
+            .await?;
+        redis::cmd("SADD")
+            .arg(self.keys.active_events())
+            .arg(event.to_string())
+            .query_async::<i64>(&mut conn)
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => {
+                tracing::info!(event.id = %event, seats = catalog.seats.len(), "inventory built from Postgres");
+                Ok(())
+            }
+            Some("already") => Ok(()),
+            _ => Err(InventoryError::Protocol(reply)),
+        }
+    }
+
+    async fn wait_loaded(&self, base: &str) -> Result<(), InventoryError> {
+        let started = std::time::Instant::now();
+        let mut conn = self.redis.get().await?;
+        while started.elapsed() < LOAD_WAIT {
+            let loaded: bool = redis::cmd("EXISTS")
+                .arg(format!("{base}loaded"))
+                .query_async(&mut conn)
+                .await?;
+            if loaded {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(InventoryError::Loading)
+    }
+
+    /// The events whose inventory was built, for the periodic sweep.
+    pub async fn active_events(&self) -> Result<Vec<EventId>, InventoryError> {
+        let mut conn = self.redis.get().await?;
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.keys.active_events())
+            .query_async(&mut conn)
+            .await?;
+        Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
+    }
+
+    /// Sweeps expired holds of every active event, every `every`, until the process ends.
+    pub fn spawn_sweeper(&self, every: Duration) {
+        let inventory = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let events = match inventory.active_events().await {
+                    Ok(events) => events,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot list events to sweep");
+                        continue;
+                    }
+                };
+                for event in events {
+                    if let Err(err) = inventory.sweep(event, 1_000).await {
+                        tracing::warn!(event.id = %event, error = %err, "sweep failed");
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn parse<T: std::str::FromStr>(reply: &[String], at: usize) -> Result<T, InventoryError> {
+    reply
+        .get(at)
+        .and_then(|value| value.parse().ok())
+        .ok_or_else(|| InventoryError::Protocol(reply.to_vec()))
+}
+
+fn parse_all<T: std::str::FromStr>(
+    reply: &[String],
+    from: usize,
+) -> Result<Vec<T>, InventoryError> {
+    reply
+        .get(from..)
+        .unwrap_or_default()
+        .iter()
+        .map(|value| {
+            value
+                .parse()
+                .map_err(|_| InventoryError::Protocol(reply.to_vec()))
+        })
+        .collect()
+}

@@ -1,0 +1,384 @@
+//! The inventory script against the real Redis: all-or-nothing holds, owner checks, expiry,
+//! replacement, best-available, conversion, and rebuilding after Redis lost everything.
+//! Each test has its own key prefix; Postgres (a fresh database) only supplies sold seats.
+
+use std::{collections::HashSet, time::Duration};
+
+use shared::{
+    cache::RedisKeys,
+    config::testing,
+    ids::{ClassId, EventId, HoldId, SeatId, UserId},
+    inventory::{
+        Catalog, ClassCounts, ClassInfo, HoldOutcome, HoldState, Inventory, SeatInfo, SeatState,
+    },
+};
+use sqlx::PgPool;
+
+/// One class "Main" of `rows` rows × `per_row` seats (labels `A-row-seat`), and the inventory.
+fn fixture(db: PgPool, rows: i32, per_row: i32) -> (Inventory, Catalog, deadpool_redis::Pool) {
+    let config = testing::redis();
+    let redis = shared::cache::connect(&config).expect("pool");
+    let inventory = Inventory::new(db, redis.clone(), RedisKeys::new(config.key_prefix));
+    let seats = (0..rows)
+        .flat_map(|row| {
+            (1..=per_row).map(move |seat| SeatInfo {
+                id: SeatId::new(),
+                label: format!("A-{}-{seat}", row + 1),
+                class: 0,
+                section: "A".into(),
+                row_rank: row,
+                seat_no: seat,
+                x: seat as f32,
+                y: row as f32,
+            })
+        })
+        .collect();
+    let classes = vec![ClassInfo {
+        id: ClassId::new(),
+        name: "Main".into(),
+        position: 0,
+        capacity: 0,
+    }];
+    let catalog = Catalog::from_parts(EventId::new(), classes, seats);
+    (inventory, catalog, redis)
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn held(outcome: HoldOutcome) -> Vec<u32> {
+    match outcome {
+        HoldOutcome::Held { seats, .. } => seats,
+        other => panic!("expected a hold, got {other:?}"),
+    }
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_multi_seat_hold_is_all_or_nothing(db: PgPool) {
+    let (inventory, catalog, _) = fixture(db, 1, 10);
+    let (ada, bob) = (UserId::new(), UserId::new());
+    held(
+        inventory
+            .hold_seats(&catalog, HoldId::new(), ada, MINUTE, &[2, 3])
+            .await
+            .expect("ok"),
+    );
+
+    let outcome = inventory
+        .hold_seats(&catalog, HoldId::new(), bob, MINUTE, &[1, 2, 3, 4])
+        .await
+        .expect("ok");
+    assert_eq!(outcome, HoldOutcome::Taken(vec![2, 3]));
+    // Bob got nothing: seats 1 and 4 are still free.
+    let states = inventory.snapshot(&catalog).await.expect("snapshot");
+    assert_eq!(states[1], SeatState::Free);
+    assert_eq!(states[4], SeatState::Free);
+    assert_eq!(states[2], SeatState::Held);
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn nobody_can_release_or_extend_another_fans_hold(db: PgPool) {
+    let (inventory, catalog, _) = fixture(db, 1, 4);
+    let (ada, bob) = (UserId::new(), UserId::new());
+    let hold = HoldId::new();
+    held(
+        inventory
+            .hold_seats(&catalog, hold, ada, MINUTE, &[0])
+            .await
+            .expect("ok"),
+    );
+    let event = catalog.event_id;
+    assert!(!inventory.release(event, hold, bob).await.expect("ok"));
+    assert_eq!(
+        inventory
+            .extend(event, hold, bob, MINUTE)
+            .await
+            .expect("ok"),
+        HoldState::NotFound
+    );
+    // Converting with the wrong owner marks nothing it was not told to and keeps Ada's hold.
+    inventory
+        .convert(&catalog, hold, bob, &[])
+        .await
+        .expect("ok");
+    assert!(matches!(
+        inventory
+            .extend(event, hold, ada, Duration::ZERO)
+            .await
+            .expect("ok"),
+        HoldState::Live { .. }
+    ));
+    assert!(inventory.release(event, hold, ada).await.expect("ok"));
+    assert_eq!(
+        inventory.snapshot(&catalog).await.expect("ok")[0],
+        SeatState::Free
+    );
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_hold_expires_by_itself_and_its_seats_come_back(db: PgPool) {
+    let (inventory, catalog, _) = fixture(db, 1, 4);
+    let (ada, bob) = (UserId::new(), UserId::new());
+    let hold = HoldId::new();
+    held(
+        inventory
+            .hold_seats(&catalog, hold, ada, Duration::from_millis(300), &[0, 1])
+            .await
+            .expect("ok"),
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Expired for every check, before any sweep.
+    assert_eq!(
+        inventory
+            .extend(catalog.event_id, hold, ada, MINUTE)
+            .await
+            .expect("ok"),
+        HoldState::Expired
+    );
+    assert_eq!(
+        inventory.snapshot(&catalog).await.expect("ok")[0],
+        SeatState::Free
+    );
+    held(
+        inventory
+            .hold_seats(&catalog, HoldId::new(), bob, MINUTE, &[0, 1])
+            .await
+            .expect("ok"),
+    );
+    let counts = inventory.counts(&catalog).await.expect("ok");
+    assert_eq!(
+        counts,
+        vec![ClassCounts {
+            free: 2,
+            held: 2,
+            sold: 0
+        }]
+    );
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_new_hold_replaces_the_fans_previous_one_unless_it_fails(db: PgPool) {
+    let (inventory, catalog, _) = fixture(db, 1, 6);
+    let (ada, bob) = (UserId::new(), UserId::new());
+    let first = HoldId::new();
+    held(
+        inventory
+            .hold_seats(&catalog, first, ada, MINUTE, &[0, 1])
+            .await
+            .expect("ok"),
+    );
+    // Replacing with an overlapping choice works: her own seats count as free for her.
+    let second = HoldId::new();
+    held(
+        inventory
+            .hold_seats(&catalog, second, ada, MINUTE, &[1, 2])
+            .await
+            .expect("ok"),
+    );
+    let states = inventory.snapshot(&catalog).await.expect("ok");
+    assert_eq!(
+        &states[..3],
+        &[SeatState::Free, SeatState::Held, SeatState::Held]
+    );
+    assert_eq!(
+        inventory
+            .extend(catalog.event_id, first, ada, Duration::ZERO)
+            .await
+            .expect("ok"),
+        HoldState::NotFound
+    );
+
+    // A replacement that cannot be made leaves the previous hold exactly as it was.
+    held(
+        inventory
+            .hold_seats(&catalog, HoldId::new(), bob, MINUTE, &[5])
+            .await
+            .expect("ok"),
+    );
+    let failed = inventory
+        .hold_seats(&catalog, HoldId::new(), ada, MINUTE, &[4, 5])
+        .await
+        .expect("ok");
+    assert_eq!(failed, HoldOutcome::Taken(vec![5]));
+    let not_enough = inventory
+        .hold_best(&catalog, HoldId::new(), ada, MINUTE, 0, 6)
+        .await
+        .expect("ok");
+    assert!(
+        matches!(not_enough, HoldOutcome::NotEnough { .. }),
+        "{not_enough:?}"
+    );
+    match inventory
+        .extend(catalog.event_id, second, ada, Duration::ZERO)
+        .await
+        .expect("ok")
+    {
+        HoldState::Live { seats, .. } => assert_eq!(seats, vec![1, 2]),
+        other => panic!("the previous hold is gone: {other:?}"),
+    }
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn best_available_picks_adjacent_seats_in_the_best_row_then_falls_back(db: PgPool) {
+    // Three rows of 10 (idx 0-9 row 1, 10-19 row 2, 20-29 row 3).
+    let (inventory, catalog, _) = fixture(db, 3, 10);
+    let blocker = UserId::new();
+    // Row 1: seats 1-5 taken, so only 5 adjacent remain there.
+    held(
+        inventory
+            .hold_seats(&catalog, HoldId::new(), blocker, MINUTE, &[0, 1, 2, 3, 4])
+            .await
+            .expect("ok"),
+    );
+
+    let three = held(
+        inventory
+            .hold_best(&catalog, HoldId::new(), UserId::new(), MINUTE, 0, 3)
+            .await
+            .expect("ok"),
+    );
+    assert_eq!(three, vec![5, 6, 7], "best row first, adjacent");
+    let six = held(
+        inventory
+            .hold_best(&catalog, HoldId::new(), UserId::new(), MINUTE, 0, 6)
+            .await
+            .expect("ok"),
+    );
+    assert_eq!(
+        six,
+        vec![10, 11, 12, 13, 14, 15],
+        "row 1 has no 6 together: row 2"
+    );
+
+    // Break every remaining row into pieces smaller than 4.
+    let breaker = UserId::new();
+    held(
+        inventory
+            .hold_seats(
+                &catalog,
+                HoldId::new(),
+                breaker,
+                MINUTE,
+                &[9, 19, 22, 25, 28],
+            )
+            .await
+            .expect("ok"),
+    );
+    let four = held(
+        inventory
+            .hold_best(&catalog, HoldId::new(), UserId::new(), MINUTE, 0, 4)
+            .await
+            .expect("ok"),
+    );
+    // No 4 adjacent anywhere: the best 4 free seats, best rows first.
+    assert_eq!(four, vec![8, 16, 17, 18]);
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_sold_seat_can_never_be_held_again(db: PgPool) {
+    let (inventory, catalog, _) = fixture(db, 1, 3);
+    let ada = UserId::new();
+    let hold = HoldId::new();
+    held(
+        inventory
+            .hold_seats(&catalog, hold, ada, MINUTE, &[0])
+            .await
+            .expect("ok"),
+    );
+    inventory
+        .convert(&catalog, hold, ada, &[0])
+        .await
+        .expect("ok");
+    let again = inventory
+        .hold_seats(&catalog, HoldId::new(), UserId::new(), MINUTE, &[0])
+        .await
+        .expect("ok");
+    assert_eq!(again, HoldOutcome::Taken(vec![0]));
+    let best = held(
+        inventory
+            .hold_best(&catalog, HoldId::new(), UserId::new(), MINUTE, 0, 2)
+            .await
+            .expect("ok"),
+    );
+    assert_eq!(best, vec![1, 2]);
+    assert_eq!(
+        inventory.counts(&catalog).await.expect("ok"),
+        vec![ClassCounts {
+            free: 0,
+            held: 2,
+            sold: 1
+        }]
+    );
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn two_hundred_fans_racing_for_overlapping_seats_never_share_one(db: PgPool) {
+    let (inventory, catalog, _) = fixture(db, 2, 20);
+    let catalog = std::sync::Arc::new(catalog);
+    let attempts = (0..200u32).map(|i| {
+        let (inventory, catalog) = (inventory.clone(), catalog.clone());
+        // Overlapping windows of 2 to 4 seats across the 40.
+        let start = (i * 7) % 37;
+        let seats: Vec<u32> = (start..start + 2 + i % 3).collect();
+        tokio::spawn(async move {
+            inventory
+                .hold_seats(&catalog, HoldId::new(), UserId::new(), MINUTE, &seats)
+                .await
+                .expect("ok")
+        })
+    });
+    let mut owned = HashSet::new();
+    for outcome in futures_util::future::join_all(attempts).await {
+        if let HoldOutcome::Held { seats, .. } = outcome.expect("task") {
+            for seat in seats {
+                assert!(owned.insert(seat), "seat {seat} is in two holds");
+            }
+        }
+    }
+    let states = inventory.snapshot(&catalog).await.expect("ok");
+    let held_now = states.iter().filter(|s| **s == SeatState::Held).count();
+    assert_eq!(held_now, owned.len());
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_lost_redis_is_rebuilt_with_nothing_held_and_nothing_unsold(db: PgPool) {
+    let (inventory, catalog, redis) = fixture(db, 1, 5);
+    let ada = UserId::new();
+    held(
+        inventory
+            .hold_seats(&catalog, HoldId::new(), ada, MINUTE, &[0, 1])
+            .await
+            .expect("ok"),
+    );
+
+    // Lose every key of the event.
+    let base = inventory.keys().inventory(catalog.event_id);
+    let mut conn = redis.get().await.expect("conn");
+    let keys: Vec<String> = deadpool_redis::redis::cmd("KEYS")
+        .arg(format!("{base}*"))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    assert!(!keys.is_empty());
+    let _: i64 = deadpool_redis::redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .expect("del");
+
+    // The next operation rebuilds it from Postgres (nothing sold there): all free again.
+    let counts = inventory.counts(&catalog).await.expect("ok");
+    assert_eq!(
+        counts,
+        vec![ClassCounts {
+            free: 5,
+            held: 0,
+            sold: 0
+        }]
+    );
+    held(
+        inventory
+            .hold_seats(&catalog, HoldId::new(), UserId::new(), MINUTE, &[0])
+            .await
+            .expect("ok"),
+    );
+}
