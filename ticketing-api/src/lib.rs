@@ -4,6 +4,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`accounts`] | users, passwords, refresh-token rotation, organizer applications, bans, audit — no axum types |
+//! | [`venues`] | venue layouts (grid or checked SVG), their validation and expansion to seats — no axum types |
 //! | [`routes`] | one file per resource, each a thin `router()` over domain code |
 //! | [`extract`] | who is calling: the access-token extractor and role guards |
 //! | [`error`] | `ApiError`, the one place where errors become HTTP |
@@ -16,6 +17,7 @@ pub mod extract;
 pub mod rate_limit;
 pub mod routes;
 pub mod state;
+pub mod venues;
 
 use std::{
     future::Future,

@@ -4,6 +4,7 @@ mod admin;
 mod auth;
 mod me;
 mod organizer;
+mod venues;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ use crate::{AppState, Config, accounts::User, error::ApiError};
         (name = "accounts", description = "Sign-up, login, sessions"),
         (name = "organizers", description = "Becoming an organizer"),
         (name = "admin", description = "Admins only; every change is audited"),
+        (name = "venues", description = "Organizers' venues and their seat layouts"),
     ),
 )]
 struct ApiDoc;
@@ -67,7 +69,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .merge(auth::router())
                 .merge(me::router())
                 .merge(organizer::router())
-                .merge(admin::router()),
+                .merge(admin::router())
+                .merge(venues::router()),
         )
         .split_for_parts()
 }

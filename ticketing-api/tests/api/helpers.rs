@@ -200,3 +200,91 @@ pub async fn assert_error(response: Response, status: StatusCode, code: &str) ->
     );
     body
 }
+
+// --- venues and events (tests/api/venues.rs, tests/api/events.rs) -------------------------
+
+/// Any request with a bearer token; `body` is sent as JSON when given.
+pub async fn send_as(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> Response {
+    let mut request = app.client.request(method, app.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    request.send().await.expect("request sent")
+}
+
+/// A fresh organizer: a fan who applied, was approved by the admin, and refreshed their
+/// session to get a token with the new role. Returns (token, their client).
+pub async fn organizer(app: &TestApp) -> (String, Client) {
+    let email = format!("org-{}@example.test", uuid::Uuid::new_v4().simple());
+    let (id, fan, client) = app.fan(&email).await;
+    let applied = app
+        .post_as(
+            "/api/organizer/applications",
+            &fan,
+            &json!({"company": "Acme Live"}),
+        )
+        .await;
+    assert_eq!(applied.status(), StatusCode::CREATED);
+    let admin = app.admin_token().await;
+    let approved = app
+        .post_as(
+            &format!("/api/admin/organizers/{id}/approve"),
+            &admin,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(approved.status(), StatusCode::OK);
+    let refreshed: Value = client
+        .post(app.url("/api/auth/refresh"))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let token = refreshed["access_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    (token, client)
+}
+
+/// Creates a venue and returns the 201's body.
+pub async fn create_venue(app: &TestApp, token: &str, body: &Value) -> Value {
+    let response = app.post_as("/api/venues", token, body).await;
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    assert_eq!(status, StatusCode::CREATED, "venue not created: {text}");
+    serde_json::from_str(&text).expect("json")
+}
+
+/// Creates a grid venue of `(section, rows, seats_per_row)` and returns its id.
+pub async fn grid_venue(app: &TestApp, token: &str, sections: &[(&str, i64, i64)]) -> String {
+    let sections: Vec<Value> = sections
+        .iter()
+        .map(|(name, rows, seats)| json!({"name": name, "rows": rows, "seats_per_row": seats}))
+        .collect();
+    let venue = create_venue(
+        app,
+        token,
+        &json!({"name": "Arena", "city": "Oslo",
+                "layout": {"kind": "grid", "sections": sections}}),
+    )
+    .await;
+    venue["id"].as_str().expect("id").to_string()
+}
+
+/// One number from a query such as `SELECT count(*) FROM seats`.
+pub async fn scalar(app: &TestApp, sql: &'static str) -> i64 {
+    let (n,): (i64,) = sqlx::query_as(sql)
+        .fetch_one(&app.db)
+        .await
+        .expect("scalar query");
+    n
+}

@@ -6,3 +6,4 @@ mod admin;
 mod helpers;
 mod hostile;
 mod ops;
+mod venues;
