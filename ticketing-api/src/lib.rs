@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`accounts`] | users, passwords, refresh-token rotation, organizer applications, bans, audit — no axum types |
 //! | [`venues`] | venue layouts (grid or checked SVG), their validation and expansion to seats — no axum types |
+//! | [`events`] | events, ticket classes, seat inventory generation and order, search, changes — no axum types |
 //! | [`routes`] | one file per resource, each a thin `router()` over domain code |
 //! | [`extract`] | who is calling: the access-token extractor and role guards |
 //! | [`error`] | `ApiError`, the one place where errors become HTTP |
@@ -13,6 +14,7 @@
 
 pub mod accounts;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod rate_limit;
 pub mod routes;

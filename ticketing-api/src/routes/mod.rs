@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod events;
 mod me;
 mod organizer;
 mod venues;
@@ -36,6 +37,7 @@ use crate::{AppState, Config, accounts::User, error::ApiError};
         (name = "organizers", description = "Becoming an organizer"),
         (name = "admin", description = "Admins only; every change is audited"),
         (name = "venues", description = "Organizers' venues and their seat layouts"),
+        (name = "events", description = "Events, ticket classes and their seats; reading is public"),
     ),
 )]
 struct ApiDoc;
@@ -70,7 +72,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .merge(me::router())
                 .merge(organizer::router())
                 .merge(admin::router())
-                .merge(venues::router()),
+                .merge(venues::router())
+                .merge(events::router()),
         )
         .split_for_parts()
 }

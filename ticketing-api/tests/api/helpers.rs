@@ -288,3 +288,30 @@ pub async fn scalar(app: &TestApp, sql: &'static str) -> i64 {
         .expect("scalar query");
     n
 }
+
+/// RFC 3339 for `now + offset`.
+pub fn rfc3339_in(offset: time::Duration) -> String {
+    (time::OffsetDateTime::now_utc() + offset)
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formats")
+}
+
+/// An event body on `venue_id`: on sale since an hour ago, starting in 30 days.
+pub fn event_body(venue_id: &str, classes: Value) -> Value {
+    json!({
+        "title": "Band live",
+        "venue_id": venue_id,
+        "starts_at": rfc3339_in(time::Duration::days(30)),
+        "sale_opens_at": rfc3339_in(-time::Duration::hours(1)),
+        "classes": classes,
+    })
+}
+
+/// Creates an event and returns the 201's body.
+pub async fn create_event(app: &TestApp, token: &str, body: &Value) -> Value {
+    let response = app.post_as("/api/events", token, body).await;
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    assert_eq!(status, StatusCode::CREATED, "event not created: {text}");
+    serde_json::from_str(&text).expect("json")
+}

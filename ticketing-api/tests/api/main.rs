@@ -3,6 +3,7 @@
 
 mod accounts;
 mod admin;
+mod events;
 mod helpers;
 mod hostile;
 mod ops;
