@@ -551,3 +551,43 @@ async fn malformed_requests_on_venue_endpoints_are_4xx(db: PgPool) {
     .await;
     assert_eq!(snapshot(&app).await, before);
 }
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn the_openapi_document_describes_venue_and_event_endpoints(db: PgPool) {
+    let app = spawn(db).await;
+    let doc: Value = app
+        .client
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    for (path, methods) in [
+        ("/api/venues", &["get", "post"][..]),
+        ("/api/venues/{id}", &["get"][..]),
+        ("/api/venues/{id}/layout.svg", &["get"][..]),
+        ("/api/events", &["get", "post"][..]),
+        ("/api/events/{id}", &["get", "patch", "delete"][..]),
+        ("/api/events/{id}/cancel", &["post"][..]),
+    ] {
+        for method in methods {
+            assert!(
+                doc["paths"][path][method].is_object(),
+                "{method} {path} is not documented"
+            );
+        }
+    }
+    let tags: Vec<&str> = doc["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(
+        tags.contains(&"venues") && tags.contains(&"events"),
+        "{tags:?}"
+    );
+    assert!(doc["components"]["schemas"]["Layout"].is_object());
+}
