@@ -29,6 +29,15 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("too many requests")]
     RateLimited { retry_after: Duration },
+    /// 409 `seats_unavailable`, naming the seats someone else has.
+    #[error("{message}")]
+    SeatsUnavailable {
+        message: String,
+        seat_ids: Vec<shared::ids::SeatId>,
+    },
+    /// A dependency is briefly unavailable: 503 with Retry-After.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -103,6 +112,15 @@ impl IntoResponse for ApiError {
                 format!("No such {what}."),
             ),
             Self::Conflict { code, message } => error_response(StatusCode::CONFLICT, code, message),
+            Self::SeatsUnavailable { message, seat_ids } => (
+                StatusCode::CONFLICT,
+                axum::Json(serde_json::json!({
+                    "error": "seats_unavailable",
+                    "message": message,
+                    "seat_ids": seat_ids,
+                })),
+            )
+                .into_response(),
             Self::RateLimited { retry_after } => {
                 let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
                 let mut response = error_response(
@@ -113,6 +131,14 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+                response
+            }
+            Self::Unavailable(message) => {
+                let mut response =
+                    error_response(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(1));
                 response
             }
             Self::Internal(err) => {
@@ -147,6 +173,58 @@ impl From<crate::accounts::AccountError> for ApiError {
             E::ApplicationPending => Self::conflict("application_pending", message),
             E::NoPendingApplication => Self::conflict("no_pending_application", message),
             E::CannotBanAdmin => Self::conflict("cannot_ban_admin", message),
+            E::Database(err) => err.into(),
+            E::Internal(err) => Self::Internal(err),
+        }
+    }
+}
+
+impl From<crate::holds::HoldError> for ApiError {
+    fn from(err: crate::holds::HoldError) -> Self {
+        use crate::holds::HoldError as E;
+        let message = err.to_string();
+        match err {
+            E::EventNotFound => Self::NotFound("event"),
+            E::HoldNotFound => Self::NotFound("hold"),
+            E::EventCancelled => Self::conflict("event_cancelled", message),
+            E::SaleNotOpen => Self::conflict("sale_not_open", message),
+            E::SaleClosed => Self::conflict("sale_closed", message),
+            E::NoSeats => Self::invalid("no_seats", message),
+            E::TooManySeats(_) => Self::invalid("too_many_seats", message),
+            E::DuplicateSeats => Self::invalid("duplicate_seats", message),
+            E::UnknownSeats(ids) => Self::invalid(
+                "unknown_seats",
+                format!(
+                    "{message}: {}",
+                    ids.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+            E::UnknownClass(_) => Self::invalid("unknown_class", message),
+            E::SeatsUnavailable(seat_ids) => Self::SeatsUnavailable { message, seat_ids },
+            E::NotEnoughSeats { .. } => Self::SeatsUnavailable {
+                message,
+                seat_ids: Vec::new(),
+            },
+            E::Inventory(shared::inventory::InventoryError::Loading) => Self::Unavailable(message),
+            E::Inventory(err) => Self::Internal(anyhow::Error::new(err).context("inventory")),
+            E::Database(err) => err.into(),
+        }
+    }
+}
+
+impl From<crate::bookings::BookingError> for ApiError {
+    fn from(err: crate::bookings::BookingError) -> Self {
+        use crate::bookings::BookingError as E;
+        let message = err.to_string();
+        match err {
+            E::Hold(err) => err.into(),
+            E::HoldExpired => Self::conflict("hold_expired", message),
+            E::SeatsAlreadySold => Self::conflict("seats_already_sold", message),
+            E::NotFound => Self::NotFound("booking"),
+            E::InvalidIdempotencyKey => Self::invalid("invalid_idempotency_key", message),
             E::Database(err) => err.into(),
             E::Internal(err) => Self::Internal(err),
         }

@@ -6,6 +6,8 @@
 //! | [`accounts`] | users, passwords, refresh-token rotation, organizer applications, bans, audit — no axum types |
 //! | [`venues`] | venue layouts (grid or checked SVG), their validation and expansion to seats — no axum types |
 //! | [`events`] | events, ticket classes, seat inventory generation and order, search, changes — no axum types |
+//! | [`holds`] | seat holds: sale rules here, the atomic claim in `shared::inventory` |
+//! | [`bookings`] | turning a hold into tickets (the simple path), booking reads |
 //! | [`routes`] | one file per resource, each a thin `router()` over domain code |
 //! | [`extract`] | who is calling: the access-token extractor and role guards |
 //! | [`error`] | `ApiError`, the one place where errors become HTTP |
@@ -13,9 +15,11 @@
 //! | [`rate_limit`] | per-IP limits on login and register |
 
 pub mod accounts;
+pub mod bookings;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod holds;
 pub mod rate_limit;
 pub mod routes;
 pub mod state;
@@ -92,6 +96,9 @@ impl Application {
             Duration::from_secs(2),
         );
         state.auth_limiter.spawn_cleanup();
+        // Expired holds free their seats at once for every check; the sweep also returns them
+        // to best-available and the counts.
+        state.inventory.spawn_sweeper(Duration::from_secs(1));
         let router = routes::router(state, config);
         Ok(Self {
             server: Server::bind(config.http.addr, router).await?,

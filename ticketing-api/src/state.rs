@@ -2,7 +2,13 @@
 
 use std::sync::Arc;
 
-use shared::{bans::BanList, cache::RedisKeys, config::AuthConfig, tokens::KeySet};
+use shared::{
+    bans::BanList,
+    cache::RedisKeys,
+    config::AuthConfig,
+    inventory::{CatalogCache, Inventory},
+    tokens::KeySet,
+};
 use sqlx::PgPool;
 
 use crate::{Config, rate_limit::AuthLimiter};
@@ -12,6 +18,10 @@ pub struct AppState {
     pub db: PgPool,
     pub redis: deadpool_redis::Pool,
     pub redis_keys: RedisKeys,
+    /// Seats and holds in Redis.
+    pub inventory: Inventory,
+    /// Each event's seats, loaded once per process.
+    pub catalogs: CatalogCache,
     pub keys: Arc<KeySet>,
     pub auth: Arc<AuthConfig>,
     pub bans: BanList,
@@ -21,10 +31,13 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(config: Config, db: PgPool, redis: deadpool_redis::Pool, keys: KeySet) -> Self {
+        let redis_keys = RedisKeys::new(config.redis.key_prefix);
         Self {
+            inventory: Inventory::new(db.clone(), redis.clone(), redis_keys.clone()),
+            catalogs: CatalogCache::new(),
             db,
             redis,
-            redis_keys: RedisKeys::new(config.redis.key_prefix),
+            redis_keys,
             keys: Arc::new(keys),
             auth_limiter: Arc::new(AuthLimiter::new(
                 config.auth.rate_per_minute,

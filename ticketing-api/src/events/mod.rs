@@ -220,6 +220,13 @@ pub struct ClassAvailability {
     pub class_id: ClassId,
     pub class: String,
     pub capacity: i64,
+    /// Live counts from the seat inventory; absent if it could not be read just now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub free: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sold: Option<u32>,
 }
 
 /// An event with its classes, as anyone may see it.
@@ -699,6 +706,9 @@ fn assemble(row: EventRow, classes: Vec<ClassRow>, now: OffsetDateTime) -> Event
             class_id: c.id,
             class: c.name.clone(),
             capacity: c.capacity,
+            free: None,
+            held: None,
+            sold: None,
         })
         .collect();
     Event {

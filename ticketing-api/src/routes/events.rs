@@ -129,7 +129,9 @@ async fn get_event(
     State(state): State<AppState>,
     Path(id): Path<EventId>,
 ) -> ApiResult<Json<Event>> {
-    Ok(Json(events::get(&state.db, id).await?))
+    let mut event = events::get(&state.db, id).await?;
+    super::seats::add_live_counts(&state, id, &mut event.availability).await;
+    Ok(Json(event))
 }
 
 /// Change title, description, times, hold length, order limit, and class prices (only while

@@ -2,9 +2,12 @@
 
 mod admin;
 mod auth;
+mod bookings;
 mod events;
+mod holds;
 mod me;
 mod organizer;
+pub mod seats;
 mod venues;
 
 use std::sync::Arc;
@@ -36,6 +39,8 @@ use crate::{AppState, Config, accounts::User, error::ApiError};
         (name = "accounts", description = "Sign-up, login, sessions"),
         (name = "organizers", description = "Becoming an organizer"),
         (name = "admin", description = "Admins only; every change is audited"),
+        (name = "holds", description = "Short, exclusive claims on seats while a fan checks out"),
+        (name = "bookings", description = "Registrations, bookings and tickets"),
         (name = "venues", description = "Organizers' venues and their seat layouts"),
         (name = "events", description = "Events, ticket classes and their seats; reading is public"),
     ),
@@ -73,7 +78,10 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .merge(organizer::router())
                 .merge(admin::router())
                 .merge(venues::router())
-                .merge(events::router()),
+                .merge(events::router())
+                .merge(holds::router())
+                .merge(seats::router())
+                .merge(bookings::router()),
         )
         .split_for_parts()
 }

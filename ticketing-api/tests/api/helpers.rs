@@ -25,6 +25,10 @@ pub struct TestApp {
     pub base: String,
     pub db: PgPool,
     pub keys: KeySet,
+    /// The app's own inventory and catalogs (same Redis prefix), for tests that need a hold
+    /// shorter than the API allows.
+    pub inventory: shared::inventory::Inventory,
+    pub catalogs: shared::inventory::CatalogCache,
     /// A client with its own cookie jar (one "browser").
     pub client: Client,
 }
@@ -77,6 +81,7 @@ pub async fn spawn_with(db: PgPool, config: Config) -> TestApp {
     let redis = shared::cache::connect(&config.redis).expect("redis pool");
     let keys = KeySet::generate();
     let state = AppState::new(config.clone(), db.clone(), redis, keys.clone());
+    let (inventory, catalogs) = (state.inventory.clone(), state.catalogs.clone());
     let app = Application::with_state(&config, state)
         .await
         .expect("app builds");
@@ -86,6 +91,8 @@ pub async fn spawn_with(db: PgPool, config: Config) -> TestApp {
         base,
         db,
         keys,
+        inventory,
+        catalogs,
         client: new_client(),
     }
 }

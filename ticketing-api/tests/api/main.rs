@@ -7,4 +7,5 @@ mod events;
 mod helpers;
 mod hostile;
 mod ops;
+mod sale;
 mod venues;

@@ -1,0 +1,306 @@
+//! Holds: a fan's short, exclusive claim on seats while they check out.
+//!
+//! The rules (sale window, seats per order, the event's hold length) are checked here against
+//! Postgres; the claim itself is one atomic, owner-checked step in the Redis inventory
+//! (`shared::inventory`). One live hold per fan per event: a new hold replaces the previous
+//! one, so a fan can change their mind without first releasing — and can never hoard.
+
+use std::{collections::HashSet, time::Duration};
+
+use serde::Serialize;
+use shared::{
+    ids::{EventId, HoldId, SeatId, UserId},
+    inventory::{Catalog, HoldOutcome, HoldState, InventoryError},
+};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+
+use crate::AppState;
+
+/// What a fan asks to hold.
+#[derive(Debug, Clone)]
+pub enum HoldRequest {
+    /// Exactly these seats, all or nothing.
+    Seats(Vec<SeatId>),
+    /// The best `quantity` seats of a class.
+    Best { class: String, quantity: u32 },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HoldError {
+    #[error("no such event")]
+    EventNotFound,
+    #[error("this event was cancelled")]
+    EventCancelled,
+    #[error("the sale has not opened yet")]
+    SaleNotOpen,
+    #[error("the sale is over")]
+    SaleClosed,
+    #[error("choose at least one seat")]
+    NoSeats,
+    #[error("at most {0} seats per order")]
+    TooManySeats(i32),
+    #[error("a seat is listed twice")]
+    DuplicateSeats,
+    #[error("these seats are not part of this event")]
+    UnknownSeats(Vec<SeatId>),
+    #[error("this event has no class named {0:?}")]
+    UnknownClass(String),
+    #[error("some of these seats were just taken")]
+    SeatsUnavailable(Vec<SeatId>),
+    #[error("only {free} seats of this class are free")]
+    NotEnoughSeats { free: u64 },
+    #[error("no such hold")]
+    HoldNotFound,
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// The event's rules for holds, read fresh from Postgres (the organizer may change them).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SaleRules {
+    pub hold_seconds: i32,
+    pub max_seats_per_order: i32,
+    pub sale_opens_at: OffsetDateTime,
+    pub starts_at: OffsetDateTime,
+    pub cancelled_at: Option<OffsetDateTime>,
+    pub high_demand: bool,
+}
+
+impl SaleRules {
+    pub async fn load(db: &PgPool, event: EventId) -> Result<Self, HoldError> {
+        sqlx::query_as::<_, SaleRules>(
+            "SELECT hold_seconds, max_seats_per_order, sale_opens_at, starts_at, cancelled_at,
+                    high_demand
+             FROM events WHERE id = $1",
+        )
+        .bind(event)
+        .fetch_optional(db)
+        .await?
+        .ok_or(HoldError::EventNotFound)
+    }
+
+    /// Is the sale open right now?
+    pub fn check_open(&self) -> Result<(), HoldError> {
+        let now = OffsetDateTime::now_utc();
+        if self.cancelled_at.is_some() {
+            Err(HoldError::EventCancelled)
+        } else if now < self.sale_opens_at {
+            Err(HoldError::SaleNotOpen)
+        } else if now >= self.starts_at {
+            Err(HoldError::SaleClosed)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn hold_ttl(&self) -> Duration {
+        Duration::from_secs(u64::try_from(self.hold_seconds).unwrap_or(600))
+    }
+}
+
+/// A hold as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PlacedHold {
+    pub hold_id: HoldId,
+    pub event_id: EventId,
+    pub seat_ids: Vec<SeatId>,
+    pub seats: Vec<HeldSeat>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct HeldSeat {
+    pub id: SeatId,
+    pub label: String,
+    pub class: String,
+}
+
+fn describe(catalog: &Catalog, hold_id: HoldId, seats: &[u32], expires_at_ms: i64) -> PlacedHold {
+    let seats: Vec<HeldSeat> = seats
+        .iter()
+        .filter_map(|&idx| catalog.seat(idx))
+        .map(|seat| HeldSeat {
+            id: seat.id,
+            label: seat.label.clone(),
+            class: catalog
+                .classes
+                .get(usize::from(seat.class))
+                .map(|class| class.name.clone())
+                .unwrap_or_default(),
+        })
+        .collect();
+    PlacedHold {
+        hold_id,
+        event_id: catalog.event_id,
+        seat_ids: seats.iter().map(|seat| seat.id).collect(),
+        seats,
+        expires_at: OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(expires_at_ms) * 1_000_000,
+        )
+        .unwrap_or_else(|_| OffsetDateTime::now_utc()),
+    }
+}
+
+/// Places a hold for `fan` (after the caller checked the admission gate, if any).
+pub async fn place(
+    state: &AppState,
+    event: EventId,
+    fan: UserId,
+    request: HoldRequest,
+) -> Result<PlacedHold, HoldError> {
+    let rules = SaleRules::load(&state.db, event).await?;
+    rules.check_open()?;
+    let catalog = state
+        .catalogs
+        .get(&state.db, event)
+        .await?
+        .ok_or(HoldError::EventNotFound)?;
+    let hold_id = HoldId::new();
+    let ttl = rules.hold_ttl();
+    let outcome = match request {
+        HoldRequest::Seats(seat_ids) => {
+            let seats = resolve_seats(&catalog, &seat_ids, rules.max_seats_per_order)?;
+            state
+                .inventory
+                .hold_seats(&catalog, hold_id, fan, ttl, &seats)
+                .await?
+        }
+        HoldRequest::Best { class, quantity } => {
+            check_count(quantity as usize, rules.max_seats_per_order)?;
+            let class = catalog
+                .class_named(&class)
+                .ok_or(HoldError::UnknownClass(class))?
+                .position;
+            state
+                .inventory
+                .hold_best(&catalog, hold_id, fan, ttl, class, quantity)
+                .await?
+        }
+    };
+    match outcome {
+        HoldOutcome::Held {
+            expires_at_ms,
+            seats,
+        } => {
+            remember_event(state, hold_id, event, ttl).await?;
+            metrics::counter!("holds_placed_total").increment(1);
+            Ok(describe(&catalog, hold_id, &seats, expires_at_ms))
+        }
+        HoldOutcome::Taken(taken) => {
+            metrics::counter!("holds_refused_total", "reason" => "taken").increment(1);
+            Err(HoldError::SeatsUnavailable(
+                taken
+                    .iter()
+                    .filter_map(|&idx| catalog.seat(idx))
+                    .map(|seat| seat.id)
+                    .collect(),
+            ))
+        }
+        HoldOutcome::NotEnough { free } => {
+            metrics::counter!("holds_refused_total", "reason" => "not_enough").increment(1);
+            Err(HoldError::NotEnoughSeats { free })
+        }
+    }
+}
+
+fn check_count(count: usize, max: i32) -> Result<(), HoldError> {
+    if count == 0 {
+        return Err(HoldError::NoSeats);
+    }
+    if count > usize::try_from(max).unwrap_or(0) {
+        return Err(HoldError::TooManySeats(max));
+    }
+    Ok(())
+}
+
+/// The requested seats as idx, after the per-order limit, duplicates and membership checks.
+fn resolve_seats(catalog: &Catalog, seat_ids: &[SeatId], max: i32) -> Result<Vec<u32>, HoldError> {
+    check_count(seat_ids.len(), max)?;
+    let distinct: HashSet<&SeatId> = seat_ids.iter().collect();
+    if distinct.len() != seat_ids.len() {
+        return Err(HoldError::DuplicateSeats);
+    }
+    let unknown: Vec<SeatId> = seat_ids
+        .iter()
+        .filter(|id| catalog.idx_of(**id).is_none())
+        .copied()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(HoldError::UnknownSeats(unknown));
+    }
+    Ok(seat_ids
+        .iter()
+        .filter_map(|id| catalog.idx_of(*id))
+        .collect())
+}
+
+/// `DELETE /api/holds/{id}` names no event: keep the hold's event beside it, as long as it lives.
+async fn remember_event(
+    state: &AppState,
+    hold: HoldId,
+    event: EventId,
+    ttl: Duration,
+) -> Result<(), HoldError> {
+    let mut conn = state.redis.get().await.map_err(InventoryError::from)?;
+    deadpool_redis::redis::cmd("SET")
+        .arg(state.redis_keys.hold_event(hold))
+        .arg(event.to_string())
+        .arg("PX")
+        // Past the hold's own life, so a registration that extends it still finds it.
+        .arg((ttl + Duration::from_secs(3600)).as_millis().to_string())
+        .query_async::<()>(&mut conn)
+        .await
+        .map_err(InventoryError::from)?;
+    Ok(())
+}
+
+/// The event a hold belongs to, if the hold is known.
+pub async fn event_of(state: &AppState, hold: HoldId) -> Result<Option<EventId>, HoldError> {
+    let mut conn = state.redis.get().await.map_err(InventoryError::from)?;
+    let event: Option<String> = deadpool_redis::redis::cmd("GET")
+        .arg(state.redis_keys.hold_event(hold))
+        .query_async(&mut conn)
+        .await
+        .map_err(InventoryError::from)?;
+    Ok(event.and_then(|id| id.parse().ok()))
+}
+
+/// Releases the fan's own live hold; anyone else's is "not found".
+pub async fn release(state: &AppState, hold: HoldId, fan: UserId) -> Result<(), HoldError> {
+    let event = event_of(state, hold)
+        .await?
+        .ok_or(HoldError::HoldNotFound)?;
+    if state.inventory.release(event, hold, fan).await? {
+        Ok(())
+    } else {
+        Err(HoldError::HoldNotFound)
+    }
+}
+
+/// The fan's own live hold.
+pub async fn get(state: &AppState, hold: HoldId, fan: UserId) -> Result<PlacedHold, HoldError> {
+    let event = event_of(state, hold)
+        .await?
+        .ok_or(HoldError::HoldNotFound)?;
+    let catalog = state
+        .catalogs
+        .get(&state.db, event)
+        .await?
+        .ok_or(HoldError::HoldNotFound)?;
+    // Extending by zero never shortens: it reads the hold, owner-checked.
+    match state
+        .inventory
+        .extend(event, hold, fan, Duration::ZERO)
+        .await?
+    {
+        HoldState::Live {
+            expires_at_ms,
+            seats,
+        } => Ok(describe(&catalog, hold, &seats, expires_at_ms)),
+        HoldState::Expired | HoldState::NotFound => Err(HoldError::HoldNotFound),
+    }
+}
