@@ -2,14 +2,17 @@
 //!
 //! `smoke` walks the critical path of what exists today through the gateway: every service's
 //! health and readiness, then a fan signs up, logs in, refreshes and reads `/api/me`. It exits
-//! non-zero on the first failure, naming the step. The goose flash-sale scenarios and the
-//! invariant checker come with the load-test issue.
+//! non-zero on the first failure, naming the step. `demo` makes the demo data `infra/dev up`
+//! promises (idempotently). The goose flash-sale scenarios and the invariant checker come with
+//! the load-test issue.
 
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
+
+mod demo;
 
 #[derive(Parser)]
 #[command(about = "Load tests and smoke checks of a running ticketing stack")]
@@ -25,6 +28,13 @@ struct Cli {
 enum Command {
     /// Check every service through the gateway and walk the account flow once.
     Smoke,
+    /// Create the demo organizer, fan, venue and an on-sale event, unless they exist.
+    Demo {
+        #[arg(long, env = "ADMIN_EMAIL", default_value = "admin@example.test")]
+        admin_email: String,
+        #[arg(long, env = "ADMIN_PASSWORD", default_value = "admin-pass-123")]
+        admin_password: String,
+    },
 }
 
 #[tokio::main]
@@ -32,6 +42,17 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Smoke => smoke(cli.base_url.trim_end_matches('/')).await,
+        Command::Demo {
+            admin_email,
+            admin_password,
+        } => {
+            demo::run(
+                cli.base_url.trim_end_matches('/'),
+                &admin_email,
+                &admin_password,
+            )
+            .await
+        }
     }
 }
 
