@@ -4,6 +4,7 @@
 //!     cargo bench -p shared --bench holds
 //!
 //! Environment: `BENCH_CONCURRENCY` (default 50), `BENCH_HOLDS` (default 50000), `REDIS_URL`,
+//! `REDIS_CONNECTIONS` (default 4, as the services use),
 //! `DATABASE_URL` (any database with the schema; only read to build the inventory).
 //! Each hold is one fan taking one seat of a 100,000-seat event through `inventory.lua` — the
 //! same call the API makes — so every hold succeeds and none is a cheap refusal.
@@ -29,7 +30,7 @@ async fn main() -> anyhow::Result<()> {
     let concurrency = env_or("BENCH_CONCURRENCY", 50);
     let holds = env_or("BENCH_HOLDS", 50_000).min(100_000);
     let mut redis_config = RedisConfig::from_env()?;
-    redis_config.pool_size = concurrency;
+
     redis_config.key_prefix = format!("bench:{}:", uuid::Uuid::new_v4());
     let redis = shared::cache::connect(&redis_config)?;
     let db = shared::db::connect(&PostgresConfig::from_env()?).await?;
@@ -95,13 +96,13 @@ async fn main() -> anyhow::Result<()> {
     let holds_per_sec = total as f64 / elapsed;
 
     // Clean up the event's keys.
-    let mut conn = redis.get().await?;
-    let keys: Vec<String> = deadpool_redis::redis::cmd("KEYS")
+    let mut conn = redis.conn();
+    let keys: Vec<String> = shared::cache::redis::cmd("KEYS")
         .arg(format!("{}*", redis_config.key_prefix))
         .query_async(&mut conn)
         .await?;
     for chunk in keys.chunks(1000) {
-        let _: i64 = deadpool_redis::redis::cmd("DEL")
+        let _: i64 = shared::cache::redis::cmd("DEL")
             .arg(chunk)
             .query_async(&mut conn)
             .await?;

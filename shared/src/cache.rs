@@ -7,29 +7,77 @@
 //! Nothing here is the final word on a sale: Postgres is. Losing Redis may lose holds and queue
 //! places, never cause an oversell.
 
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
 use anyhow::Context;
-use deadpool_redis::{Config, Pool, Runtime, redis};
+pub use redis;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::{
     config::RedisConfig,
     ids::{EventId, HoldId},
 };
 
-/// Builds a connection pool (multiplexed connections underneath).
-pub fn connect(config: &RedisConfig) -> anyhow::Result<Pool> {
-    let mut cfg = Config::from_url(config.url.expose().clone());
-    cfg.pool = Some(deadpool_redis::PoolConfig::new(config.pool_size));
-    cfg.create_pool(Some(Runtime::Tokio1))
-        .context("creating the Redis pool")
+/// The process's connections to Redis: a few multiplexed, self-reconnecting connections shared
+/// by every task, handed out round-robin.
+///
+/// Multiplexing is the point: concurrent requests on one connection are written and read in
+/// batches, so Redis spends its single core on commands instead of syscalls. Measured with
+/// `cargo bench -p shared --bench holds`, holds went from ~23k/s (a pool checking out one
+/// connection per request) to ~60k/s. Connections are made lazily, so a service starts (and
+/// says so on `/readyz`) while Redis is down, and reconnects by itself when it is back.
+#[derive(Clone)]
+pub struct Redis {
+    connections: Arc<[ConnectionManager]>,
+    next: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis")
+            .field("connections", &self.connections.len())
+            .finish()
+    }
+}
+
+impl Redis {
+    /// A connection to use now (cheap: a clone of a shared one).
+    pub fn conn(&self) -> ConnectionManager {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        self.connections[i].clone()
+    }
+}
+
+/// Prepares the connections; nothing is dialled until the first command.
+pub fn connect(config: &RedisConfig) -> anyhow::Result<Redis> {
+    let client = redis::Client::open(config.url.expose().as_str()).context("parsing REDIS_URL")?;
+    let connections = (0..config.connections.max(1))
+        .map(|_| {
+            let settings = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(2)))
+                // Long enough for an inventory build of a 200,000-seat event.
+                .set_response_timeout(Some(Duration::from_secs(10)))
+                .set_number_of_retries(3);
+            ConnectionManager::new_lazy_with_config(client.clone(), settings)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .context("preparing Redis connections")?;
+    Ok(Redis {
+        connections: connections.into(),
+        next: Arc::new(AtomicUsize::new(0)),
+    })
 }
 
 /// Is Redis answering? For `/readyz`.
-pub async fn ping(pool: &Pool) -> bool {
-    let Ok(mut conn) = pool.get().await else {
-        return false;
-    };
+pub async fn ping(redis: &Redis) -> bool {
     redis::cmd("PING")
-        .query_async::<String>(&mut conn)
+        .query_async::<String>(&mut redis.conn())
         .await
         .is_ok()
 }

@@ -9,7 +9,7 @@
 //! | `DATABASE_MAX_CONNECTIONS` | `20` | pool size per process |
 //! | `DATABASE_AUTO_MIGRATE` | `true` | run the embedded migrations at start-up (advisory-locked, so concurrent starts are safe) |
 //! | `REDIS_URL` | `redis://127.0.0.1:6379` | Redis (secret: may carry a password) |
-//! | `REDIS_POOL_SIZE` | `64` | connections per process |
+//! | `REDIS_CONNECTIONS` | `4` | multiplexed connections per process (each carries many requests at once) |
 //! | `REDIS_KEY_PREFIX` | empty | prepended to every key; tests use it to isolate themselves |
 //! | `AMQP_URL` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ (secret) |
 //! | `AMQP_PREFIX` | empty | prepended to every exchange and queue name; tests use it to isolate themselves |
@@ -122,7 +122,7 @@ impl PostgresConfig {
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
     pub url: Secret<String>,
-    pub pool_size: usize,
+    pub connections: usize,
     pub key_prefix: String,
 }
 
@@ -130,7 +130,7 @@ impl RedisConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             url: Secret(var("REDIS_URL", "redis://127.0.0.1:6379".to_string())?),
-            pool_size: var("REDIS_POOL_SIZE", 64)?,
+            connections: var("REDIS_CONNECTIONS", 4)?,
             key_prefix: var("REDIS_KEY_PREFIX", String::new())?,
         })
     }
@@ -344,7 +344,7 @@ pub mod testing {
             url: Secret(
                 std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
             ),
-            pool_size: 8,
+            connections: 2,
             key_prefix: format!("test:{}:", uuid::Uuid::new_v4()),
         }
     }

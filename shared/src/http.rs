@@ -255,10 +255,10 @@ impl Readiness {
         })
     }
 
-    pub fn redis(self, pool: deadpool_redis::Pool) -> Self {
+    pub fn redis(self, redis: crate::cache::Redis) -> Self {
         self.check("redis", move || {
-            let pool = pool.clone();
-            async move { crate::cache::ping(&pool).await }
+            let redis = redis.clone();
+            async move { crate::cache::ping(&redis).await }
         })
     }
 

@@ -15,7 +15,7 @@ use shared::{
 use sqlx::PgPool;
 
 /// One class "Main" of `rows` rows × `per_row` seats (labels `A-row-seat`), and the inventory.
-fn fixture(db: PgPool, rows: i32, per_row: i32) -> (Inventory, Catalog, deadpool_redis::Pool) {
+fn fixture(db: PgPool, rows: i32, per_row: i32) -> (Inventory, Catalog, shared::cache::Redis) {
     let config = testing::redis();
     let redis = shared::cache::connect(&config).expect("pool");
     let inventory = Inventory::new(db, redis.clone(), RedisKeys::new(config.key_prefix));
@@ -352,14 +352,14 @@ async fn a_lost_redis_is_rebuilt_with_nothing_held_and_nothing_unsold(db: PgPool
 
     // Lose every key of the event.
     let base = inventory.keys().inventory(catalog.event_id);
-    let mut conn = redis.get().await.expect("conn");
-    let keys: Vec<String> = deadpool_redis::redis::cmd("KEYS")
+    let mut conn = redis.conn();
+    let keys: Vec<String> = shared::cache::redis::cmd("KEYS")
         .arg(format!("{base}*"))
         .query_async(&mut conn)
         .await
         .expect("keys");
     assert!(!keys.is_empty());
-    let _: i64 = deadpool_redis::redis::cmd("DEL")
+    let _: i64 = shared::cache::redis::cmd("DEL")
         .arg(&keys)
         .query_async(&mut conn)
         .await

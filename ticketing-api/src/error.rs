@@ -78,14 +78,8 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-impl From<deadpool_redis::PoolError> for ApiError {
-    fn from(err: deadpool_redis::PoolError) -> Self {
-        Self::Internal(anyhow::Error::new(err).context("redis pool"))
-    }
-}
-
-impl From<deadpool_redis::redis::RedisError> for ApiError {
-    fn from(err: deadpool_redis::redis::RedisError) -> Self {
+impl From<shared::cache::redis::RedisError> for ApiError {
+    fn from(err: shared::cache::redis::RedisError) -> Self {
         Self::Internal(anyhow::Error::new(err).context("redis"))
     }
 }

@@ -16,7 +16,7 @@ use crate::{Config, rate_limit::AuthLimiter};
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
-    pub redis: deadpool_redis::Pool,
+    pub redis: shared::cache::Redis,
     pub redis_keys: RedisKeys,
     /// Seats and holds in Redis.
     pub inventory: Inventory,
@@ -30,7 +30,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, db: PgPool, redis: deadpool_redis::Pool, keys: KeySet) -> Self {
+    pub fn new(config: Config, db: PgPool, redis: shared::cache::Redis, keys: KeySet) -> Self {
         let redis_keys = RedisKeys::new(config.redis.key_prefix);
         Self {
             inventory: Inventory::new(db.clone(), redis.clone(), redis_keys.clone()),

@@ -7,29 +7,37 @@
 --   seats          HASH   idx -> hold id | "S"      only seats that are not free
 --   free:<c>       ZSET   idx scored row_rank*1e6 + seat_no, the free seats of class c
 --   holds          ZSET   hold id scored by its expiry (ms): a hold is alive iff score > now
---   hold:<id>      HASH   owner, seats ("idx:c:score,..."), expires
---   fan:<user>     STRING the fan's live hold id (one hold per fan per event)
+--   holdrec        HASH   hold id -> "owner|expires|idx:c:score,idx:c:score,..."
+--   fans           HASH   user -> their latest hold id (one live hold per fan per event)
 --   sold           HASH   c -> seats of class c sold
 --   loaded         STRING present once the inventory was built from Postgres
 --
 -- A hold expires by itself: once its score passes, its seats count as free to every check.
--- Expired holds are swept (seats back into free:<c>) at the start of each operation and by
--- the periodic sweeper. Postgres stays the final word on what is sold.
+-- Expired holds are swept (seats back into free:<c>) by best-available, the counts, the seat
+-- map and the periodic sweeper. Records live in per-event hashes rather than keys of their
+-- own: a hold creates no key and sets no TTL, which halves its cost (see benches/holds.rs).
+-- Postgres stays the final word on what is sold.
 
 local base = KEYS[1]
 local op = ARGV[1]
 
 local SEATS = base .. 'seats'
 local HOLDS = base .. 'holds'
+local RECORDS = base .. 'holdrec'
+local FANS = base .. 'fans'
 local SOLD = base .. 'sold'
 local LOADED = base .. 'loaded'
--- A hold's record outlives its expiry until swept; this only bounds abandoned events.
-local RECORD_TTL_MS = 86400000
 local SWEEP_BATCH = 100
 
 local function free_key(c) return base .. 'free:' .. c end
-local function hold_key(id) return base .. 'hold:' .. id end
-local function fan_key(user) return base .. 'fan:' .. user end
+
+-- owner, expires (number), seats ("idx:c:score,...") of a hold record, or nil.
+local function read_record(id)
+  local rec = redis.call('HGET', RECORDS, id)
+  if not rec then return nil end
+  local owner, expires, seats = string.match(rec, '^([^|]*)|(%d+)|(.*)$')
+  return owner, tonumber(expires), seats
+end
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -43,19 +51,19 @@ end
 
 -- Returns a hold's seats (those still pointing at it) to the free sets and forgets the hold.
 local function drop_hold(id)
-  local rec = redis.call('HMGET', hold_key(id), 'owner', 'seats')
-  if rec[2] then
-    for idx, c, score in string.gmatch(rec[2], '(%d+):(%d+):(%d+)') do
+  local owner, _, seats = read_record(id)
+  if seats then
+    for idx, c, score in string.gmatch(seats, '(%d+):(%d+):(%d+)') do
       if redis.call('HGET', SEATS, idx) == id then
         redis.call('HDEL', SEATS, idx)
         redis.call('ZADD', free_key(c), score, idx)
       end
     end
   end
-  if rec[1] and redis.call('GET', fan_key(rec[1])) == id then
-    redis.call('DEL', fan_key(rec[1]))
+  if owner and redis.call('HGET', FANS, owner) == id then
+    redis.call('HDEL', FANS, owner)
   end
-  redis.call('DEL', hold_key(id))
+  redis.call('HDEL', RECORDS, id)
   redis.call('ZREM', HOLDS, id)
 end
 
@@ -65,28 +73,35 @@ local function sweep(now, limit)
   return #expired
 end
 
--- Takes `entries` ({idx, c, score} each, all free) for hold `id` of `owner` until `expires`.
-local function take(id, owner, entries, expires)
-  local packed = {}
-  for _, e in ipairs(entries) do
-    redis.call('HSET', SEATS, e[1], id)
-    redis.call('ZREM', free_key(e[2]), e[1])
-    packed[#packed + 1] = e[1] .. ':' .. e[2] .. ':' .. e[3]
-  end
-  redis.call('HSET', hold_key(id), 'owner', owner, 'seats', table.concat(packed, ','), 'expires', expires)
-  redis.call('PEXPIRE', hold_key(id), RECORD_TTL_MS)
-  redis.call('ZADD', HOLDS, expires, id)
-  redis.call('SET', fan_key(owner), id, 'PXAT', expires)
+local function write_record(id, owner, expires, seats)
+  redis.call('HSET', RECORDS, id, owner .. '|' .. string.format('%d', expires) .. '|' .. seats)
 end
 
--- The fan's live previous hold, released so its seats can be reused by the new one. Returns
--- what is needed to put it back if the new hold cannot be made.
-local function release_previous(owner, now)
-  local previous = redis.call('GET', fan_key(owner))
+-- Takes `entries` ({idx, c, score} each, all free) for hold `id` of `owner` until `expires`:
+-- one HSET for all seats, one ZREM per class.
+local function take(id, owner, entries, expires)
+  local packed, fields, per_class = {}, {}, {}
+  for _, e in ipairs(entries) do
+    fields[#fields + 1] = e[1]
+    fields[#fields + 1] = id
+    per_class[e[2]] = per_class[e[2]] or {}
+    table.insert(per_class[e[2]], e[1])
+    packed[#packed + 1] = e[1] .. ':' .. e[2] .. ':' .. e[3]
+  end
+  redis.call('HSET', SEATS, unpack(fields))
+  for c, members in pairs(per_class) do redis.call('ZREM', free_key(c), unpack(members)) end
+  write_record(id, owner, expires, table.concat(packed, ','))
+  redis.call('ZADD', HOLDS, expires, id)
+  redis.call('HSET', FANS, owner, id)
+end
+
+-- The fan's live previous hold (`previous` is their latest hold id), released so its seats can
+-- be reused by the new one. Returns what is needed to put it back if the new hold fails.
+local function release_previous(previous, now)
   if not previous or not is_live(previous, now) then return nil end
-  local rec = redis.call('HMGET', hold_key(previous), 'seats', 'expires')
+  local _, expires, seats = read_record(previous)
   drop_hold(previous)
-  return { id = previous, seats = rec[1] or '', expires = tonumber(rec[2]) }
+  return { id = previous, seats = seats or '', expires = expires }
 end
 
 local function restore(previous, owner)
@@ -106,7 +121,7 @@ if op == 'commit_load' then
     redis.call('DEL', base .. 'stage:seats', base .. 'stage:sold')
     return { 'already' }
   end
-  redis.call('DEL', SEATS, SOLD, HOLDS)
+  redis.call('DEL', SEATS, SOLD, HOLDS, RECORDS, FANS)
   for c = 0, classes - 1 do
     redis.call('DEL', free_key(c))
     if redis.call('EXISTS', base .. 'stage:free:' .. c) == 1 then
@@ -128,9 +143,9 @@ local now = now_ms()
 
 if op == 'hold' then
   -- ARGV: hold id, owner, ttl ms, then idx, c, score for each seat
+  -- No sweep here: liveness is checked per seat, so expired holds cost nothing to skip.
   local id, owner, ttl = ARGV[2], ARGV[3], tonumber(ARGV[4])
-  sweep(now, SWEEP_BATCH)
-  local previous_id = redis.call('GET', fan_key(owner))
+  local previous_id = redis.call('HGET', FANS, owner)
   local taken, entries = {}, {}
   for i = 5, #ARGV, 3 do
     local idx = ARGV[i]
@@ -144,17 +159,17 @@ if op == 'hold' then
     table.insert(taken, 1, 'taken')
     return taken
   end
-  release_previous(owner, now)
+  release_previous(previous_id, now)
   local expires = now + ttl
   take(id, owner, entries, expires)
-  return { 'ok', tostring(expires) }
+  return { 'ok', string.format('%d', expires) }
 
 elseif op == 'best' then
   -- ARGV: hold id, owner, ttl ms, class c, quantity, how many free seats to scan at most
   local id, owner, ttl, c = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
   local quantity, scan_limit = tonumber(ARGV[6]), tonumber(ARGV[7])
   sweep(now, SWEEP_BATCH)
-  local previous = release_previous(owner, now)
+  local previous = release_previous(redis.call('HGET', FANS, owner), now)
   -- Walk the class's free seats best first; the first run of `quantity` seats in one row with
   -- consecutive seat numbers wins. Without one, the best `quantity` free seats.
   local run, best_free = {}, {}
@@ -184,18 +199,18 @@ elseif op == 'best' then
   if not chosen and #best_free == quantity then chosen = best_free end
   if not chosen then
     restore(previous, owner)
-    return { 'not_enough', tostring(redis.call('ZCARD', free_key(c))) }
+    return { 'not_enough', string.format('%d', redis.call('ZCARD', free_key(c))) }
   end
   local expires = now + ttl
   take(id, owner, chosen, expires)
-  local reply = { 'ok', tostring(expires) }
+  local reply = { 'ok', string.format('%d', expires) }
   for _, e in ipairs(chosen) do reply[#reply + 1] = e[1] end
   return reply
 
 elseif op == 'release' then
   -- ARGV: hold id, owner
   local id, owner = ARGV[2], ARGV[3]
-  if redis.call('HGET', hold_key(id), 'owner') ~= owner or not is_live(id, now) then
+  if read_record(id) ~= owner or not is_live(id, now) then
     return { 'not_found' }
   end
   drop_hold(id)
@@ -204,15 +219,16 @@ elseif op == 'release' then
 elseif op == 'extend' then
   -- ARGV: hold id, owner, ms to add from now (never shortens). Returns the hold's seats.
   local id, owner, ttl = ARGV[2], ARGV[3], tonumber(ARGV[4])
-  local rec = redis.call('HMGET', hold_key(id), 'owner', 'seats', 'expires')
-  if rec[1] ~= owner then return { 'not_found' } end
+  local holder, current, seats = read_record(id)
+  if holder ~= owner then return { 'not_found' } end
   if not is_live(id, now) then return { 'expired' } end
-  local expires = math.max(tonumber(rec[3]), now + ttl)
-  redis.call('HSET', hold_key(id), 'expires', expires)
-  redis.call('ZADD', HOLDS, expires, id)
-  redis.call('SET', fan_key(owner), id, 'PXAT', expires)
-  local reply = { 'ok', tostring(expires) }
-  for idx in string.gmatch(rec[2], '(%d+):%d+:%d+') do reply[#reply + 1] = idx end
+  local expires = math.max(current, now + ttl)
+  if expires ~= current then
+    write_record(id, owner, expires, seats)
+    redis.call('ZADD', HOLDS, expires, id)
+  end
+  local reply = { 'ok', string.format('%d', expires) }
+  for idx in string.gmatch(seats, '(%d+):%d+:%d+') do reply[#reply + 1] = idx end
   return reply
 
 elseif op == 'convert' then
@@ -227,9 +243,9 @@ elseif op == 'convert' then
       redis.call('HINCRBY', SOLD, c, 1)
     end
   end
-  if redis.call('HGET', hold_key(id), 'owner') == owner then
-    if redis.call('GET', fan_key(owner)) == id then redis.call('DEL', fan_key(owner)) end
-    redis.call('DEL', hold_key(id))
+  if read_record(id) == owner then
+    if redis.call('HGET', FANS, owner) == id then redis.call('HDEL', FANS, owner) end
+    redis.call('HDEL', RECORDS, id)
     redis.call('ZREM', HOLDS, id)
   end
   return { 'ok' }

@@ -14,15 +14,12 @@ pub mod catalog;
 
 use std::{sync::LazyLock, time::Duration};
 
-use deadpool_redis::{
-    Pool,
-    redis::{self, Script},
-};
+use redis::Script;
 use sqlx::PgPool;
 
 pub use self::catalog::{Catalog, CatalogCache, ClassInfo, SeatInfo};
 use crate::{
-    cache::RedisKeys,
+    cache::{Redis, RedisKeys, redis},
     ids::{EventId, HoldId, UserId},
 };
 
@@ -38,8 +35,6 @@ const LOAD_WAIT: Duration = Duration::from_secs(15);
 pub enum InventoryError {
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
-    #[error(transparent)]
-    Pool(#[from] deadpool_redis::PoolError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error("the inventory answered {0:?}")]
@@ -87,12 +82,12 @@ pub enum SeatState {
 #[derive(Debug, Clone)]
 pub struct Inventory {
     db: PgPool,
-    redis: Pool,
+    redis: Redis,
     keys: RedisKeys,
 }
 
 impl Inventory {
-    pub fn new(db: PgPool, redis: Pool, keys: RedisKeys) -> Self {
+    pub fn new(db: PgPool, redis: Redis, keys: RedisKeys) -> Self {
         Self { db, redis, keys }
     }
 
@@ -101,7 +96,7 @@ impl Inventory {
     }
 
     async fn call(&self, event: EventId, args: &[String]) -> Result<Vec<String>, InventoryError> {
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.conn();
         let mut invocation = SCRIPT.key(self.keys.inventory(event));
         for arg in args {
             invocation.arg(arg);
@@ -321,7 +316,7 @@ impl Inventory {
     pub async fn ensure_loaded(&self, catalog: &Catalog) -> Result<(), InventoryError> {
         let event = catalog.event_id;
         let base = self.keys.inventory(event);
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.conn();
         let token = uuid::Uuid::new_v4().to_string();
         let locked: bool = redis::cmd("SET")
             .arg(format!("{base}loading"))
@@ -418,7 +413,7 @@ impl Inventory {
 
     async fn wait_loaded(&self, base: &str) -> Result<(), InventoryError> {
         let started = std::time::Instant::now();
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.conn();
         while started.elapsed() < LOAD_WAIT {
             let loaded: bool = redis::cmd("EXISTS")
                 .arg(format!("{base}loaded"))
@@ -434,7 +429,7 @@ impl Inventory {
 
     /// The events whose inventory was built, for the periodic sweep.
     pub async fn active_events(&self) -> Result<Vec<EventId>, InventoryError> {
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.conn();
         let ids: Vec<String> = redis::cmd("SMEMBERS")
             .arg(self.keys.active_events())
             .query_async(&mut conn)

@@ -245,14 +245,13 @@ async fn remember_event(
     event: EventId,
     ttl: Duration,
 ) -> Result<(), HoldError> {
-    let mut conn = state.redis.get().await.map_err(InventoryError::from)?;
-    deadpool_redis::redis::cmd("SET")
+    shared::cache::redis::cmd("SET")
         .arg(state.redis_keys.hold_event(hold))
         .arg(event.to_string())
         .arg("PX")
         // Past the hold's own life, so a registration that extends it still finds it.
         .arg((ttl + Duration::from_secs(3600)).as_millis().to_string())
-        .query_async::<()>(&mut conn)
+        .query_async::<()>(&mut state.redis.conn())
         .await
         .map_err(InventoryError::from)?;
     Ok(())
@@ -260,10 +259,9 @@ async fn remember_event(
 
 /// The event a hold belongs to, if the hold is known.
 pub async fn event_of(state: &AppState, hold: HoldId) -> Result<Option<EventId>, HoldError> {
-    let mut conn = state.redis.get().await.map_err(InventoryError::from)?;
-    let event: Option<String> = deadpool_redis::redis::cmd("GET")
+    let event: Option<String> = shared::cache::redis::cmd("GET")
         .arg(state.redis_keys.hold_event(hold))
-        .query_async(&mut conn)
+        .query_async(&mut state.redis.conn())
         .await
         .map_err(InventoryError::from)?;
     Ok(event.and_then(|id| id.parse().ok()))

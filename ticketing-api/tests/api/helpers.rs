@@ -50,7 +50,7 @@ pub fn test_config() -> Config {
             url: Secret::new(
                 std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
             ),
-            pool_size: 8,
+            connections: 2,
             key_prefix: format!("test:{}:", uuid::Uuid::new_v4()),
         },
         keys: KeysConfig {

@@ -687,18 +687,18 @@ async fn redis_losing_everything_mid_sale_still_sells_no_seat_twice(db: PgPool) 
         url: shared::config::Secret::new(
             std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
         ),
-        pool_size: 1,
+        connections: 1,
         key_prefix: String::new(),
     })
     .expect("pool");
-    let mut conn = redis.get().await.expect("conn");
+    let mut conn = redis.conn();
     let base = app.inventory.keys().inventory(event.parse().expect("id"));
-    let keys: Vec<String> = deadpool_redis::redis::cmd("KEYS")
+    let keys: Vec<String> = shared::cache::redis::cmd("KEYS")
         .arg(format!("{base}*"))
         .query_async(&mut conn)
         .await
         .expect("keys");
-    let _: i64 = deadpool_redis::redis::cmd("DEL")
+    let _: i64 = shared::cache::redis::cmd("DEL")
         .arg(&keys)
         .query_async(&mut conn)
         .await
@@ -716,13 +716,13 @@ async fn redis_losing_everything_mid_sale_still_sells_no_seat_twice(db: PgPool) 
     assert_eq!(map[1]["state"], "free");
 
     // Even if Redis wrongly believed the sold seat free, Postgres refuses to sell it again.
-    let _: i64 = deadpool_redis::redis::cmd("HDEL")
+    let _: i64 = shared::cache::redis::cmd("HDEL")
         .arg(format!("{base}seats"))
         .arg(0)
         .query_async(&mut conn)
         .await
         .expect("hdel");
-    let _: i64 = deadpool_redis::redis::cmd("ZADD")
+    let _: i64 = shared::cache::redis::cmd("ZADD")
         .arg(format!("{base}free:0"))
         .arg(1)
         .arg(0)
