@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
 mod demo;
+mod seat_map;
 
 #[derive(Parser)]
 #[command(about = "Load tests and smoke checks of a running ticketing stack")]
@@ -28,6 +29,17 @@ struct Cli {
 enum Command {
     /// Check every service through the gateway and walk the account flow once.
     Smoke,
+    /// Time the seat map of a 100,000-seat event in every format (needs `infra/dev up`).
+    SeatMap {
+        /// The ticketing API's own address, to time it without the gateway.
+        #[arg(long, default_value = "http://127.0.0.1:8082")]
+        api_url: String,
+        /// Sections of 100 × 100 seats.
+        #[arg(long, default_value_t = 10)]
+        sections: u32,
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+    },
     /// Create the demo organizer, fan, venue and an on-sale event, unless they exist.
     Demo {
         #[arg(long, env = "ADMIN_EMAIL", default_value = "admin@example.test")]
@@ -42,6 +54,19 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Smoke => smoke(cli.base_url.trim_end_matches('/')).await,
+        Command::SeatMap {
+            api_url,
+            sections,
+            rounds,
+        } => {
+            seat_map::run(
+                cli.base_url.trim_end_matches('/'),
+                api_url.trim_end_matches('/'),
+                sections,
+                rounds,
+            )
+            .await
+        }
         Command::Demo {
             admin_email,
             admin_password,
