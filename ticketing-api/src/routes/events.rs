@@ -70,6 +70,7 @@ async fn create_event(
     Json(body): Json<NewEvent>,
 ) -> ApiResult<(StatusCode, Json<Event>)> {
     let event = events::create(&state.db, actor, body).await?;
+    super::seats::warm_inventory(&state, event.id);
     Ok((StatusCode::CREATED, Json(event)))
 }
 
@@ -192,5 +193,6 @@ async fn delete_event(
     Path(id): Path<EventId>,
 ) -> ApiResult<StatusCode> {
     events::delete(&state.db, actor, id).await?;
+    state.catalogs.forget(id);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -224,3 +224,23 @@ pub async fn add_live_counts(
         }
     }
 }
+
+/// Loads a new event's catalog and builds its Redis inventory in the background, so that the
+/// first fan does not wait for it. A failure is only logged: the first request retries.
+pub fn warm_inventory(state: &AppState, event_id: EventId) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let warmed = async {
+            let catalog = state
+                .catalogs
+                .get(&state.db, event_id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("the event is gone"))?;
+            state.inventory.ensure_loaded(&catalog).await?;
+            anyhow::Ok(())
+        };
+        if let Err(err) = warmed.await {
+            tracing::warn!(event.id = %event_id, error = %err, "could not warm the inventory");
+        }
+    });
+}

@@ -166,6 +166,52 @@ impl TestApp {
         login_with(&new_client(), self, ADMIN_EMAIL, ADMIN_PASSWORD).await
     }
 
+    /// An anonymous GET, answered with JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+            .json()
+            .await
+            .expect("a JSON body")
+    }
+
+    /// A GET as `token`, answered with JSON.
+    pub async fn get_json_as(&self, path: &str, token: &str) -> Value {
+        self.get_as(path, token)
+            .await
+            .json()
+            .await
+            .expect("a JSON body")
+    }
+
+    /// A user of `role` written straight to the database, with a signed access token:
+    /// hundreds of users without hundreds of password hashes.
+    pub async fn mint(&self, role: shared::domain::Role) -> (shared::ids::UserId, String) {
+        let id = shared::ids::UserId::new();
+        sqlx::query(
+            "INSERT INTO users (id, email, name, password_hash, role)
+             VALUES ($1, $2, 'Minted', 'not-a-hash', $3)",
+        )
+        .bind(id)
+        .bind(format!("{id}@example.test"))
+        .bind(role.as_str())
+        .execute(&self.db)
+        .await
+        .expect("user");
+        let token = self
+            .keys
+            .access
+            .sign(
+                shared::tokens::AccessClaims { sub: id, role },
+                Duration::from_secs(900),
+            )
+            .expect("token");
+        (id, token)
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         let sql = match table {
             "users" => "SELECT count(*) FROM users",

@@ -9,85 +9,39 @@ use shared::{
     domain::Role,
     ids::{HoldId, UserId},
     inventory::HoldState,
-    tokens::AccessClaims,
 };
 use sqlx::PgPool;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use crate::helpers::{TestApp, assert_error, spawn};
+use crate::helpers::{TestApp, assert_error, create_event, event_body, grid_venue, scalar, spawn};
 
-/// A user of `role` written straight to the database, with a signed access token: hundreds of
-/// fans without hundreds of password hashes.
 async fn mint(app: &TestApp, role: Role) -> (UserId, String) {
-    let id = UserId::new();
-    sqlx::query(
-        "INSERT INTO users (id, email, name, password_hash, role) VALUES ($1, $2, 'Minted', 'x', $3)",
-    )
-    .bind(id)
-    .bind(format!("{id}@example.test"))
-    .bind(role.as_str())
-    .execute(&app.db)
-    .await
-    .expect("user");
-    let token = app
-        .keys
-        .access
-        .sign(AccessClaims { sub: id, role }, Duration::from_secs(900))
-        .expect("token");
-    (id, token)
+    app.mint(role).await
 }
 
 async fn mint_fans(app: &TestApp, n: usize) -> Vec<(UserId, String)> {
     let mut fans = Vec::with_capacity(n);
     for _ in 0..n {
-        fans.push(mint(app, Role::Fan).await);
+        fans.push(app.mint(Role::Fan).await);
     }
     fans
 }
 
-fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339).expect("formats")
-}
-
 /// An on-sale event: a grid venue of `sections` (name, rows, seats per row) and `classes`.
-async fn on_sale(app: &TestApp, sections: Value, classes: Value) -> Value {
-    let (_, organizer) = mint(app, Role::Organizer).await;
-    let venue = app
-        .post_as(
-            "/api/venues",
-            &organizer,
-            &json!({"name": "Arena", "city": "Oslo", "layout": {"kind": "grid", "sections": sections}}),
-        )
-        .await;
-    assert_eq!(venue.status(), StatusCode::CREATED);
-    let venue: Value = venue.json().await.expect("json");
-    let now = OffsetDateTime::now_utc();
-    let event = app
-        .post_as(
-            "/api/events",
-            &organizer,
-            &json!({
-                "title": "Band live",
-                "venue_id": venue["id"],
-                "starts_at": rfc3339(now + time::Duration::days(30)),
-                "sale_opens_at": rfc3339(now - time::Duration::hours(1)),
-                "classes": classes,
-                "max_seats_per_order": 6,
-                "hold_seconds": 600,
-            }),
-        )
-        .await;
-    let status = event.status();
-    let body: Value = event.json().await.expect("json");
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body
+async fn on_sale(app: &TestApp, sections: &[(&str, i64, i64)], classes: Value) -> Value {
+    let (_, organizer) = app.mint(Role::Organizer).await;
+    let venue = grid_venue(app, &organizer, sections).await;
+    let mut body = event_body(&venue, classes);
+    body["max_seats_per_order"] = json!(6);
+    body["hold_seconds"] = json!(600);
+    create_event(app, &organizer, &body).await
 }
 
 /// One section "A" of 1 row × `seats`, one class "Normal" at 50.00 EUR.
 async fn small_sale(app: &TestApp, seats: u32) -> String {
     let event = on_sale(
         app,
-        json!([{"name": "A", "rows": 1, "seats_per_row": seats}]),
+        &[("A", 1, i64::from(seats))],
         json!([{"name": "Normal", "price": 5000, "currency": "EUR"}]),
     )
     .await;
@@ -95,15 +49,7 @@ async fn small_sale(app: &TestApp, seats: u32) -> String {
 }
 
 async fn seat_map(app: &TestApp, event: &str) -> Vec<Value> {
-    let map: Value = app
-        .client
-        .get(app.url(&format!("/api/events/{event}/seats")))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let map = app.get_json(&format!("/api/events/{event}/seats")).await;
     map["seats"].as_array().expect("seats").clone()
 }
 
@@ -131,11 +77,7 @@ async fn register(app: &TestApp, token: &str, event: &str, hold_id: &str) -> req
 }
 
 async fn tickets_sold(app: &TestApp) -> i64 {
-    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM tickets")
-        .fetch_one(&app.db)
-        .await
-        .expect("count");
-    n
+    scalar(app, "SELECT count(*) FROM tickets").await
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
@@ -187,42 +129,18 @@ async fn a_fan_holds_a_seat_books_it_and_reads_the_booking(db: PgPool) {
     assert_eq!(labels, ["A-1-3", "A-1-4"]);
 
     let id = booking["booking_id"].as_str().expect("id");
-    let read: Value = app
-        .get_as(&format!("/api/bookings/{id}"), &fan)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let read: Value = app.get_json_as(&format!("/api/bookings/{id}"), &fan).await;
     assert_eq!(read["booking_id"], id);
-    let mine: Value = app
-        .get_as("/api/me/bookings", &fan)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let mine: Value = app.get_json_as("/api/me/bookings", &fan).await;
     assert_eq!(mine[0]["booking_id"], id);
     assert_eq!(seat_map(&app, &event).await[2]["state"], "sold");
 
     let availability: Value = app
-        .client
-        .get(app.url(&format!("/api/events/{event}/availability")))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+        .get_json(&format!("/api/events/{event}/availability"))
+        .await;
     assert_eq!(availability[0]["sold"], 2);
     assert_eq!(availability[0]["free"], 8);
-    let detail: Value = app
-        .client
-        .get(app.url(&format!("/api/events/{event}")))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let detail: Value = app.get_json(&format!("/api/events/{event}")).await;
     assert_eq!(detail["availability"][0]["capacity"], 10);
     assert_eq!(detail["availability"][0]["sold"], 2);
     assert_eq!(detail["availability"][0]["held"], 0);
@@ -358,7 +276,7 @@ async fn best_available_holds_adjacent_seats_in_the_best_row(db: PgPool) {
     let app = spawn(db).await;
     let event = on_sale(
         &app,
-        json!([{"name": "A", "rows": 3, "seats_per_row": 8}, {"name": "B", "rows": 2, "seats_per_row": 8}]),
+        &[("A", 3, 8), ("B", 2, 8)],
         json!([
             {"name": "VIP", "price": 15000, "currency": "EUR", "sections": ["B"]},
             {"name": "Normal", "price": 5000, "currency": "EUR"}
@@ -639,12 +557,7 @@ async fn bookings_are_private_to_their_owner_and_admins(db: PgPool) {
     )
     .await;
     assert_eq!(app.get_as(&path, &admin).await.status(), StatusCode::OK);
-    let theirs: Value = app
-        .get_as("/api/me/bookings", &other)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let theirs: Value = app.get_json_as("/api/me/bookings", &other).await;
     assert_eq!(theirs, json!([]));
 }
 
@@ -918,14 +831,8 @@ async fn the_compact_and_state_seat_maps_agree_with_the_json_one(db: PgPool) {
     )
     .await;
     let compact: Value = app
-        .client
-        .get(app.url(&format!("/api/events/{event}/seats?format=compact")))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+        .get_json(&format!("/api/events/{event}/seats?format=compact"))
+        .await;
     assert_eq!(compact["state"], "fhfff");
     assert_eq!(compact["labels"][1], "A-1-2");
     assert_eq!(compact["ids"][1], seats[1]["id"]);
