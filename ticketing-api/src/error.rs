@@ -224,3 +224,14 @@ impl From<crate::bookings::BookingError> for ApiError {
         }
     }
 }
+
+impl From<crate::gate::GateError> for ApiError {
+    fn from(err: crate::gate::GateError) -> Self {
+        use crate::gate::GateError as E;
+        let message = err.to_string();
+        match err {
+            E::AdmissionRequired => Self::forbidden("admission_required", message),
+            E::InvalidAdmission(_) => Self::forbidden("invalid_admission", message),
+        }
+    }
+}

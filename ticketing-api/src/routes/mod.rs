@@ -3,6 +3,7 @@
 mod admin;
 mod auth;
 mod bookings;
+mod demand;
 mod events;
 mod holds;
 mod me;
@@ -79,6 +80,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .merge(admin::router())
                 .merge(venues::router())
                 .merge(events::router())
+                .merge(demand::router())
                 .merge(holds::router())
                 .merge(seats::router())
                 .merge(bookings::router()),
