@@ -180,6 +180,7 @@ impl From<crate::holds::HoldError> for ApiError {
         match err {
             E::EventNotFound => Self::NotFound("event"),
             E::HoldNotFound => Self::NotFound("hold"),
+            E::Gate(err) => err.into(),
             E::EventCancelled => Self::conflict("event_cancelled", message),
             E::SaleNotOpen => Self::conflict("sale_not_open", message),
             E::SaleClosed => Self::conflict("sale_closed", message),

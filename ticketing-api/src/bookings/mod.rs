@@ -93,19 +93,26 @@ pub fn parse_idempotency_key(raw: &str) -> Result<String, BookingError> {
     Ok(key.to_string())
 }
 
-/// The simple path: book the fan's hold now.
+/// The simple path: book the fan's hold now. In high-demand mode `admission` (the
+/// `X-Admission-Token`) must admit this fan to this event, and the fan leaves the active
+/// shoppers once the booking is confirmed.
 pub async fn register_simple(
     state: &AppState,
     event: EventId,
     fan: UserId,
     hold: HoldId,
     idempotency_key: Option<String>,
+    admission: Option<&str>,
 ) -> Result<BookingView, BookingError> {
+    // A retry of a booking already made answers with it, even once the admission has expired.
     if let Some(existing) = find_previous(&state.db, fan, hold, idempotency_key.as_deref()).await? {
         return Ok(existing);
     }
     let rules = SaleRules::load(&state.db, event).await?;
     rules.check_open()?;
+    rules.check_admission(state, admission, fan, event)?;
+    // queued path: issue 5 — high-demand registrations will go to the workers over RabbitMQ
+    // here (202 pending); until then they take the simple path below.
     let catalog = state
         .catalogs
         .get(&state.db, event)
@@ -166,6 +173,10 @@ pub async fn register_simple(
     // refuses them to anyone else) and the inventory is corrected when it is next rebuilt.
     if let Err(err) = state.inventory.convert(&catalog, hold, fan, &seats).await {
         tracing::error!(booking.id = %booking_id, error = %err, "could not mark seats sold in Redis");
+    }
+    if rules.high_demand {
+        // The purchase is done: make room for the next fan in the waiting room.
+        crate::gate::leave_active(state, event, fan).await;
     }
     get(&state.db, booking_id, fan, false).await
 }

@@ -52,6 +52,9 @@ pub enum HoldError {
     NotEnoughSeats { free: u64 },
     #[error("no such hold")]
     HoldNotFound,
+    /// High-demand mode: no admission token, or one that cannot be used.
+    #[error(transparent)]
+    Gate(#[from] crate::gate::GateError),
     #[error(transparent)]
     Inventory(#[from] InventoryError),
     #[error(transparent)]
@@ -94,6 +97,21 @@ impl SaleRules {
         } else {
             Ok(())
         }
+    }
+
+    /// The high-demand gate: read fresh with the rules, so a change of mode counts at once.
+    /// Low-demand events ignore the token entirely.
+    pub fn check_admission(
+        &self,
+        state: &AppState,
+        admission: Option<&str>,
+        fan: UserId,
+        event: EventId,
+    ) -> Result<(), HoldError> {
+        if self.high_demand {
+            crate::gate::check(&state.keys.admission, admission, fan, event)?;
+        }
+        Ok(())
     }
 
     pub fn hold_ttl(&self) -> Duration {
@@ -145,15 +163,18 @@ fn describe(catalog: &Catalog, hold_id: HoldId, seats: &[u32], expires_at_ms: i6
     }
 }
 
-/// Places a hold for `fan` (after the caller checked the admission gate, if any).
+/// Places a hold for `fan`. In high-demand mode `admission` (the `X-Admission-Token`) must
+/// admit this fan to this event; otherwise it is ignored.
 pub async fn place(
     state: &AppState,
     event: EventId,
     fan: UserId,
     request: HoldRequest,
+    admission: Option<&str>,
 ) -> Result<PlacedHold, HoldError> {
     let rules = SaleRules::load(&state.db, event).await?;
     rules.check_open()?;
+    rules.check_admission(state, admission, fan, event)?;
     let catalog = state
         .catalogs
         .get(&state.db, event)

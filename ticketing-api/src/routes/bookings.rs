@@ -40,10 +40,12 @@ struct RegistrationBody {
     params(
         ("event_id" = EventId, Path),
         ("Idempotency-Key" = Option<String>, Header, description = "1 to 200 visible ASCII characters"),
+        ("X-Admission-Token" = Option<String>, Header, description = "The waiting room's admission token; required while the event is in high-demand mode, ignored otherwise"),
     ),
     request_body = RegistrationBody,
     responses(
         (status = 201, description = "Confirmed (simple path)", body = BookingView),
+        (status = 403, description = "`admission_required` (high-demand mode, no token), `invalid_admission` (expired, another fan's, another event's, or not valid)", body = ErrorBody),
         (status = 409, description = "`hold_expired`, `seats_already_sold`, `sale_closed`, `event_cancelled`", body = ErrorBody),
         (status = 422, description = "`invalid_idempotency_key`", body = ErrorBody),
     ),
@@ -64,9 +66,16 @@ async fn register(
                 .and_then(bookings::parse_idempotency_key)
         })
         .transpose()?;
-    let booking =
-        bookings::register_simple(&state, event_id, caller.id, body.hold_id, idempotency_key)
-            .await?;
+    let admission = super::holds::admission_token(&headers);
+    let booking = bookings::register_simple(
+        &state,
+        event_id,
+        caller.id,
+        body.hold_id,
+        idempotency_key,
+        admission,
+    )
+    .await?;
     if booking.event_id != event_id {
         // The idempotency key was used for another event's booking: that is not a retry.
         return Err(crate::error::ApiError::conflict(

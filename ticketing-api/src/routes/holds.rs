@@ -1,6 +1,9 @@
 //! `/api/events/{id}/holds`, `/api/holds/{id}`: taking, reading and releasing holds.
 
-use axum::{extract::State, http::StatusCode};
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode},
+};
 use serde::Deserialize;
 use shared::{
     error::ErrorBody,
@@ -49,10 +52,14 @@ impl HoldBody {
 /// `quantity` seats of a class. A new hold replaces the fan's previous hold on this event.
 #[utoipa::path(
     post, path = "/events/{event_id}/holds", tag = "holds", security(("bearer" = [])),
-    params(("event_id" = EventId, Path)),
+    params(
+        ("event_id" = EventId, Path),
+        ("X-Admission-Token" = Option<String>, Header, description = "The waiting room's admission token; required while the event is in high-demand mode, ignored otherwise"),
+    ),
     request_body = HoldBody,
     responses(
         (status = 201, body = PlacedHold),
+        (status = 403, description = "`admission_required` (high-demand mode, no token), `invalid_admission` (expired, another fan's, another event's, or not valid)", body = ErrorBody),
         (status = 404, description = "`not_found`: no such event", body = ErrorBody),
         (status = 409, description = "`seats_unavailable` (with `seat_ids`), `sale_not_open`, `sale_closed`, `event_cancelled`", body = ErrorBody),
         (status = 422, description = "`no_seats`, `too_many_seats`, `duplicate_seats`, `unknown_seats`, `unknown_class`, `invalid_hold_request`", body = ErrorBody),
@@ -62,11 +69,22 @@ async fn place(
     State(state): State<AppState>,
     caller: CurrentUser,
     Path(event_id): Path<EventId>,
+    headers: HeaderMap,
     Json(body): Json<HoldBody>,
 ) -> ApiResult<(StatusCode, Json<PlacedHold>)> {
     let request = body.into_request()?;
-    let hold = holds::place(&state, event_id, caller.id, request).await?;
+    let admission = admission_token(&headers);
+    let hold = holds::place(&state, event_id, caller.id, request, admission).await?;
     Ok((StatusCode::CREATED, Json(hold)))
+}
+
+/// The `X-Admission-Token` header, if any. A value that is not text counts as a token that
+/// does not verify, so it is refused (`invalid_admission`) where a token is needed and
+/// ignored elsewhere.
+pub(super) fn admission_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(crate::gate::ADMISSION_HEADER)
+        .map(|value| value.to_str().unwrap_or("\u{fffd}"))
 }
 
 /// The caller's own live hold.
