@@ -4,6 +4,7 @@
 mod accounts;
 mod admin;
 mod events;
+mod gate;
 mod helpers;
 mod hostile;
 mod ops;

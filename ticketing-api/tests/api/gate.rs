@@ -1,0 +1,649 @@
+//! High-demand mode: the organizer's switch (Postgres, the waiting room's Redis gate hash, the
+//! audit log) and the admission gate on holds and registrations — fed forged, expired,
+//! borrowed and garbage tokens.
+
+use std::{collections::HashMap, time::Duration};
+
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+use shared::{
+    cache::{Redis, RedisKeys, redis},
+    domain::Role,
+    ids::{EventId, UserId},
+    tokens::{AccessClaims, AdmissionClaims, KeyPurpose, TokenKeys},
+};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::helpers::{
+    TestApp, assert_error, create_event, event_body, grid_venue, send_as, spawn_with, test_config,
+};
+
+/// The app, and a view of its Redis keys (same private prefix).
+struct Gated {
+    app: TestApp,
+    redis: Redis,
+    keys: RedisKeys,
+}
+
+async fn spawn_gated(db: PgPool) -> Gated {
+    let config = test_config();
+    let redis = shared::cache::connect(&config.redis).expect("redis");
+    let keys = RedisKeys::new(config.redis.key_prefix.clone());
+    let app = spawn_with(db, config).await;
+    Gated { app, redis, keys }
+}
+
+impl Gated {
+    async fn gate_hash(&self, event: &str) -> HashMap<String, String> {
+        redis::cmd("HGETALL")
+            .arg(self.keys.queue_gate(event_id(event)))
+            .query_async(&mut self.redis.conn())
+            .await
+            .expect("HGETALL")
+    }
+
+    async fn add_active(&self, event: &str, fan: UserId) {
+        let expiry = OffsetDateTime::now_utc().unix_timestamp() * 1000 + 600_000;
+        redis::cmd("ZADD")
+            .arg(self.keys.queue_active(event_id(event)))
+            .arg(expiry)
+            .arg(fan.to_string())
+            .query_async::<()>(&mut self.redis.conn())
+            .await
+            .expect("ZADD");
+    }
+
+    async fn active_score(&self, event: &str, fan: UserId) -> Option<f64> {
+        redis::cmd("ZSCORE")
+            .arg(self.keys.queue_active(event_id(event)))
+            .arg(fan.to_string())
+            .query_async(&mut self.redis.conn())
+            .await
+            .expect("ZSCORE")
+    }
+}
+
+fn event_id(event: &str) -> EventId {
+    event.parse().expect("an event id")
+}
+
+/// An organizer and their on-sale event of 1 row × 10 seats.
+async fn sale(app: &TestApp) -> (String, String) {
+    let (_, organizer) = app.mint(Role::Organizer).await;
+    let venue = grid_venue(app, &organizer, &[("A", 1, 10)]).await;
+    let event = create_event(
+        app,
+        &organizer,
+        &event_body(
+            &venue,
+            json!([{"name": "Normal", "price": 5000, "currency": "EUR"}]),
+        ),
+    )
+    .await;
+    (organizer, event["id"].as_str().expect("id").to_string())
+}
+
+async fn set_mode(app: &TestApp, token: &str, event: &str, body: &Value) -> Response {
+    send_as(
+        app,
+        Method::PUT,
+        &format!("/api/events/{event}/demand-mode"),
+        token,
+        Some(body),
+    )
+    .await
+}
+
+async fn turn(app: &TestApp, token: &str, event: &str, on: bool) {
+    let response = set_mode(
+        app,
+        token,
+        event,
+        &json!({"high_demand": on, "admit_per_minute": 120, "max_active": 50}),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[derive(Debug, PartialEq, sqlx::FromRow)]
+struct Mode {
+    high_demand: bool,
+    admit_per_minute: i32,
+    max_active: i32,
+}
+
+async fn row(app: &TestApp, event: &str) -> Mode {
+    sqlx::query_as("SELECT high_demand, admit_per_minute, max_active FROM events WHERE id = $1")
+        .bind(event_id(event))
+        .fetch_one(&app.db)
+        .await
+        .expect("event row")
+}
+
+async fn audits(app: &TestApp, event: &str) -> Vec<Value> {
+    let rows: Vec<(Value,)> = sqlx::query_as(
+        "SELECT details FROM audit_log WHERE action = 'event.demand_mode' AND target_id = $1
+         ORDER BY id",
+    )
+    .bind(event)
+    .fetch_all(&app.db)
+    .await
+    .expect("audit rows");
+    rows.into_iter().map(|(details,)| details).collect()
+}
+
+fn admission_with(keys: &TokenKeys, fan: UserId, event: EventId) -> String {
+    keys.sign(
+        AdmissionClaims {
+            sub: fan,
+            evt: event,
+            jti: Uuid::new_v4(),
+        },
+        Duration::from_secs(300),
+    )
+    .expect("signs")
+}
+
+fn admission(app: &TestApp, fan: UserId, event: &str) -> String {
+    admission_with(&app.keys.admission, fan, event_id(event))
+}
+
+async fn hold_with(app: &TestApp, fan: &str, event: &str, admission: Option<&str>) -> Response {
+    let mut request = app
+        .client
+        .post(app.url(&format!("/api/events/{event}/holds")))
+        .bearer_auth(fan)
+        .json(&json!({"class": "Normal", "quantity": 1}));
+    if let Some(token) = admission {
+        request = request.header("X-Admission-Token", token);
+    }
+    request.send().await.expect("sent")
+}
+
+async fn register_with(
+    app: &TestApp,
+    fan: &str,
+    event: &str,
+    hold_id: &str,
+    admission: Option<&str>,
+) -> Response {
+    let mut request = app
+        .client
+        .post(app.url(&format!("/api/events/{event}/registrations")))
+        .bearer_auth(fan)
+        .json(&json!({"hold_id": hold_id}));
+    if let Some(token) = admission {
+        request = request.header("X-Admission-Token", token);
+    }
+    request.send().await.expect("sent")
+}
+
+async fn held(response: Response) -> String {
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    let body: Value = serde_json::from_str(&text).expect("json");
+    body["hold_id"].as_str().expect("hold id").to_string()
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn the_organizer_turns_demand_mode_on_and_off_in_postgres_redis_and_the_audit_log(
+    db: PgPool,
+) {
+    let gated = spawn_gated(db).await;
+    let app = &gated.app;
+    let (organizer, event) = sale(app).await;
+    assert!(gated.gate_hash(&event).await.is_empty());
+    let opens_ms: i64 = {
+        let (at,): (OffsetDateTime,) =
+            sqlx::query_as("SELECT sale_opens_at FROM events WHERE id = $1")
+                .bind(event_id(&event))
+                .fetch_one(&app.db)
+                .await
+                .expect("row");
+        i64::try_from(at.unix_timestamp_nanos() / 1_000_000).expect("ms")
+    };
+
+    let before_ms = OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let response = set_mode(
+        app,
+        &organizer,
+        &event,
+        &json!({"high_demand": true, "admit_per_minute": 300, "max_active": 40}),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(
+        body,
+        json!({"event_id": event, "high_demand": true, "admit_per_minute": 300, "max_active": 40})
+    );
+    assert_eq!(
+        row(app, &event).await,
+        Mode {
+            high_demand: true,
+            admit_per_minute: 300,
+            max_active: 40
+        }
+    );
+    let hash = gated.gate_hash(&event).await;
+    assert_eq!(hash.len(), 5, "{hash:?}");
+    assert_eq!(hash["high_demand"], "1");
+    assert_eq!(hash["admit_per_minute"], "300");
+    assert_eq!(hash["max_active"], "40");
+    assert_eq!(hash["sale_opens_at_ms"], opens_ms.to_string());
+    let updated: i64 = hash["updated_at_ms"].parse().expect("ms");
+    assert!(
+        updated >= before_ms && updated < before_ms + 60_000,
+        "{updated}"
+    );
+    assert_eq!(
+        audits(app, &event).await,
+        [json!({"high_demand": true, "admit_per_minute": 300, "max_active": 40})]
+    );
+    let shown = app.get_json(&format!("/api/events/{event}")).await;
+    assert_eq!(shown["high_demand"], true, "{shown}");
+
+    let response = set_mode(
+        app,
+        &organizer,
+        &event,
+        &json!({"high_demand": false, "admit_per_minute": 1, "max_active": 1_000_000}),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        row(app, &event).await,
+        Mode {
+            high_demand: false,
+            admit_per_minute: 1,
+            max_active: 1_000_000
+        }
+    );
+    let hash = gated.gate_hash(&event).await;
+    assert_eq!(hash["high_demand"], "0");
+    assert_eq!(hash["admit_per_minute"], "1");
+    assert_eq!(hash["max_active"], "1000000");
+    assert_eq!(audits(app, &event).await.len(), 2);
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn fans_are_forbidden_other_organizers_see_nothing_admins_may(db: PgPool) {
+    let gated = spawn_gated(db).await;
+    let app = &gated.app;
+    let (organizer, event) = sale(app).await;
+    let on = json!({"high_demand": true, "admit_per_minute": 60, "max_active": 10});
+
+    let (_, fan) = app.mint(Role::Fan).await;
+    assert_error(
+        set_mode(app, &fan, &event, &on).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    let (_, rival) = app.mint(Role::Organizer).await;
+    assert_error(
+        set_mode(app, &rival, &event, &on).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    assert_error(
+        set_mode(app, &organizer, &EventId::new().to_string(), &on).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let anonymous = app
+        .client
+        .put(app.url(&format!("/api/events/{event}/demand-mode")))
+        .json(&on)
+        .send()
+        .await
+        .expect("sent");
+    assert_error(anonymous, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    assert!(!row(app, &event).await.high_demand);
+    assert!(gated.gate_hash(&event).await.is_empty());
+    assert!(audits(app, &event).await.is_empty());
+
+    let (_, admin) = app.mint(Role::Admin).await;
+    assert_eq!(
+        set_mode(app, &admin, &event, &on).await.status(),
+        StatusCode::OK
+    );
+    assert!(row(app, &event).await.high_demand);
+    assert_eq!(gated.gate_hash(&event).await["high_demand"], "1");
+
+    // A cancelled event keeps its mode.
+    let cancelled = send_as(
+        app,
+        Method::POST,
+        &format!("/api/events/{event}/cancel"),
+        &organizer,
+        None,
+    )
+    .await;
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    assert_error(
+        set_mode(
+            app,
+            &organizer,
+            &event,
+            &json!({"high_demand": false, "admit_per_minute": 60, "max_active": 10}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "event_cancelled",
+    )
+    .await;
+    assert!(row(app, &event).await.high_demand);
+    assert_eq!(gated.gate_hash(&event).await["high_demand"], "1");
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn bad_bodies_are_refused_and_change_nothing(db: PgPool) {
+    let gated = spawn_gated(db).await;
+    let app = &gated.app;
+    let (organizer, event) = sale(app).await;
+    turn(app, &organizer, &event, true).await;
+    let row_before = row(app, &event).await;
+    let hash_before = gated.gate_hash(&event).await;
+
+    let invalid_field = [
+        json!({"high_demand": false, "admit_per_minute": 0, "max_active": 10}),
+        json!({"high_demand": false, "admit_per_minute": 10, "max_active": 0}),
+        json!({"high_demand": false, "admit_per_minute": -1, "max_active": 10}),
+        json!({"high_demand": false, "admit_per_minute": 10, "max_active": -100}),
+        json!({"high_demand": false, "admit_per_minute": 1_000_001, "max_active": 10}),
+        json!({"high_demand": false, "admit_per_minute": 10, "max_active": 2_147_483_648_i64}),
+        json!({"high_demand": false, "admit_per_minute": i64::MAX, "max_active": 10}),
+    ];
+    for body in &invalid_field {
+        let response = set_mode(app, &organizer, &event, body).await;
+        assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    }
+    let invalid_body = [
+        json!({}),
+        json!({"high_demand": false}),
+        json!({"admit_per_minute": 10, "max_active": 10}),
+        json!({"high_demand": false, "max_active": 10}),
+        json!({"high_demand": false, "admit_per_minute": 10}),
+        json!({"high_demand": "false", "admit_per_minute": 10, "max_active": 10}),
+        json!({"high_demand": 0, "admit_per_minute": 10, "max_active": 10}),
+        json!({"high_demand": null, "admit_per_minute": 10, "max_active": 10}),
+        json!({"high_demand": false, "admit_per_minute": "10", "max_active": 10}),
+        json!({"high_demand": false, "admit_per_minute": 1.5, "max_active": 10}),
+        json!({"high_demand": false, "admit_per_minute": 10, "max_active": [10]}),
+        json!({"high_demand": false, "admit_per_minute": 1e30, "max_active": 10}),
+        json!({"high_demand": false, "admit_per_minute": 10, "max_active": 10, "extra": 1}),
+        json!("high_demand"),
+    ];
+    for body in &invalid_body {
+        let response = set_mode(app, &organizer, &event, body).await;
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {text}");
+    }
+    // Beyond i64, and not JSON at all.
+    for raw in [
+        r#"{"high_demand": false, "admit_per_minute": 99999999999999999999999, "max_active": 1}"#,
+        r#"{"high_demand": false, "admit_per_minute": 10, "max_active": 10"#,
+        "high_demand=false",
+        "",
+    ] {
+        let response = app
+            .client
+            .put(app.url(&format!("/api/events/{event}/demand-mode")))
+            .bearer_auth(&organizer)
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .expect("sent");
+        let status = response.status();
+        assert!(status.is_client_error(), "{raw}: {status}");
+    }
+
+    assert_eq!(row(app, &event).await, row_before);
+    assert_eq!(gated.gate_hash(&event).await, hash_before);
+    assert_eq!(audits(app, &event).await.len(), 1);
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn in_high_demand_a_hold_needs_this_fans_valid_admission_for_this_event(db: PgPool) {
+    let gated = spawn_gated(db).await;
+    let app = &gated.app;
+    let (organizer, event) = sale(app).await;
+    let (_, other_event) = sale(app).await;
+    turn(app, &organizer, &event, true).await;
+    let (fan_id, fan) = app.mint(Role::Fan).await;
+    let (other_fan, _) = app.mint(Role::Fan).await;
+
+    assert_error(
+        hold_with(app, &fan, &event, None).await,
+        StatusCode::FORBIDDEN,
+        "admission_required",
+    )
+    .await;
+    assert_error(
+        hold_with(app, &fan, &event, Some("")).await,
+        StatusCode::FORBIDDEN,
+        "admission_required",
+    )
+    .await;
+
+    let foreign_key = TokenKeys::generate(KeyPurpose::Admission);
+    let expired = app
+        .keys
+        .admission
+        .sign_at(
+            AdmissionClaims {
+                sub: fan_id,
+                evt: event_id(&event),
+                jti: Uuid::new_v4(),
+            },
+            OffsetDateTime::now_utc() - time::Duration::hours(1),
+            Duration::from_secs(300),
+        )
+        .expect("signs");
+    // This fan's claims with another fan's signature.
+    let mine = admission(app, fan_id, &event);
+    let theirs = admission(app, other_fan, &event);
+    let mine_parts: Vec<&str> = mine.split('.').collect();
+    let their_signature = theirs.rsplit('.').next().expect("signature");
+    let tampered = format!("{}.{}.{their_signature}", mine_parts[0], mine_parts[1]);
+    let unsigned = format!("{}.{}.", mine_parts[0], mine_parts[1]);
+    // An access token signed with the admission key: right key, wrong audience.
+    let access_as_admission = app
+        .keys
+        .admission
+        .sign(
+            AccessClaims {
+                sub: fan_id,
+                role: Role::Fan,
+            },
+            Duration::from_secs(300),
+        )
+        .expect("signs");
+    let cases = [
+        (
+            "another key",
+            admission_with(&foreign_key, fan_id, event_id(&event)),
+            "not valid",
+        ),
+        ("expired", expired, "expired"),
+        ("another fan's", theirs.clone(), "another fan"),
+        (
+            "another event's",
+            admission(app, fan_id, &other_event),
+            "another event",
+        ),
+        ("tampered", tampered, "not valid"),
+        ("unsigned", unsigned, "not valid"),
+        ("garbage", "not.a.token".to_string(), "not valid"),
+        ("the access token", fan.clone(), "not valid"),
+        ("access claims", access_as_admission, "not valid"),
+    ];
+    for (what, token, why) in &cases {
+        let body = assert_error(
+            hold_with(app, &fan, &event, Some(token)).await,
+            StatusCode::FORBIDDEN,
+            "invalid_admission",
+        )
+        .await;
+        let message = body["message"].as_str().expect("message");
+        assert!(message.contains(why), "{what}: {message}");
+    }
+    // A header that is not even text.
+    let binary = app
+        .client
+        .post(app.url(&format!("/api/events/{event}/holds")))
+        .bearer_auth(&fan)
+        .header(
+            "X-Admission-Token",
+            reqwest::header::HeaderValue::from_bytes(b"\xff\xfe").expect("header"),
+        )
+        .json(&json!({"class": "Normal", "quantity": 1}))
+        .send()
+        .await
+        .expect("sent");
+    assert_error(binary, StatusCode::FORBIDDEN, "invalid_admission").await;
+    let map = app.get_json(&format!("/api/events/{event}/seats")).await;
+    assert!(
+        map["seats"]
+            .as_array()
+            .expect("seats")
+            .iter()
+            .all(|seat| seat["state"] == "free"),
+        "a refused request held a seat"
+    );
+
+    held(hold_with(app, &fan, &event, Some(&mine)).await).await;
+    // The other event is not in high demand: no token needed there.
+    held(hold_with(app, &fan, &other_event, None).await).await;
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn in_high_demand_a_registration_needs_admission_and_frees_the_fans_place(db: PgPool) {
+    let gated = spawn_gated(db).await;
+    let app = &gated.app;
+    let (organizer, event) = sale(app).await;
+    turn(app, &organizer, &event, true).await;
+    let (fan_id, fan) = app.mint(Role::Fan).await;
+    let (bystander, _) = app.mint(Role::Fan).await;
+    gated.add_active(&event, fan_id).await;
+    gated.add_active(&event, bystander).await;
+    let token = admission(app, fan_id, &event);
+
+    let hold_id = held(hold_with(app, &fan, &event, Some(&token)).await).await;
+    assert_error(
+        register_with(app, &fan, &event, &hold_id, None).await,
+        StatusCode::FORBIDDEN,
+        "admission_required",
+    )
+    .await;
+    assert_error(
+        register_with(
+            app,
+            &fan,
+            &event,
+            &hold_id,
+            Some(&admission(app, bystander, &event)),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "invalid_admission",
+    )
+    .await;
+    assert_error(
+        register_with(app, &fan, &event, &hold_id, Some("garbage")).await,
+        StatusCode::FORBIDDEN,
+        "invalid_admission",
+    )
+    .await;
+    let (bookings,): (i64,) = sqlx::query_as("SELECT count(*) FROM bookings")
+        .fetch_one(&app.db)
+        .await
+        .expect("count");
+    assert_eq!(bookings, 0);
+    assert!(gated.active_score(&event, fan_id).await.is_some());
+
+    let booked = register_with(app, &fan, &event, &hold_id, Some(&token)).await;
+    assert_eq!(booked.status(), StatusCode::CREATED);
+    let booking: Value = booked.json().await.expect("json");
+    assert_eq!(booking["status"], "confirmed");
+    assert_eq!(gated.active_score(&event, fan_id).await, None);
+    assert!(
+        gated.active_score(&event, bystander).await.is_some(),
+        "only the buyer leaves the active set"
+    );
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn low_demand_ignores_the_header_and_switching_counts_on_the_next_request(db: PgPool) {
+    let gated = spawn_gated(db).await;
+    let app = &gated.app;
+    let (organizer, event) = sale(app).await;
+    let (fan_id, fan) = app.mint(Role::Fan).await;
+    gated.add_active(&event, fan_id).await;
+
+    // Off (the default): no header needed, a garbage one ignored.
+    let hold_id = held(hold_with(app, &fan, &event, Some("garbage")).await).await;
+    let booked = register_with(app, &fan, &event, &hold_id, Some("garbage")).await;
+    assert_eq!(booked.status(), StatusCode::CREATED);
+    // Only high-demand purchases touch the active set.
+    assert!(gated.active_score(&event, fan_id).await.is_some());
+
+    turn(app, &organizer, &event, true).await;
+    assert_error(
+        hold_with(app, &fan, &event, None).await,
+        StatusCode::FORBIDDEN,
+        "admission_required",
+    )
+    .await;
+    // A hold taken with admission, then the mode is turned off: the registration needs no token.
+    let hold_id =
+        held(hold_with(app, &fan, &event, Some(&admission(app, fan_id, &event))).await).await;
+    turn(app, &organizer, &event, false).await;
+    assert_eq!(
+        register_with(app, &fan, &event, &hold_id, None)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    held(hold_with(app, &fan, &event, None).await).await;
+
+    // And on again: the very next request is gated.
+    turn(app, &organizer, &event, true).await;
+    assert_error(
+        hold_with(app, &fan, &event, Some("garbage")).await,
+        StatusCode::FORBIDDEN,
+        "invalid_admission",
+    )
+    .await;
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn the_openapi_document_describes_the_gate(db: PgPool) {
+    let gated = spawn_gated(db).await;
+    let doc = gated.app.get_json("/api/openapi.json").await;
+    let put = &doc["paths"]["/api/events/{id}/demand-mode"]["put"];
+    assert!(put.is_object(), "no demand-mode route");
+    for path in [
+        "/api/events/{event_id}/holds",
+        "/api/events/{event_id}/registrations",
+    ] {
+        let post = &doc["paths"][path]["post"];
+        assert!(
+            post["parameters"]
+                .as_array()
+                .expect("parameters")
+                .iter()
+                .any(|p| p["name"] == "X-Admission-Token" && p["in"] == "header"),
+            "{path} does not document X-Admission-Token"
+        );
+        assert!(post["responses"]["403"].is_object(), "{path} lacks its 403");
+    }
+}
