@@ -115,9 +115,31 @@ impl RedisKeys {
         self.event("wr", event, "waiting")
     }
 
-    /// Hash fan → number, which makes joining idempotent.
-    pub fn queue_members(&self, event: EventId) -> String {
-        self.event("wr", event, "members")
+    /// The base of every waiting-room key of the event (`wr:{evt:ID}:`); the waiting room's
+    /// script derives the rest (`seq`, `waiting`, `pre`, `serving`, `seen`, `meta`, `dropped`,
+    /// `active`, `gate`), so the builders here and the script agree by construction.
+    pub fn queue_base(&self, event: EventId) -> String {
+        self.event("wr", event, "")
+    }
+
+    /// Sorted set of pre-queue fans (joined before the sale opened), shuffled at opening.
+    pub fn queue_pre(&self, event: EventId) -> String {
+        self.event("wr", event, "pre")
+    }
+
+    /// Hash of the queue's own state: phase, shuffle seed, last tick, carried credit, outflow.
+    pub fn queue_meta(&self, event: EventId) -> String {
+        self.event("wr", event, "meta")
+    }
+
+    /// Set of fans dropped for not being seen within the grace period.
+    pub fn queue_dropped(&self, event: EventId) -> String {
+        self.event("wr", event, "dropped")
+    }
+
+    /// Events the admission loop ticks (any event someone joined the queue of).
+    pub fn queue_events(&self) -> String {
+        format!("{}wr:events", self.prefix)
     }
 
     /// The serving mark: every number at or below it is admitted.
@@ -130,7 +152,7 @@ impl RedisKeys {
         self.event("wr", event, "active")
     }
 
-    /// Sorted set of fans scored by when they were last seen (stale fans are dropped).
+    /// Hash fan → when they were last seen, Unix ms (stale fans are dropped).
     pub fn queue_seen(&self, event: EventId) -> String {
         self.event("wr", event, "seen")
     }
@@ -170,7 +192,10 @@ mod tests {
         for key in [
             keys.queue_seq(event),
             keys.queue_waiting(event),
-            keys.queue_members(event),
+            keys.queue_base(event),
+            keys.queue_pre(event),
+            keys.queue_meta(event),
+            keys.queue_dropped(event),
             keys.queue_serving(event),
             keys.queue_active(event),
             keys.queue_seen(event),

@@ -32,6 +32,10 @@
 //! | `SMTP_TLS` | `none` | `none`, `starttls` or `tls` |
 //! | `SMTP_USERNAME` / `SMTP_PASSWORD` | unset | SMTP credentials (password is secret) |
 //! | `SMTP_FROM` | `Tickets <tickets@example.test>` | the sender of ticket mail |
+//! | `ADMISSION_TOKEN_TTL_SECS` | `600` | how long an admitted fan may shop (admission token lifetime and active-shopper expiry) |
+//! | `QUEUE_TOKEN_TTL_SECS` | `21600` | lifetime of a queue token (a place in a waiting room) |
+//! | `QUEUE_GRACE_SECS` | `60` | a waiting fan not seen (status poll, push stream) for this long is dropped when their turn comes |
+//! | `QUEUE_TICK_MS` | `250` | how often each waiting-room instance runs the admission tick of every queue |
 //! | `LOG_FORMAT` | `pretty` | `pretty` for people, `json` for production log shipping |
 //! | `RUST_LOG` | `info` | the tracing filter |
 
@@ -230,6 +234,26 @@ impl AuthConfig {
             rate_per_minute: var("AUTH_RATE_PER_MINUTE", 20)?.max(1),
             rate_burst: var("AUTH_RATE_BURST", 10)?.max(1),
             admin,
+        })
+    }
+}
+
+/// The waiting room: token lifetimes, the stale-fan grace and the admission tick.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    pub admission_token_ttl: Duration,
+    pub queue_token_ttl: Duration,
+    pub grace: Duration,
+    pub tick: Duration,
+}
+
+impl QueueConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            admission_token_ttl: Duration::from_secs(var("ADMISSION_TOKEN_TTL_SECS", 600)?.max(1)),
+            queue_token_ttl: Duration::from_secs(var("QUEUE_TOKEN_TTL_SECS", 6 * 3600)?.max(60)),
+            grace: Duration::from_secs(var("QUEUE_GRACE_SECS", 60)?.max(1)),
+            tick: Duration::from_millis(var("QUEUE_TICK_MS", 250)?.clamp(10, 5_000)),
         })
     }
 }
