@@ -1,13 +1,25 @@
-//! The virtual waiting room: queue join/status/push, the pre-queue shuffle, paced admission and
-//! admission tokens (issue 4). Today it is the process those live in: its configuration, its
-//! Postgres and Redis connections, and the ops endpoints (`/healthz`, `/readyz`, `/metrics`).
+//! The virtual waiting room (issue 4): queue join/status/push, the pre-queue shuffle, paced
+//! admission and admission tokens. See `queue.lua` for the Redis model and the README section
+//! "The waiting room" for the design and the figures.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+pub mod admission;
+pub mod queue;
+pub mod routes;
+
+use std::{
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    time::Duration,
+};
 
 use shared::{
-    config::{HttpConfig, LogFormat, PostgresConfig, RedisConfig},
-    http::{Readiness, Server, ops_only_router},
+    bans::BanList,
+    cache::RedisKeys,
+    config::{HttpConfig, KeysConfig, LogFormat, PostgresConfig, QueueConfig, RedisConfig},
+    http::{Readiness, Server, apply_common_layers, ops_router},
+    tokens::{KeyPurpose, KeySet},
 };
+
+pub use crate::queue::Queues;
 
 /// Everything the waiting room reads from its environment (see `shared::config`).
 #[derive(Debug, Clone)]
@@ -15,6 +27,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub postgres: PostgresConfig,
     pub redis: RedisConfig,
+    pub keys: KeysConfig,
+    pub queue: QueueConfig,
     pub log_format: LogFormat,
 }
 
@@ -27,19 +41,45 @@ impl Config {
             )?,
             postgres: PostgresConfig::from_env()?,
             redis: RedisConfig::from_env()?,
+            keys: KeysConfig::from_env()?,
+            queue: QueueConfig::from_env()?,
             log_format: LogFormat::from_env()?,
         })
     }
 }
 
-/// Connects its dependencies and binds the configured address.
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub queues: Queues,
+    pub keys: KeySet,
+    pub bans: BanList,
+}
+
+/// Connects its dependencies, loads the keys (the admission private key) and binds.
 pub async fn build(config: &Config) -> anyhow::Result<Server> {
+    let keys = KeySet::load(&config.keys.dir, &[KeyPurpose::Admission])?;
+    build_with_keys(config, keys).await
+}
+
+/// As [`build`], with the keys given (tests use `KeySet::generate()`).
+pub async fn build_with_keys(config: &Config, keys: KeySet) -> anyhow::Result<Server> {
     let db = shared::db::connect(&config.postgres).await?;
     let redis = shared::cache::connect(&config.redis)?;
+    let queues = Queues::new(
+        db.clone(),
+        redis.clone(),
+        RedisKeys::new(config.redis.key_prefix.clone()),
+        config.queue.clone(),
+    );
+    let bans = BanList::new();
+    // Access tokens live at most 15 minutes: bans older than that are covered by expiry.
+    bans.spawn_refresh(db.clone(), Duration::from_secs(960), Duration::from_secs(2));
+    admission::spawn(queues.clone(), db.clone());
     let readiness = Readiness::new().postgres(db).redis(redis);
-    Server::bind(
-        config.http.addr,
-        ops_only_router(readiness, "/api/queue", &config.http),
-    )
-    .await
+    let ops = ops_router(readiness);
+    let router = routes::router(AppState { queues, keys, bans })
+        .nest("/api/queue", ops.clone())
+        .merge(ops);
+    Server::bind(config.http.addr, apply_common_layers(router, &config.http)).await
 }

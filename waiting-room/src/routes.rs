@@ -1,0 +1,335 @@
+//! The waiting room's HTTP surface: thin handlers over [`crate::queue`].
+
+use std::{convert::Infallible, time::Duration};
+
+use axum::{
+    Router,
+    extract::{FromRequestParts, State},
+    http::{HeaderMap, StatusCode, header, request::Parts},
+    response::{
+        IntoResponse, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
+    routing::{get, post},
+};
+use futures_util::stream::{self, Stream};
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+use shared::{
+    http::{Json, Path, Query, error_response},
+    ids::{EventId, UserId},
+    tokens::{AccessClaims, AdmissionClaims, QueueClaims, TokenError},
+};
+use uuid::Uuid;
+
+use crate::{
+    AppState,
+    queue::{QueueError, QueueState, Standing},
+};
+
+/// How often a push stream looks at its fan's standing.
+const PUSH_EVERY: Duration = Duration::from_millis(1000);
+
+/// A contract error: status, code, message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: &'static str,
+}
+
+impl ApiError {
+    const fn new(status: StatusCode, code: &'static str, message: &'static str) -> Self {
+        Self {
+            status,
+            code,
+            message,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error_response(self.status, self.code, self.message)
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(err: QueueError) -> Self {
+        match err {
+            QueueError::UnknownEvent => Self::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "There is no such event.",
+            ),
+            QueueError::Cancelled => Self::new(
+                StatusCode::CONFLICT,
+                "event_cancelled",
+                "The event is cancelled.",
+            ),
+            other => {
+                tracing::error!(error = %other, "waiting room failure");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Something went wrong on our side.",
+                )
+            }
+        }
+    }
+}
+
+/// The fan, from `Authorization: Bearer <access token>`.
+#[derive(Debug, Clone, Copy)]
+pub struct Fan(pub UserId);
+
+impl FromRequestParts<AppState> for Fan {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .ok_or(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Log in and send the access token as `Authorization: Bearer <token>`.",
+            ))?;
+        let verified =
+            state
+                .keys
+                .access
+                .verify::<AccessClaims>(token)
+                .map_err(|err| match err {
+                    TokenError::Expired => ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "token_expired",
+                        "The access token has expired; refresh it.",
+                    ),
+                    _ => ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_token",
+                        "The access token is not valid.",
+                    ),
+                })?;
+        let user = verified.claims.sub;
+        if state.bans.is_banned(user) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "banned",
+                "This account is banned.",
+            ));
+        }
+        Ok(Self(user))
+    }
+}
+
+/// Checks a queue token for `event`: 401 when missing, forged or expired, 403 for another event.
+fn queue_fan(state: &AppState, token: Option<&str>, event: EventId) -> Result<UserId, ApiError> {
+    let token = token
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "queue_token_required",
+            "Send the queue token from join as header `X-Queue-Token`.",
+        ))?;
+    let verified = state
+        .keys
+        .admission
+        .verify::<QueueClaims>(token)
+        .map_err(|err| match err {
+            TokenError::Expired => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "queue_token_expired",
+                "The queue token has expired; join again.",
+            ),
+            _ => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_queue_token",
+                "The queue token is not valid.",
+            ),
+        })?;
+    if verified.claims.evt != event {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_event",
+            "This queue token is for another event.",
+        ));
+    }
+    if state.bans.is_banned(verified.claims.sub) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "banned",
+            "This account is banned.",
+        ));
+    }
+    Ok(verified.claims.sub)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusBody {
+    pub state: QueueState,
+    pub position: u64,
+    pub eta_seconds: u64,
+    pub poll_after_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admission_token: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JoinBody {
+    pub queue_token: String,
+    #[serde(flatten)]
+    pub status: StatusBody,
+}
+
+/// When to poll again: sooner near the front, ±20% jitter so clients do not poll in lock-step.
+fn poll_after_ms(standing: &Standing) -> u64 {
+    let base: u64 = match standing.state {
+        QueueState::Waiting if standing.position <= 100 => 1_000,
+        QueueState::Waiting if standing.position <= 2_000 => 2_000,
+        QueueState::Waiting => 5_000,
+        QueueState::PreQueue => (standing.eta_seconds * 1000).clamp(1_000, 5_000),
+        _ => 5_000,
+    };
+    let factor = rand::rng().random_range(0.8..=1.2);
+    (base as f64 * factor) as u64
+}
+
+fn body(state: &AppState, event: EventId, user: UserId, standing: &Standing) -> StatusBody {
+    let admission_token = (standing.state == QueueState::Admitted).then(|| {
+        let ttl = match standing.admitted_until_ms {
+            Some(until) => {
+                let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+                let left = (i128::from(until) - now).max(1000) as u64;
+                Duration::from_millis(left).max(Duration::from_secs(1))
+            }
+            None => state.queues.config().admission_token_ttl,
+        };
+        let claims = AdmissionClaims {
+            sub: user,
+            evt: event,
+            jti: Uuid::new_v4(),
+        };
+        state.keys.admission.sign(claims, ttl).ok()
+    });
+    StatusBody {
+        state: standing.state,
+        position: standing.position,
+        eta_seconds: standing.eta_seconds,
+        poll_after_ms: poll_after_ms(standing),
+        admission_token: admission_token.flatten(),
+    }
+}
+
+/// `POST /api/queue/{event_id}/join`
+async fn join(
+    State(state): State<AppState>,
+    Path(event): Path<EventId>,
+    Fan(user): Fan,
+) -> Result<Json<JoinBody>, ApiError> {
+    let standing = state.queues.join(event, user).await?;
+    let queue_token = state
+        .keys
+        .admission
+        .sign(
+            QueueClaims {
+                sub: user,
+                evt: event,
+            },
+            state.queues.config().queue_token_ttl,
+        )
+        .map_err(|err| {
+            tracing::error!(error = %err, "cannot sign a queue token");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Something went wrong on our side.",
+            )
+        })?;
+    Ok(Json(JoinBody {
+        queue_token,
+        status: body(&state, event, user, &standing),
+    }))
+}
+
+/// `GET /api/queue/{event_id}/status` with header `X-Queue-Token`.
+async fn status(
+    State(state): State<AppState>,
+    Path(event): Path<EventId>,
+    headers: HeaderMap,
+) -> Result<Json<StatusBody>, ApiError> {
+    let token = match headers.get("x-queue-token") {
+        Some(value) => Some(value.to_str().map_err(|_| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_queue_token",
+                "The queue token is not valid.",
+            )
+        })?),
+        None => None,
+    };
+    let user = queue_fan(&state, token, event)?;
+    let standing = state.queues.status(event, user).await?;
+    Ok(Json(body(&state, event, user, &standing)))
+}
+
+#[derive(Debug, Deserialize)]
+struct PushQuery {
+    queue_token: Option<String>,
+}
+
+/// `GET /api/queue/{event_id}/events?queue_token=...`: the status as server-sent events, sent
+/// whenever it changes (looked at every second; each look counts as being seen).
+async fn events(
+    State(state): State<AppState>,
+    Path(event): Path<EventId>,
+    Query(query): Query<PushQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let user = queue_fan(&state, query.queue_token.as_deref(), event)?;
+    // Fail before the stream starts if the queue cannot be read at all.
+    let first = state.queues.status(event, user).await?;
+    let start = (state, Some(first), None::<(QueueState, u64, u64)>);
+    let stream = stream::unfold(start, move |(state, mut pending, mut last)| async move {
+        loop {
+            let standing = match pending.take() {
+                Some(standing) => standing,
+                None => {
+                    tokio::time::sleep(PUSH_EVERY).await;
+                    match state.queues.status(event, user).await {
+                        Ok(standing) => standing,
+                        Err(err) => {
+                            tracing::warn!(%event, error = %err, "push: status failed");
+                            continue;
+                        }
+                    }
+                }
+            };
+            let key = (standing.state, standing.position, standing.eta_seconds);
+            if last == Some(key) {
+                continue;
+            }
+            last = Some(key);
+            let body = body(&state, event, user, &standing);
+            let event = Event::default()
+                .event("status")
+                .json_data(&body)
+                .unwrap_or_else(|_| Event::default().comment("unserializable"));
+            return Some((Ok(event), (state, None, last)));
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/queue/{event_id}/join", post(join))
+        .route("/api/queue/{event_id}/status", get(status))
+        .route("/api/queue/{event_id}/events", get(events))
+        .with_state(state)
+}
