@@ -152,7 +152,8 @@ impl RedisKeys {
         self.event("wr", event, "active")
     }
 
-    /// Hash fan → when they were last seen, Unix ms (stale fans are dropped).
+    /// Hashes fan → when they were last seen (stale fans are dropped); the script appends the
+    /// bucket, `seen:<0..1023>`, so that each stays a compact listpack.
     pub fn queue_seen(&self, event: EventId) -> String {
         self.event("wr", event, "seen")
     }
