@@ -14,6 +14,7 @@
 //! | [`cache`] | the Redis pool and every Redis key family |
 //! | [`inventory`] | seats and holds in Redis (one Lua script), and each event's seat catalog |
 //! | [`messaging`] | the RabbitMQ connection, exchange and queue names, message payloads |
+//! | [`sales`] | writing a booking (tickets, prices, outbox) for both registration paths |
 //! | [`http`] | (feature `http`) the axum plumbing the web services share |
 //!
 //! `shared` never imports a service, and its core has no web stack: the axum parts live behind
@@ -30,6 +31,7 @@ pub mod http;
 pub mod ids;
 pub mod inventory;
 pub mod messaging;
+pub mod sales;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tokens;

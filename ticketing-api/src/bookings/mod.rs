@@ -13,13 +13,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 use shared::{
-    domain::{Currency, Money},
-    ids::{BookingId, ClassId, EventId, HoldId, SeatId, TicketId, UserId},
+    ids::{BookingId, EventId, HoldId, SeatId, TicketId, UserId},
     inventory::{HoldState, InventoryError},
-    messaging::{BookingConfirmed, TicketSummary, routing},
-    tokens::TicketClaims,
+    sales::{self, NewBooking, WriteError},
 };
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use crate::{
@@ -132,9 +130,9 @@ pub async fn register_simple(
 
     let booking_id = BookingId::new();
     let mut tx = state.db.begin().await?;
-    let written = write_booking(
+    let written = sales::write_booking(
         &mut tx,
-        state,
+        &state.keys.ticket,
         NewBooking {
             id: booking_id,
             event,
@@ -142,30 +140,33 @@ pub async fn register_simple(
             hold,
             idempotency_key: idempotency_key.as_deref(),
             seat_idx: &seats,
-            starts_at: rules.starts_at,
         },
     )
     .await;
     match written {
-        Ok(()) => tx.commit().await?,
-        Err(BookingError::Database(err)) => {
+        Ok(_) => tx.commit().await?,
+        Err(err) => {
             drop(tx);
-            return match shared::db::unique_violation(&err) {
-                Some("tickets_event_seat_key") => {
+            return match err {
+                WriteError::SeatSold => {
                     metrics::counter!("bookings_rejected_total", "reason" => "seat_sold")
                         .increment(1);
                     Err(BookingError::SeatsAlreadySold)
                 }
                 // A concurrent retry of the same request won the race: answer with its booking.
-                Some("bookings_user_idempotency_key" | "bookings_hold_key") => {
+                WriteError::Duplicate(constraint) => {
                     find_previous(&state.db, fan, hold, idempotency_key.as_deref())
                         .await?
-                        .ok_or(BookingError::Database(err))
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("{constraint} tripped, yet no booking found").into()
+                        })
                 }
-                _ => Err(BookingError::Database(err)),
+                WriteError::EventNotFound => Err(HoldError::EventNotFound.into()),
+                WriteError::EventCancelled => Err(HoldError::EventCancelled.into()),
+                WriteError::Database(err) => Err(BookingError::Database(err)),
+                WriteError::Internal(err) => Err(BookingError::Internal(err)),
             };
         }
-        Err(other) => return Err(other),
     }
     metrics::counter!("bookings_confirmed_total", "path" => "simple").increment(1);
 
@@ -179,152 +180,6 @@ pub async fn register_simple(
         crate::gate::leave_active(state, event, fan).await;
     }
     get(&state.db, booking_id, fan, false).await
-}
-
-struct NewBooking<'a> {
-    id: BookingId,
-    event: EventId,
-    fan: UserId,
-    hold: HoldId,
-    idempotency_key: Option<&'a str>,
-    seat_idx: &'a [u32],
-    starts_at: OffsetDateTime,
-}
-
-#[derive(sqlx::FromRow)]
-struct PricedSeat {
-    seat_id: SeatId,
-    label: String,
-    class_id: ClassId,
-    class_name: String,
-    price_minor: i64,
-    currency: String,
-}
-
-/// Booking, tickets and the outbox event, in the caller's transaction.
-async fn write_booking(
-    tx: &mut PgConnection,
-    state: &AppState,
-    new: NewBooking<'_>,
-) -> Result<(), BookingError> {
-    // The same lock the bookings→events foreign key takes, taken first: a concurrent price
-    // change or cancellation (FOR UPDATE on the event) waits for this booking, or this booking
-    // waits for it and then reads the new prices. Never a booking at a price that no longer is.
-    let event: Option<(Option<OffsetDateTime>,)> =
-        sqlx::query_as("SELECT cancelled_at FROM events WHERE id = $1 FOR KEY SHARE")
-            .bind(new.event)
-            .fetch_optional(&mut *tx)
-            .await?;
-    match event {
-        None => return Err(HoldError::EventNotFound.into()),
-        Some((Some(_),)) => return Err(HoldError::EventCancelled.into()),
-        Some((None,)) => {}
-    }
-    let idx: Vec<i32> = new
-        .seat_idx
-        .iter()
-        .filter_map(|&i| i32::try_from(i).ok())
-        .collect();
-    // Prices from the classes, now, inside the transaction: never from the request.
-    let seats: Vec<PricedSeat> = sqlx::query_as(
-        "SELECT s.id AS seat_id, s.label, c.id AS class_id, c.name AS class_name,
-                c.price_minor, c.currency
-         FROM seats s JOIN ticket_classes c ON c.id = s.class_id
-         WHERE s.event_id = $1 AND s.idx = ANY($2) ORDER BY s.idx",
-    )
-    .bind(new.event)
-    .bind(&idx)
-    .fetch_all(&mut *tx)
-    .await?;
-    let currency = seats
-        .first()
-        .map(|seat| seat.currency.clone())
-        .ok_or_else(|| anyhow::anyhow!("a hold without seats"))?;
-    let total: i64 = seats.iter().map(|seat| seat.price_minor).sum();
-
-    sqlx::query(
-        "INSERT INTO bookings (id, event_id, user_id, status, total_minor, currency, hold_id,
-                               idempotency_key)
-         VALUES ($1, $2, $3, 'confirmed', $4, $5, $6, $7)",
-    )
-    .bind(new.id)
-    .bind(new.event)
-    .bind(new.fan)
-    .bind(total)
-    .bind(&currency)
-    .bind(new.hold)
-    .bind(new.idempotency_key)
-    .execute(&mut *tx)
-    .await?;
-
-    // A ticket code stays verifiable until a day after the show.
-    let code_ttl = Duration::try_from(new.starts_at - OffsetDateTime::now_utc())
-        .unwrap_or_default()
-        + Duration::from_secs(86_400);
-    let mut ids = Vec::with_capacity(seats.len());
-    let mut codes = Vec::with_capacity(seats.len());
-    for _ in &seats {
-        let id = TicketId::new();
-        let code = state
-            .keys
-            .ticket
-            .sign(
-                TicketClaims {
-                    tid: id,
-                    evt: new.event,
-                },
-                code_ttl,
-            )
-            .map_err(|err| anyhow::anyhow!("signing a ticket code: {err}"))?;
-        ids.push(id);
-        codes.push(code);
-    }
-    sqlx::query(
-        "INSERT INTO tickets (id, booking_id, event_id, seat_id, class_id, price_minor, code)
-         SELECT t.id, $1, $2, t.seat_id, t.class_id, t.price_minor, t.code
-         FROM UNNEST($3::uuid[], $4::uuid[], $5::uuid[], $6::bigint[], $7::text[])
-              AS t(id, seat_id, class_id, price_minor, code)",
-    )
-    .bind(new.id)
-    .bind(new.event)
-    .bind(&ids)
-    .bind(seats.iter().map(|seat| seat.seat_id).collect::<Vec<_>>())
-    .bind(seats.iter().map(|seat| seat.class_id).collect::<Vec<_>>())
-    .bind(
-        seats
-            .iter()
-            .map(|seat| seat.price_minor)
-            .collect::<Vec<_>>(),
-    )
-    .bind(&codes)
-    .execute(&mut *tx)
-    .await?;
-
-    let confirmed = BookingConfirmed {
-        booking_id: new.id,
-        event_id: new.event,
-        user_id: new.fan,
-        total: Money {
-            amount: total,
-            currency: Currency::parse(&currency)
-                .map_err(|err| anyhow::anyhow!("a stored currency is invalid: {err}"))?,
-        },
-        tickets: ids
-            .iter()
-            .zip(&seats)
-            .map(|(id, seat)| TicketSummary {
-                ticket_id: *id,
-                seat_label: seat.label.clone(),
-                class: seat.class_name.clone(),
-            })
-            .collect(),
-    };
-    sqlx::query("INSERT INTO outbox (routing_key, payload) VALUES ($1, $2)")
-        .bind(routing::BOOKING_CONFIRMED)
-        .bind(serde_json::to_value(&confirmed).map_err(anyhow::Error::from)?)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
 }
 
 /// The booking an earlier attempt of this request made, by idempotency key or by hold.
