@@ -144,6 +144,35 @@ async fn smoke(base: &str) -> anyhow::Result<()> {
     if me["id"] != created["user"]["id"] {
         bail!("/api/me names someone else: {me}");
     }
+
+    // The waiting room, on the first listed event: a low-demand event admits at once.
+    let events = call(client.get(format!("{base}/api/events")), 200, "events").await?;
+    if let Some(event) = events["items"].get(0) {
+        let id = event["id"].as_str().context("an event without id")?;
+        let joined = call(
+            client
+                .post(format!("{base}/api/queue/{id}/join"))
+                .bearer_auth(token),
+            200,
+            "queue join",
+        )
+        .await?;
+        if event["high_demand"] == false {
+            ensure!(
+                joined["state"] == "admitted" && joined["admission_token"].is_string(),
+                "a low-demand event should admit at once: {joined}"
+            );
+        }
+        let queue_token = joined["queue_token"].as_str().context("no queue token")?;
+        call(
+            client
+                .get(format!("{base}/api/queue/{id}/status"))
+                .header("X-Queue-Token", queue_token),
+            200,
+            "queue status",
+        )
+        .await?;
+    }
     println!("smoke test passed");
     Ok(())
 }
