@@ -399,3 +399,26 @@ pub fn ops_only_router(readiness: Readiness, api_prefix: &str, config: &HttpConf
     let router = Router::new().nest(api_prefix, ops.clone()).merge(ops);
     apply_common_layers(router, config)
 }
+
+/// The OpenAPI security scheme `bearer` (`Authorization: Bearer <access token>`), for the
+/// `modifiers(...)` of a service's document.
+#[derive(Debug, Clone, Copy)]
+pub struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT (EdDSA)")
+                        .build(),
+                ),
+            );
+    }
+}

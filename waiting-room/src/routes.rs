@@ -10,16 +10,18 @@ use axum::{
         IntoResponse, Response,
         sse::{Event, KeepAlive, Sse},
     },
-    routing::{get, post},
+    routing::get,
 };
 use futures_util::stream::{self, Stream};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use shared::{
-    http::{Json, Path, Query, error_response},
+    http::{BearerAuth, Json, Path, Query, error_response},
     ids::{EventId, UserId},
     tokens::{AccessClaims, AdmissionClaims, QueueClaims, TokenError},
 };
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
@@ -171,7 +173,7 @@ fn queue_fan(state: &AppState, token: Option<&str>, event: EventId) -> Result<Us
     Ok(verified.claims.sub)
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct StatusBody {
     pub state: QueueState,
     pub position: u64,
@@ -181,7 +183,7 @@ pub struct StatusBody {
     pub admission_token: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JoinBody {
     pub queue_token: String,
     #[serde(flatten)]
@@ -227,7 +229,19 @@ fn body(state: &AppState, event: EventId, user: UserId, standing: &Standing) -> 
     }
 }
 
-/// `POST /api/queue/{event_id}/join`
+/// Join the event's waiting room (again: the same place). With high demand off, the answer is
+/// `admitted` at once, with an admission token.
+#[utoipa::path(
+    post, path = "/api/queue/{event_id}/join", tag = "waiting room", security(("bearer" = [])),
+    params(("event_id" = EventId, Path)),
+    responses(
+        (status = 200, body = JoinBody),
+        (status = 401, description = "`unauthorized`, `invalid_token`, `token_expired`", body = shared::error::ErrorBody),
+        (status = 403, description = "`banned`", body = shared::error::ErrorBody),
+        (status = 404, description = "`not_found`", body = shared::error::ErrorBody),
+        (status = 409, description = "`event_cancelled`", body = shared::error::ErrorBody),
+    ),
+)]
 async fn join(
     State(state): State<AppState>,
     Path(event): Path<EventId>,
@@ -258,7 +272,19 @@ async fn join(
     }))
 }
 
-/// `GET /api/queue/{event_id}/status` with header `X-Queue-Token`.
+/// The fan's place, ETA and when to ask again; the admission token once admitted.
+#[utoipa::path(
+    get, path = "/api/queue/{event_id}/status", tag = "waiting room",
+    params(
+        ("event_id" = EventId, Path),
+        ("X-Queue-Token" = String, Header, description = "The queue token from join"),
+    ),
+    responses(
+        (status = 200, body = StatusBody),
+        (status = 401, description = "`queue_token_required`, `invalid_queue_token`, `queue_token_expired`", body = shared::error::ErrorBody),
+        (status = 403, description = "`wrong_event`", body = shared::error::ErrorBody),
+    ),
+)]
 async fn status(
     State(state): State<AppState>,
     Path(event): Path<EventId>,
@@ -279,13 +305,24 @@ async fn status(
     Ok(Json(body(&state, event, user, &standing)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PushQuery {
+    /// The queue token from join (EventSource cannot send headers).
     queue_token: Option<String>,
 }
 
-/// `GET /api/queue/{event_id}/events?queue_token=...`: the status as server-sent events, sent
-/// whenever it changes (looked at every second; each look counts as being seen).
+/// The status as server-sent events (`event: status`), sent whenever it changes (looked at
+/// every second; each look counts as being seen), with keep-alive comments.
+#[utoipa::path(
+    get, path = "/api/queue/{event_id}/events", tag = "waiting room",
+    params(("event_id" = EventId, Path), PushQuery),
+    responses(
+        (status = 200, description = "`text/event-stream` of `StatusBody` events", content_type = "text/event-stream", body = StatusBody),
+        (status = 401, description = "as for status", body = shared::error::ErrorBody),
+        (status = 403, description = "`wrong_event`", body = shared::error::ErrorBody),
+    ),
+)]
 async fn events(
     State(state): State<AppState>,
     Path(event): Path<EventId>,
@@ -326,10 +363,36 @@ async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Waiting room",
+        description = "The virtual waiting room of high-demand events. Errors are always `{\"error\": code, \"message\": text}`."
+    ),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+/// The queue routes, and their OpenAPI document at `/api/queue/openapi.json`.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/queue/{event_id}/join", post(join))
-        .route("/api/queue/{event_id}/status", get(status))
-        .route("/api/queue/{event_id}/events", get(events))
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(join))
+        .routes(routes!(status))
+        .routes(routes!(events))
+        .split_for_parts();
+    let spec: std::sync::Arc<str> = doc.to_json().unwrap_or_else(|_| "{}".into()).into();
+    router
+        .route(
+            "/api/queue/openapi.json",
+            get(move || {
+                let spec = spec.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        spec.to_string(),
+                    )
+                }
+            }),
+        )
         .with_state(state)
 }

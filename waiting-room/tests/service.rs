@@ -796,3 +796,29 @@ async fn the_push_stream_sends_the_status_and_its_changes(db: PgPool) {
         .expect("sent");
     assert_eq!(response.status(), 401);
 }
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn the_openapi_document_describes_the_queue(db: PgPool) {
+    let app = spawn(&db, Duration::from_secs(60)).await;
+    let doc: Value = reqwest::get(format!("{}/api/queue/openapi.json", app.base))
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    for (path, method) in [
+        ("/api/queue/{event_id}/join", "post"),
+        ("/api/queue/{event_id}/status", "get"),
+        ("/api/queue/{event_id}/events", "get"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is not documented"
+        );
+    }
+    assert!(doc["components"]["schemas"]["StatusBody"].is_object());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+}

@@ -19,12 +19,9 @@ use axum::{
     routing::get,
 };
 use serde::{Deserialize, Serialize};
-use shared::http::{Readiness, apply_common_layers, error_response, ops_router};
+use shared::http::{BearerAuth, Readiness, apply_common_layers, error_response, ops_router};
 use tower_http::services::{ServeDir, ServeFile};
-use utoipa::{
-    IntoParams, Modify, OpenApi, ToSchema,
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
-};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::{AppState, Config, accounts::User, error::ApiError};
@@ -47,26 +44,6 @@ use crate::{AppState, Config, accounts::User, error::ApiError};
     ),
 )]
 struct ApiDoc;
-
-/// `Authorization: Bearer <access token>`.
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme(
-                "bearer",
-                SecurityScheme::Http(
-                    HttpBuilder::new()
-                        .scheme(HttpAuthScheme::Bearer)
-                        .bearer_format("JWT (EdDSA)")
-                        .build(),
-                ),
-            );
-    }
-}
 
 /// Every documented route under `/api`, and the OpenAPI document generated from them.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
