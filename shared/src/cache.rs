@@ -21,7 +21,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::{
     config::RedisConfig,
-    ids::{EventId, HoldId},
+    ids::{BookingId, EventId, HoldId, UserId},
 };
 
 /// The process's connections to Redis: a few multiplexed, self-reconnecting connections shared
@@ -173,6 +173,23 @@ impl RedisKeys {
     /// Which event a hold belongs to, for `DELETE /api/holds/{id}` (which names no event).
     pub fn hold_event(&self, hold: HoldId) -> String {
         format!("{}inv:hold-event:{hold}", self.prefix)
+    }
+
+    // --- queued bookings (`bk:...`) ----------------------------------------------------------
+
+    /// A queued booking not yet written by a worker: its owner, event and hold (JSON).
+    pub fn booking_pending(&self, booking: BookingId) -> String {
+        format!("{}bk:pending:{booking}", self.prefix)
+    }
+
+    /// The queued booking made from a hold (one booking per hold).
+    pub fn booking_by_hold(&self, hold: HoldId) -> String {
+        format!("{}bk:hold:{hold}", self.prefix)
+    }
+
+    /// The queued booking a fan's `Idempotency-Key` made.
+    pub fn booking_by_key(&self, fan: UserId, key: &str) -> String {
+        format!("{}bk:key:{fan}:{key}", self.prefix)
     }
 
     /// Events with inventory loaded in Redis, for the periodic sweep of expired holds.

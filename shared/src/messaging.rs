@@ -140,6 +140,202 @@ pub fn is_connected(connection: &Connection) -> bool {
     connection.status().connected()
 }
 
+/// The header that carries the HTTP request id along with a command or an event.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// How long a publish may wait for the broker (connect, publish and confirm) before it fails.
+const PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Publishes persistent messages with publisher confirms over one connection and one
+/// confirm-mode channel per process, reused by every publish and reopened after a failure
+/// (the topology is declared each time it opens, so it never depends on another service).
+/// A publish returns `Ok` only once the broker has confirmed the message.
+#[derive(Clone)]
+pub struct Publisher {
+    inner: std::sync::Arc<PublisherInner>,
+}
+
+struct PublisherInner {
+    config: AmqpConfig,
+    names: Names,
+    connection_name: String,
+    open: tokio::sync::Mutex<Option<(Connection, Channel)>>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("names", &self.inner.names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    /// A publisher that connects on its first publish.
+    pub fn lazy(config: &AmqpConfig, connection_name: &str) -> Self {
+        Self {
+            inner: std::sync::Arc::new(PublisherInner {
+                names: Names::new(config.prefix.clone()),
+                config: config.clone(),
+                connection_name: connection_name.to_string(),
+                open: tokio::sync::Mutex::new(None),
+            }),
+        }
+    }
+
+    /// A publisher connected now (and the topology declared), so start-up fails loudly.
+    pub async fn connect(config: &AmqpConfig, connection_name: &str) -> anyhow::Result<Self> {
+        let publisher = Self::lazy(config, connection_name);
+        publisher.channel().await?;
+        Ok(publisher)
+    }
+
+    pub fn names(&self) -> &Names {
+        &self.inner.names
+    }
+
+    /// Is the publisher's connection up? (`false` before the first publish of a lazy one.)
+    pub fn is_connected(&self) -> bool {
+        self.inner
+            .open
+            .try_lock()
+            .map(|open| open.as_ref().is_some_and(|(c, _)| c.status().connected()))
+            .unwrap_or(true)
+    }
+
+    async fn channel(&self) -> anyhow::Result<Channel> {
+        let mut open = self.inner.open.lock().await;
+        if let Some((connection, channel)) = open.as_ref()
+            && connection.status().connected()
+            && channel.status().connected()
+        {
+            return Ok(channel.clone());
+        }
+        *open = None;
+        let connection = connect(&self.inner.config, &self.inner.connection_name).await?;
+        let channel = connection
+            .create_channel()
+            .await
+            .context("opening a channel")?;
+        declare_topology(&channel, &self.inner.names).await?;
+        channel
+            .confirm_select(lapin::options::ConfirmSelectOptions::default())
+            .await
+            .context("enabling publisher confirms")?;
+        *open = Some((connection, channel.clone()));
+        Ok(channel)
+    }
+
+    /// Publishes one persistent message and waits for the broker's confirm. A nack, an
+    /// unroutable message, a closed channel or a timeout is an error (and the channel is
+    /// reopened on the next publish).
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        payload: &[u8],
+        message_id: &str,
+        request_id: Option<&str>,
+    ) -> anyhow::Result<()> {
+        self.publish_with(exchange, routing_key, payload, message_id, request_id, true)
+            .await
+    }
+
+    /// Publishes a booking event (from the outbox) to the events exchange, confirmed. An event
+    /// nobody is bound to is fine: it is not returned as unroutable.
+    pub async fn publish_event(
+        &self,
+        routing_key: &str,
+        payload: &[u8],
+        message_id: &str,
+    ) -> anyhow::Result<()> {
+        let exchange = self.inner.names.events_exchange();
+        self.publish_with(&exchange, routing_key, payload, message_id, None, false)
+            .await
+    }
+
+    async fn publish_with(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        payload: &[u8],
+        message_id: &str,
+        request_id: Option<&str>,
+        mandatory: bool,
+    ) -> anyhow::Result<()> {
+        let attempt = async {
+            let channel = self.channel().await?;
+            let mut properties = lapin::BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type("application/json".into())
+                .with_message_id(message_id.into());
+            if let Some(request_id) = request_id {
+                let mut headers = FieldTable::default();
+                headers.insert(
+                    REQUEST_ID_HEADER.into(),
+                    AMQPValue::LongString(request_id.into()),
+                );
+                properties = properties.with_headers(headers);
+            }
+            let confirmation = channel
+                .basic_publish(
+                    exchange.into(),
+                    routing_key.into(),
+                    lapin::options::BasicPublishOptions {
+                        mandatory,
+                        ..Default::default()
+                    },
+                    payload,
+                    properties,
+                )
+                .await
+                .context("publishing")?
+                .await
+                .context("waiting for the broker's confirm")?;
+            match confirmation {
+                lapin::Confirmation::Ack(None) => Ok(()),
+                lapin::Confirmation::Ack(Some(_)) => {
+                    anyhow::bail!("the broker could not route the message to any queue")
+                }
+                lapin::Confirmation::Nack(_) => {
+                    anyhow::bail!("the broker refused the message (nack)")
+                }
+                lapin::Confirmation::NotRequested => {
+                    anyhow::bail!("the channel is not in confirm mode")
+                }
+            }
+        };
+        let result = match tokio::time::timeout(PUBLISH_TIMEOUT, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(anyhow::anyhow!("the broker did not confirm in time")),
+        };
+        if result.is_err() {
+            // Start afresh next time: a channel that failed once may be closed or stuck.
+            if let Ok(mut open) = self.inner.open.try_lock() {
+                *open = None;
+            }
+        }
+        result
+    }
+
+    /// Publishes a booking command to the workers; `Ok` means the broker has stored it.
+    pub async fn publish_command(
+        &self,
+        command: &ProcessBookingCommand,
+        request_id: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let payload = serde_json::to_vec(command).context("encoding the command")?;
+        self.publish(
+            &self.inner.names.commands_exchange(),
+            routing::PROCESS_BOOKING,
+            &payload,
+            &command.booking_id.to_string(),
+            request_id,
+        )
+        .await
+    }
+}
+
 /// The names of every exchange and queue.
 #[derive(Debug, Clone, Default)]
 pub struct Names {
@@ -319,7 +515,18 @@ pub mod testing {
             "the command was not routed to its queue"
         );
 
-        for queue in &queues {
+        delete_topology(config, names).await;
+    }
+
+    /// Deletes the queues and exchanges of `names` (the end of every test that made them).
+    pub async fn delete_topology(config: &AmqpConfig, names: &Names) {
+        let connection = connect(config, "topology-delete").await.expect("connects");
+        let channel = connection.create_channel().await.expect("channel");
+        for queue in [
+            names.commands_queue(),
+            names.dead_letter_queue(),
+            names.mail_queue(),
+        ] {
             channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                 .await

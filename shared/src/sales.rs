@@ -27,7 +27,7 @@ pub enum WriteError {
     EventCancelled,
     #[error("some of these seats were sold meanwhile")]
     SeatSold,
-    /// A booking with this hold or this (fan, idempotency key) exists already; the constraint.
+    /// A booking with this id, hold or (fan, idempotency key) exists already; the constraint.
     #[error("a booking for this hold or key exists already ({0})")]
     Duplicate(String),
     #[error(transparent)]
@@ -40,9 +40,11 @@ impl From<sqlx::Error> for WriteError {
     fn from(err: sqlx::Error) -> Self {
         match crate::db::unique_violation(&err) {
             Some("tickets_event_seat_key") => Self::SeatSold,
-            Some(constraint @ ("bookings_user_idempotency_key" | "bookings_hold_key")) => {
-                Self::Duplicate(constraint.to_string())
-            }
+            Some(
+                constraint @ ("bookings_pkey"
+                | "bookings_user_idempotency_key"
+                | "bookings_hold_key"),
+            ) => Self::Duplicate(constraint.to_string()),
             _ => Self::Database(err),
         }
     }
@@ -225,3 +227,19 @@ pub async fn write_rejected(
         .await?;
     Ok(())
 }
+
+/// The Redis marker of a queued booking until a worker has written its row
+/// (`RedisKeys::booking_pending`): whose it is, and whether the broker has confirmed it yet.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PendingBooking {
+    pub user_id: UserId,
+    pub event_id: EventId,
+    pub hold_id: HoldId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// `false` while the API waits for the broker's confirm.
+    pub published: bool,
+}
+
+/// How long the queued-booking markers live in Redis: far longer than any queue lag.
+pub const PENDING_TTL_SECS: u64 = 86_400;

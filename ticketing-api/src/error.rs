@@ -220,6 +220,9 @@ impl From<crate::bookings::BookingError> for ApiError {
             E::SeatsAlreadySold => Self::conflict("seats_already_sold", message),
             E::NotFound => Self::NotFound("booking"),
             E::InvalidIdempotencyKey => Self::invalid("invalid_idempotency_key", message),
+            E::InProgress => Self::conflict("registration_in_progress", message),
+            E::QueueUnavailable => Self::Unavailable(message),
+            E::Redis(err) => Self::Internal(anyhow::Error::new(err).context("redis")),
             E::Database(err) => err.into(),
             E::Internal(err) => Self::Internal(err),
         }

@@ -36,7 +36,9 @@ use std::{
 
 use anyhow::Context;
 use shared::{
-    config::{AuthConfig, HttpConfig, KeysConfig, LogFormat, PostgresConfig, RedisConfig},
+    config::{
+        AmqpConfig, AuthConfig, HttpConfig, KeysConfig, LogFormat, PostgresConfig, RedisConfig,
+    },
     http::Server,
     tokens::{KeyPurpose, KeySet},
 };
@@ -49,6 +51,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub postgres: PostgresConfig,
     pub redis: RedisConfig,
+    /// The broker of the queued registration path.
+    pub amqp: AmqpConfig,
     pub keys: KeysConfig,
     pub auth: AuthConfig,
     pub web_root: PathBuf,
@@ -64,6 +68,7 @@ impl Config {
             )?,
             postgres: PostgresConfig::from_env()?,
             redis: RedisConfig::from_env()?,
+            amqp: AmqpConfig::from_env()?,
             keys: KeysConfig::from_env()?,
             auth: AuthConfig::from_env()?,
             web_root: shared::config::web_root()?,
@@ -78,12 +83,14 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects to Postgres and Redis, loads the keys, and binds the configured address.
+    /// Connects to Postgres, Redis and RabbitMQ, loads the keys, and binds the configured address.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let db = shared::db::connect(&config.postgres).await?;
         let redis = shared::cache::connect(&config.redis)?;
         let keys = KeySet::load(&config.keys.dir, &[KeyPurpose::Access, KeyPurpose::Ticket])?;
-        let state = AppState::new(config.clone(), db, redis, keys);
+        let publisher =
+            shared::messaging::Publisher::connect(&config.amqp, "ticketing-api").await?;
+        let state = AppState::new(config.clone(), db, redis, keys, publisher);
         Self::with_state(&config, state).await
     }
 

@@ -7,6 +7,7 @@ use shared::{
     cache::RedisKeys,
     config::AuthConfig,
     inventory::{CatalogCache, Inventory},
+    messaging::Publisher,
     tokens::KeySet,
 };
 use sqlx::PgPool;
@@ -27,10 +28,19 @@ pub struct AppState {
     pub bans: BanList,
     pub auth_limiter: Arc<AuthLimiter>,
     pub trust_forwarded_for: bool,
+    /// Booking commands to the registration workers (publisher confirms).
+    pub publisher: Publisher,
 }
 
 impl AppState {
-    pub fn new(config: Config, db: PgPool, redis: shared::cache::Redis, keys: KeySet) -> Self {
+    /// `publisher` is connected in `Application::build`; tests may pass a lazy one.
+    pub fn new(
+        config: Config,
+        db: PgPool,
+        redis: shared::cache::Redis,
+        keys: KeySet,
+        publisher: Publisher,
+    ) -> Self {
         let redis_keys = RedisKeys::new(config.redis.key_prefix);
         Self {
             inventory: Inventory::new(db.clone(), redis.clone(), redis_keys.clone()),
@@ -46,6 +56,7 @@ impl AppState {
             auth: Arc::new(config.auth),
             bans: BanList::new(),
             trust_forwarded_for: config.http.trust_forwarded_for,
+            publisher,
         }
     }
 }

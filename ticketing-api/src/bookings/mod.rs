@@ -13,9 +13,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 use shared::{
+    cache::redis,
     ids::{BookingId, EventId, HoldId, SeatId, TicketId, UserId},
     inventory::{HoldState, InventoryError},
-    sales::{self, NewBooking, WriteError},
+    messaging::ProcessBookingCommand,
+    sales::{self, NewBooking, PENDING_TTL_SECS, PendingBooking, WriteError},
 };
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -40,6 +42,12 @@ pub enum BookingError {
     NotFound,
     #[error("the Idempotency-Key must be 1 to 200 visible characters")]
     InvalidIdempotencyKey,
+    #[error("this registration is still being queued; retry in a moment")]
+    InProgress,
+    #[error("registrations cannot be queued right now; try again shortly")]
+    QueueUnavailable,
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -91,26 +99,48 @@ pub fn parse_idempotency_key(raw: &str) -> Result<String, BookingError> {
     Ok(key.to_string())
 }
 
-/// The simple path: book the fan's hold now. In high-demand mode `admission` (the
-/// `X-Admission-Token`) must admit this fan to this event, and the fan leaves the active
-/// shoppers once the booking is confirmed.
-pub async fn register_simple(
+/// What a registration came to.
+#[derive(Debug)]
+pub enum Registration {
+    /// Written in Postgres (the simple path, or a retry of a booking already written): 201.
+    Booked(BookingView),
+    /// Queued to the workers and confirmed by the broker (high-demand mode): 202.
+    Queued(BookingId),
+}
+
+/// The 202 of a queued registration.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct QueuedView {
+    pub booking_id: BookingId,
+    /// Always `pending`: follow it at `GET /api/bookings/{booking_id}`.
+    pub status: &'static str,
+}
+
+/// How long a queued registration keeps the hold alive, for the worker to re-check it.
+const QUEUE_GRACE: Duration = Duration::from_secs(120);
+
+/// Registers the fan's hold. In high-demand mode `admission` (the `X-Admission-Token`) must
+/// admit this fan to this event, and the registration is queued to the workers
+/// ([`register_queued`]); otherwise it is booked now (the simple path).
+pub async fn register(
     state: &AppState,
     event: EventId,
     fan: UserId,
     hold: HoldId,
     idempotency_key: Option<String>,
     admission: Option<&str>,
-) -> Result<BookingView, BookingError> {
+    request_id: Option<&str>,
+) -> Result<Registration, BookingError> {
     // A retry of a booking already made answers with it, even once the admission has expired.
     if let Some(existing) = find_previous(&state.db, fan, hold, idempotency_key.as_deref()).await? {
-        return Ok(existing);
+        return Ok(Registration::Booked(existing));
     }
     let rules = SaleRules::load(&state.db, event).await?;
     rules.check_open()?;
     rules.check_admission(state, admission, fan, event)?;
-    // queued path: issue 5 — high-demand registrations will go to the workers over RabbitMQ
-    // here (202 pending); until then they take the simple path below.
+    if rules.high_demand {
+        return register_queued(state, event, fan, hold, idempotency_key, request_id).await;
+    }
     let catalog = state
         .catalogs
         .get(&state.db, event)
@@ -124,6 +154,7 @@ pub async fn register_simple(
         HoldState::Expired | HoldState::NotFound => {
             return find_previous(&state.db, fan, hold, idempotency_key.as_deref())
                 .await?
+                .map(Registration::Booked)
                 .ok_or(BookingError::HoldExpired);
         }
     };
@@ -157,6 +188,7 @@ pub async fn register_simple(
                 WriteError::Duplicate(constraint) => {
                     find_previous(&state.db, fan, hold, idempotency_key.as_deref())
                         .await?
+                        .map(Registration::Booked)
                         .ok_or_else(|| {
                             anyhow::anyhow!("{constraint} tripped, yet no booking found").into()
                         })
@@ -179,7 +211,229 @@ pub async fn register_simple(
         // The purchase is done: make room for the next fan in the waiting room.
         crate::gate::leave_active(state, event, fan).await;
     }
-    get(&state.db, booking_id, fan, false).await
+    Ok(Registration::Booked(
+        get(&state.db, booking_id, fan, false).await?,
+    ))
+}
+
+/// Deletes `key` if it still holds `value` (another request's claim is left alone).
+const COMPARE_AND_DELETE: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+/// The queued path: the hold is checked (owner, life) and kept alive for the worker; the
+/// booking id is claimed in Redis for the hold and the idempotency key (so retries answer with
+/// the same booking, without a Postgres write); the command is published with publisher
+/// confirms, and only then is the registration accepted.
+async fn register_queued(
+    state: &AppState,
+    event: EventId,
+    fan: UserId,
+    hold: HoldId,
+    idempotency_key: Option<String>,
+    request_id: Option<&str>,
+) -> Result<Registration, BookingError> {
+    let keys = &state.redis_keys;
+    let mut conn = state.redis.conn();
+    let key_slot = idempotency_key
+        .as_deref()
+        .map(|key| keys.booking_by_key(fan, key));
+    // A retry of this registration: the same key, or the same hold.
+    if let Some(previous) = queued_previous(state, fan, hold, key_slot.as_deref()).await? {
+        return Ok(previous);
+    }
+    // Owner-checked, and kept alive until a worker has re-checked it.
+    let seats = match state
+        .inventory
+        .extend(event, hold, fan, QUEUE_GRACE)
+        .await?
+    {
+        HoldState::Live { seats, .. } => seats,
+        HoldState::Expired | HoldState::NotFound => {
+            return queued_previous(state, fan, hold, key_slot.as_deref())
+                .await?
+                .ok_or(BookingError::HoldExpired);
+        }
+    };
+
+    let booking_id = BookingId::new();
+    let id = booking_id.to_string();
+    let pending_key = keys.booking_pending(booking_id);
+    let mut marker = PendingBooking {
+        user_id: fan,
+        event_id: event,
+        hold_id: hold,
+        created_at: OffsetDateTime::now_utc(),
+        published: false,
+    };
+    let _: () = redis::cmd("SET")
+        .arg(&pending_key)
+        .arg(serde_json::to_string(&marker).map_err(anyhow::Error::from)?)
+        .arg("EX")
+        .arg(PENDING_TTL_SECS)
+        .query_async(&mut conn)
+        .await?;
+    // One booking per hold, and per key: whoever claims first owns them.
+    let mut claimed = Vec::new();
+    for slot in std::iter::once(keys.booking_by_hold(hold)).chain(key_slot.clone()) {
+        let won: Option<String> = redis::cmd("SET")
+            .arg(&slot)
+            .arg(&id)
+            .arg("NX")
+            .arg("EX")
+            .arg(PENDING_TTL_SECS)
+            .query_async(&mut conn)
+            .await?;
+        if won.is_none() {
+            // A concurrent retry claimed it first: answer with its booking.
+            undo_claims(state, &pending_key, &claimed, &id).await;
+            return queued_previous(state, fan, hold, key_slot.as_deref())
+                .await?
+                .ok_or(BookingError::InProgress);
+        }
+        claimed.push(slot);
+    }
+
+    let catalog = state
+        .catalogs
+        .get(&state.db, event)
+        .await?
+        .ok_or(HoldError::EventNotFound)?;
+    let command = ProcessBookingCommand {
+        booking_id,
+        event_id: event,
+        user_id: fan,
+        hold_id: hold,
+        seat_ids: seats
+            .iter()
+            .filter_map(|&idx| catalog.seat(idx).map(|seat| seat.id))
+            .collect(),
+        idempotency_key,
+        requested_at: marker.created_at,
+    };
+    if let Err(err) = state.publisher.publish_command(&command, request_id).await {
+        tracing::error!(booking.id = %booking_id, error = format!("{err:#}"),
+            "the broker did not take the booking command");
+        metrics::counter!("bookings_queue_failures_total").increment(1);
+        undo_claims(state, &pending_key, &claimed, &id).await;
+        return Err(BookingError::QueueUnavailable);
+    }
+    // The broker has it. XX: a fast worker may have written the booking and dropped the marker.
+    marker.published = true;
+    let updated: Result<Option<String>, _> = redis::cmd("SET")
+        .arg(&pending_key)
+        .arg(serde_json::to_string(&marker).map_err(anyhow::Error::from)?)
+        .arg("XX")
+        .arg("KEEPTTL")
+        .query_async(&mut conn)
+        .await;
+    if let Err(err) = updated {
+        // Harmless: a retry meanwhile answers "in progress" until the worker is done.
+        tracing::warn!(booking.id = %booking_id, error = %err, "could not mark the booking queued");
+    }
+    metrics::counter!("bookings_queued_total").increment(1);
+    Ok(Registration::Queued(booking_id))
+}
+
+/// Drops the claims of a registration that was not queued, so that a retry can queue it.
+async fn undo_claims(state: &AppState, pending_key: &str, claimed: &[String], id: &str) {
+    let mut conn = state.redis.conn();
+    let mut pipe = redis::pipe();
+    pipe.del(pending_key).ignore();
+    for slot in claimed {
+        pipe.cmd("EVAL")
+            .arg(COMPARE_AND_DELETE)
+            .arg(1)
+            .arg(slot)
+            .arg(id)
+            .ignore();
+    }
+    if let Err(err) = pipe.query_async::<()>(&mut conn).await {
+        tracing::warn!(error = %err, "could not drop the claims of an unqueued registration");
+    }
+}
+
+/// The queued booking an earlier attempt made (by key first, then by hold): its row if a
+/// worker wrote it, else accepted if the broker confirmed it; `InProgress` while the earlier
+/// attempt still waits for the broker.
+async fn queued_previous(
+    state: &AppState,
+    fan: UserId,
+    hold: HoldId,
+    key_slot: Option<&str>,
+) -> Result<Option<Registration>, BookingError> {
+    let mut conn = state.redis.conn();
+    let mut slots = Vec::new();
+    slots.extend(key_slot.map(str::to_string));
+    slots.push(state.redis_keys.booking_by_hold(hold));
+    for slot in slots {
+        let found: Option<String> = redis::cmd("GET").arg(&slot).query_async(&mut conn).await?;
+        let Some(booking_id) = found.and_then(|id| id.parse::<BookingId>().ok()) else {
+            continue;
+        };
+        match pending(state, booking_id).await? {
+            Some(marker) if marker.user_id != fan => continue,
+            Some(marker) if marker.published => return Ok(Some(Registration::Queued(booking_id))),
+            Some(_) => return Err(BookingError::InProgress),
+            None => match get(&state.db, booking_id, fan, false).await {
+                Ok(view) => return Ok(Some(Registration::Booked(view))),
+                Err(BookingError::NotFound) => continue,
+                Err(err) => return Err(err),
+            },
+        }
+    }
+    Ok(None)
+}
+
+async fn pending(
+    state: &AppState,
+    booking: BookingId,
+) -> Result<Option<PendingBooking>, BookingError> {
+    let raw: Option<String> = redis::cmd("GET")
+        .arg(state.redis_keys.booking_pending(booking))
+        .query_async(&mut state.redis.conn())
+        .await?;
+    Ok(raw.and_then(|raw| serde_json::from_str(&raw).ok()))
+}
+
+/// A booking as its owner (or an admin) sees it: the row, or `pending` while a worker has
+/// yet to write it.
+pub async fn get_any(
+    state: &AppState,
+    id: BookingId,
+    caller: UserId,
+    as_admin: bool,
+) -> Result<BookingView, BookingError> {
+    match get(&state.db, id, caller, as_admin).await {
+        Err(BookingError::NotFound) => {}
+        other => return other,
+    }
+    let Some(marker) = pending(state, id).await? else {
+        // The worker may have written it and dropped the marker in between.
+        return get(&state.db, id, caller, as_admin).await;
+    };
+    if !(as_admin || marker.user_id == caller) {
+        return Err(BookingError::NotFound);
+    }
+    let event: Option<(String, Option<String>)> = sqlx::query_as(
+        "SELECT e.title, (SELECT c.currency FROM ticket_classes c WHERE c.event_id = e.id
+                          ORDER BY c.position LIMIT 1)
+         FROM events e WHERE e.id = $1",
+    )
+    .bind(marker.event_id)
+    .fetch_optional(&state.db)
+    .await?;
+    let (event_title, currency) = event.ok_or(BookingError::NotFound)?;
+    Ok(BookingView {
+        booking_id: id,
+        event_id: marker.event_id,
+        event_title,
+        status: "pending".into(),
+        reason: None,
+        total: 0,
+        currency: currency.unwrap_or_default(),
+        created_at: marker.created_at,
+        tickets: Vec::new(),
+    })
 }
 
 /// The booking an earlier attempt of this request made, by idempotency key or by hold.

@@ -3,6 +3,7 @@
 use axum::{
     extract::State,
     http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
 };
 use serde::Deserialize;
 use shared::{
@@ -16,7 +17,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     AppState,
-    bookings::{self, BookingView},
+    bookings::{self, BookingView, QueuedView, Registration},
     error::ApiResult,
     extract::CurrentUser,
 };
@@ -44,9 +45,11 @@ struct RegistrationBody {
     ),
     request_body = RegistrationBody,
     responses(
-        (status = 201, description = "Confirmed (simple path)", body = BookingView),
+        (status = 201, description = "Confirmed (simple path), or a retry of a booking already written", body = BookingView),
+        (status = 202, description = "Queued (high-demand mode): the broker has the command; follow it at `GET /api/bookings/ID` from `pending` to `confirmed` or `rejected`", body = QueuedView),
+        (status = 503, description = "`unavailable`: the broker could not take the registration; nothing was queued, retry", body = ErrorBody),
         (status = 403, description = "`admission_required` (high-demand mode, no token), `invalid_admission` (expired, another fan's, another event's, or not valid)", body = ErrorBody),
-        (status = 409, description = "`hold_expired`, `seats_already_sold`, `sale_closed`, `event_cancelled`", body = ErrorBody),
+        (status = 409, description = "`hold_expired`, `seats_already_sold`, `sale_closed`, `event_cancelled`, `registration_in_progress` (a retry while the first attempt still waits for the broker)", body = ErrorBody),
         (status = 422, description = "`invalid_idempotency_key`", body = ErrorBody),
     ),
 )]
@@ -56,7 +59,7 @@ async fn register(
     Path(event_id): Path<EventId>,
     headers: HeaderMap,
     Json(body): Json<RegistrationBody>,
-) -> ApiResult<(StatusCode, Json<BookingView>)> {
+) -> ApiResult<Response> {
     let idempotency_key = headers
         .get("idempotency-key")
         .map(|value| {
@@ -67,26 +70,43 @@ async fn register(
         })
         .transpose()?;
     let admission = super::holds::admission_token(&headers);
-    let booking = bookings::register_simple(
+    let request_id = headers
+        .get(shared::http::REQUEST_ID)
+        .and_then(|value| value.to_str().ok());
+    let registration = bookings::register(
         &state,
         event_id,
         caller.id,
         body.hold_id,
         idempotency_key,
         admission,
+        request_id,
     )
     .await?;
-    if booking.event_id != event_id {
-        // The idempotency key was used for another event's booking: that is not a retry.
-        return Err(crate::error::ApiError::conflict(
-            "idempotency_key_reused",
-            "This Idempotency-Key was already used for another booking.",
-        ));
+    match registration {
+        Registration::Booked(booking) => {
+            if booking.event_id != event_id {
+                // The idempotency key was used for another event's booking: not a retry.
+                return Err(crate::error::ApiError::conflict(
+                    "idempotency_key_reused",
+                    "This Idempotency-Key was already used for another booking.",
+                ));
+            }
+            Ok((StatusCode::CREATED, Json(booking)).into_response())
+        }
+        Registration::Queued(booking_id) => Ok((
+            StatusCode::ACCEPTED,
+            Json(QueuedView {
+                booking_id,
+                status: "pending",
+            }),
+        )
+            .into_response()),
     }
-    Ok((StatusCode::CREATED, Json(booking)))
 }
 
-/// One booking: its owner's, or any for an admin.
+/// One booking: its owner's, or any for an admin. A queued booking reads `pending` until a
+/// worker has written it, then `confirmed` or `rejected` (with a `reason`).
 #[utoipa::path(
     get, path = "/bookings/{booking_id}", tag = "bookings", security(("bearer" = [])),
     params(("booking_id" = BookingId, Path)),
@@ -101,7 +121,7 @@ async fn get_booking(
     Path(booking_id): Path<BookingId>,
 ) -> ApiResult<Json<BookingView>> {
     let booking =
-        bookings::get(&state.db, booking_id, caller.id, caller.role == Role::Admin).await?;
+        bookings::get_any(&state, booking_id, caller.id, caller.role == Role::Admin).await?;
     Ok(Json(booking))
 }
 

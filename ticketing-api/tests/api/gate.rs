@@ -526,7 +526,7 @@ async fn in_high_demand_a_hold_needs_this_fans_valid_admission_for_this_event(db
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
-async fn in_high_demand_a_registration_needs_admission_and_frees_the_fans_place(db: PgPool) {
+async fn in_high_demand_a_registration_needs_admission_and_is_queued(db: PgPool) {
     let gated = spawn_gated(db).await;
     let app = &gated.app;
     let (organizer, event) = sale(app).await;
@@ -570,15 +570,19 @@ async fn in_high_demand_a_registration_needs_admission_and_frees_the_fans_place(
     assert_eq!(bookings, 0);
     assert!(gated.active_score(&event, fan_id).await.is_some());
 
+    // In high demand the registration is queued: 202 pending, and the fan keeps their place
+    // among the active shoppers until a registration worker has written the booking.
     let booked = register_with(app, &fan, &event, &hold_id, Some(&token)).await;
-    assert_eq!(booked.status(), StatusCode::CREATED);
+    assert_eq!(booked.status(), StatusCode::ACCEPTED);
     let booking: Value = booked.json().await.expect("json");
-    assert_eq!(booking["status"], "confirmed");
-    assert_eq!(gated.active_score(&event, fan_id).await, None);
+    assert_eq!(booking["status"], "pending");
+    assert!(gated.active_score(&event, fan_id).await.is_some());
     assert!(
         gated.active_score(&event, bystander).await.is_some(),
-        "only the buyer leaves the active set"
+        "the bystander keeps their place"
     );
+    let names = shared::messaging::Names::new(app.amqp.prefix.clone());
+    shared::messaging::testing::delete_topology(&app.amqp, &names).await;
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]

@@ -31,6 +31,8 @@ pub struct TestApp {
     pub catalogs: shared::inventory::CatalogCache,
     /// A client with its own cookie jar (one "browser").
     pub client: Client,
+    /// The app's private broker names (queued registrations).
+    pub amqp: shared::config::AmqpConfig,
 }
 
 pub fn test_config() -> Config {
@@ -53,6 +55,8 @@ pub fn test_config() -> Config {
             connections: 2,
             key_prefix: format!("test:{}:", uuid::Uuid::new_v4()),
         },
+        // Private queue names; nothing is declared until a test queues a registration.
+        amqp: shared::config::testing::amqp(),
         keys: KeysConfig {
             dir: "/nonexistent".into(),
         },
@@ -80,7 +84,8 @@ pub async fn spawn_with(db: PgPool, config: Config) -> TestApp {
     shared::telemetry::init_tracing(LogFormat::Pretty);
     let redis = shared::cache::connect(&config.redis).expect("redis pool");
     let keys = KeySet::generate();
-    let state = AppState::new(config.clone(), db.clone(), redis, keys.clone());
+    let publisher = shared::messaging::Publisher::lazy(&config.amqp, "ticketing-api-test");
+    let state = AppState::new(config.clone(), db.clone(), redis, keys.clone(), publisher);
     let (inventory, catalogs) = (state.inventory.clone(), state.catalogs.clone());
     let app = Application::with_state(&config, state)
         .await
@@ -94,6 +99,7 @@ pub async fn spawn_with(db: PgPool, config: Config) -> TestApp {
         inventory,
         catalogs,
         client: new_client(),
+        amqp: config.amqp,
     }
 }
 
