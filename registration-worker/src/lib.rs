@@ -1,19 +1,39 @@
 //! The registration worker: consumes `ProcessBookingCommand`s, persists bookings and tickets in
-//! batches, relays the outbox (issue 5). Today it is the process those live in: its
-//! configuration, its Postgres, Redis and RabbitMQ connections (with the broker topology
-//! declared), and the health/metrics endpoints operators scale it by.
+//! batches, and relays the outbox.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`consumer`] | the competing consumers: prefetch, batches, acks after commit, poison, retries |
+//! | [`persist`] | a batch in one transaction, a savepoint per booking, idempotent by booking id |
+//! | [`relay`] | the outbox relay (`FOR UPDATE SKIP LOCKED`, publisher confirms) |
+//!
+//! Any number of worker processes compete on the one command queue; `WORKER_CONCURRENCY`
+//! consumers run inside each.
+
+pub mod consumer;
+pub mod persist;
+pub mod relay;
 
 use std::{
+    future::Future,
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     sync::Arc,
+    time::Duration,
 };
 
 use anyhow::Context;
 use shared::{
-    config::{AmqpConfig, HttpConfig, LogFormat, PostgresConfig, RedisConfig},
+    cache::RedisKeys,
+    config::{
+        AmqpConfig, HttpConfig, KeysConfig, LogFormat, PostgresConfig, RedisConfig, WorkerConfig,
+    },
     http::{Readiness, Server, ops_only_router},
-    messaging::{self, Names},
+    messaging::{self, Names, Publisher},
+    tokens::{KeyPurpose, KeySet, TokenKeys},
 };
+use tokio::sync::watch;
+
+pub use crate::persist::Persister;
 
 /// Everything the worker reads from its environment (see `shared::config`).
 #[derive(Debug, Clone)]
@@ -22,6 +42,8 @@ pub struct Config {
     pub postgres: PostgresConfig,
     pub redis: RedisConfig,
     pub amqp: AmqpConfig,
+    pub keys: KeysConfig,
+    pub worker: WorkerConfig,
     pub log_format: LogFormat,
 }
 
@@ -35,22 +57,117 @@ impl Config {
             postgres: PostgresConfig::from_env()?,
             redis: RedisConfig::from_env()?,
             amqp: AmqpConfig::from_env()?,
+            keys: KeysConfig::from_env()?,
+            worker: WorkerConfig::from_env()?,
             log_format: LogFormat::from_env()?,
         })
     }
 }
 
-/// Connects its dependencies, declares the broker topology, binds the health address.
-pub async fn build(config: &Config) -> anyhow::Result<Server> {
+/// A connected, bound, not yet running worker.
+pub struct Worker {
+    server: Server,
+    config: Config,
+    amqp: Arc<lapin::Connection>,
+    persister: Persister,
+    publisher: Publisher,
+}
+
+/// Connects its dependencies, declares the broker topology, binds the health address. The
+/// ticket-signing key is loaded from `KEYS_DIR`.
+pub async fn build(config: &Config) -> anyhow::Result<Worker> {
+    let keys = KeySet::load(&config.keys.dir, &[KeyPurpose::Ticket])?;
+    build_with_keys(config, keys.ticket).await
+}
+
+/// [`build`] with the ticket-signing key given (tests).
+pub async fn build_with_keys(config: &Config, ticket_keys: TokenKeys) -> anyhow::Result<Worker> {
     let db = shared::db::connect(&config.postgres).await?;
     let redis = shared::cache::connect(&config.redis)?;
     let amqp = Arc::new(messaging::connect(&config.amqp, "registration-worker").await?);
     let channel = amqp.create_channel().await.context("opening a channel")?;
     messaging::declare_topology(&channel, &Names::new(config.amqp.prefix.clone())).await?;
-    let readiness = Readiness::new().postgres(db).redis(redis).rabbitmq(amqp);
-    Server::bind(
+    let publisher = Publisher::connect(&config.amqp, "registration-worker-relay").await?;
+    let persister = Persister::new(
+        db.clone(),
+        redis.clone(),
+        RedisKeys::new(config.redis.key_prefix.clone()),
+        ticket_keys,
+    );
+    let readiness = Readiness::new()
+        .postgres(db)
+        .redis(redis)
+        .rabbitmq(amqp.clone());
+    let server = Server::bind(
         config.http.addr,
         ops_only_router(readiness, "/worker", &config.http),
     )
-    .await
+    .await?;
+    Ok(Worker {
+        server,
+        config: config.clone(),
+        amqp,
+        persister,
+        publisher,
+    })
+}
+
+impl Worker {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    pub fn persister(&self) -> &Persister {
+        &self.persister
+    }
+
+    /// Consumes, relays and serves the ops endpoints until `shutdown` resolves; then stops
+    /// consuming, finishes and acks the batches in hand, and returns.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop, stopped) = watch::channel(false);
+        let queue = Names::new(self.config.amqp.prefix.clone()).commands_queue();
+        let mut tasks = Vec::new();
+        for slot in 0..self.config.worker.concurrency {
+            tasks.push(tokio::spawn(consumer::run(
+                slot,
+                self.amqp.clone(),
+                queue.clone(),
+                self.persister.clone(),
+                self.config.worker.clone(),
+                stopped.clone(),
+            )));
+        }
+        if self.config.worker.relay {
+            tasks.push(tokio::spawn(relay::run(
+                self.persister.db.clone(),
+                self.publisher.clone(),
+                self.config.worker.outbox_poll,
+                stopped.clone(),
+            )));
+        }
+        tracing::info!(
+            concurrency = self.config.worker.concurrency,
+            batch_size = self.config.worker.batch_size,
+            relay = self.config.worker.relay,
+            "registration worker consuming"
+        );
+        let mut stopped_server = stopped.clone();
+        let server = tokio::spawn(self.server.run_until(async move {
+            let _ = stopped_server.wait_for(|stop| *stop).await;
+        }));
+        shutdown.await;
+        tracing::info!("shutting down: finishing the batches in hand");
+        let _ = stop.send(true);
+        let finish = futures_util::future::join_all(tasks);
+        if tokio::time::timeout(Duration::from_secs(30), finish)
+            .await
+            .is_err()
+        {
+            tracing::warn!("some batches did not finish in time; the broker requeues them");
+        }
+        server.await.context("the ops server panicked")?
+    }
 }

@@ -4,7 +4,7 @@
 async fn main() -> anyhow::Result<()> {
     let config = registration_worker::Config::from_env()?;
     shared::telemetry::init_tracing(config.log_format);
-    let server = registration_worker::build(&config).await?;
-    tracing::info!(addr = %server.local_addr(), "registration worker listening");
-    server.run_until(shared::shutdown::signal()).await
+    let worker = registration_worker::build(&config).await?;
+    tracing::info!(addr = %worker.local_addr(), "registration worker listening");
+    worker.run_until(shared::shutdown::signal()).await
 }

@@ -1,11 +1,47 @@
-//! The worker process against the real Postgres, Redis and RabbitMQ, on port 0.
+//! The worker process against the real Postgres, Redis and RabbitMQ, on port 0; and the queued
+//! registration path end to end: the ticketing API (in process) answers 202, the worker
+//! persists, the outbox relay publishes — all on one private database, Redis prefix and
+//! broker prefix per test.
 
-use serde_json::Value;
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
+
+use futures_util::StreamExt;
+use lapin::{
+    options::{BasicConsumeOptions, BasicGetOptions, QueueBindOptions, QueueDeclareOptions},
+    types::FieldTable,
+};
+use registration_worker::persist::{Outcome, reason};
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
 use shared::{
-    config::{LogFormat, testing},
-    messaging::Names,
+    config::{
+        AdminBootstrap, AmqpConfig, AuthConfig, KeysConfig, LogFormat, RedisConfig, Secret,
+        WorkerConfig, testing,
+    },
+    domain::Role,
+    ids::{BookingId, EventId, HoldId, UserId},
+    inventory::HoldOutcome,
+    messaging::{Names, ProcessBookingCommand, Publisher, routing},
+    tokens::{AccessClaims, AdmissionClaims, KeyPurpose, KeySet, TokenKeys},
 };
 use sqlx::PgPool;
+
+fn worker_config() -> WorkerConfig {
+    WorkerConfig {
+        concurrency: 2,
+        batch_size: 50,
+        batch_wait: Duration::from_millis(5),
+        relay: true,
+        outbox_poll: Duration::from_millis(20),
+    }
+}
+
+fn ticket_keys() -> TokenKeys {
+    TokenKeys::generate(KeyPurpose::Ticket)
+}
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn it_declares_its_queues_and_reports_ready(db: PgPool) {
@@ -14,11 +50,22 @@ async fn it_declares_its_queues_and_reports_ready(db: PgPool) {
         postgres: testing::postgres_for(&db),
         redis: testing::redis(),
         amqp: testing::amqp(),
+        keys: KeysConfig {
+            dir: "/nonexistent".into(),
+        },
+        // No consumers: the topology check below reads its own test message back.
+        worker: WorkerConfig {
+            concurrency: 0,
+            relay: false,
+            ..worker_config()
+        },
         log_format: LogFormat::Pretty,
     };
-    let server = registration_worker::build(&config).await.expect("builds");
-    let base = format!("http://{}", server.local_addr());
-    tokio::spawn(server.run_until(std::future::pending()));
+    let worker = registration_worker::build_with_keys(&config, ticket_keys())
+        .await
+        .expect("builds");
+    let base = format!("http://{}", worker.local_addr());
+    tokio::spawn(worker.run_until(std::future::pending()));
 
     let ready: Value = reqwest::get(format!("{base}/readyz"))
         .await
@@ -32,4 +79,720 @@ async fn it_declares_its_queues_and_reports_ready(db: PgPool) {
     }
     let names = Names::new(config.amqp.prefix.clone());
     shared::messaging::testing::assert_and_delete_topology(&config.amqp, &names).await;
+}
+
+// --- the queued path end to end -----------------------------------------------------------
+
+/// The API, and what workers need to join it: one database, Redis prefix and broker prefix.
+struct Sale {
+    base: String,
+    client: Client,
+    db: PgPool,
+    keys: KeySet,
+    redis: RedisConfig,
+    amqp: AmqpConfig,
+    event: EventId,
+    organizer: String,
+}
+
+impl Sale {
+    /// The API on port 0, an organizer, and an on-sale event of `seats` seats (one class,
+    /// 50.00 EUR) in high-demand mode.
+    async fn open(db: PgPool, seats: i64) -> Self {
+        shared::telemetry::init_tracing(LogFormat::Pretty);
+        let redis = testing::redis();
+        let amqp = testing::amqp();
+        let config = ticketing_api::Config {
+            http: testing::http(),
+            postgres: testing::postgres_for(&db),
+            redis: redis.clone(),
+            amqp: amqp.clone(),
+            keys: KeysConfig {
+                dir: "/nonexistent".into(),
+            },
+            auth: AuthConfig {
+                access_token_ttl: Duration::from_secs(900),
+                refresh_token_ttl: Duration::from_secs(3600),
+                cookie_secure: false,
+                rate_per_minute: 10_000,
+                rate_burst: 10_000,
+                admin: Some(AdminBootstrap {
+                    email: "admin@example.test".into(),
+                    password: Secret::new("admin-pass-123".into()),
+                }),
+            },
+            web_root: "/nonexistent".into(),
+            log_format: LogFormat::Pretty,
+        };
+        let keys = KeySet::generate();
+        let publisher = Publisher::connect(&amqp, "api-under-test")
+            .await
+            .expect("broker");
+        let state = ticketing_api::AppState::new(
+            config.clone(),
+            db.clone(),
+            shared::cache::connect(&redis).expect("redis"),
+            keys.clone(),
+            publisher,
+        );
+        let app = ticketing_api::Application::with_state(&config, state)
+            .await
+            .expect("app");
+        let base = format!("http://{}", app.local_addr());
+        tokio::spawn(app.run_until(std::future::pending()));
+        let mut sale = Self {
+            base,
+            client: Client::new(),
+            db,
+            keys,
+            redis,
+            amqp,
+            event: EventId::new(),
+            organizer: String::new(),
+        };
+        let (_, organizer) = sale.mint(Role::Organizer).await;
+        sale.organizer = organizer;
+        let venue: Value = sale
+            .send(
+                reqwest::Method::POST,
+                "/api/venues",
+                &sale.organizer,
+                &json!({"name": "Arena", "city": "Oslo", "layout": {"kind": "grid",
+                        "sections": [{"name": "A", "rows": 1, "seats_per_row": seats}]}}),
+                StatusCode::CREATED,
+            )
+            .await;
+        let now = time::OffsetDateTime::now_utc();
+        let rfc = |at: time::OffsetDateTime| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .expect("formats")
+        };
+        let event: Value = sale
+            .send(
+                reqwest::Method::POST,
+                "/api/events",
+                &sale.organizer,
+                &json!({"title": "Band live", "venue_id": venue["id"],
+                        "starts_at": rfc(now + time::Duration::days(30)),
+                        "sale_opens_at": rfc(now - time::Duration::hours(1)),
+                        "classes": [{"name": "Normal", "price": 5000, "currency": "EUR"}]}),
+                StatusCode::CREATED,
+            )
+            .await;
+        sale.event = event["id"].as_str().expect("id").parse().expect("event id");
+        let _: Value = sale
+            .send(
+                reqwest::Method::PUT,
+                &format!("/api/events/{}/demand-mode", sale.event),
+                &sale.organizer.clone(),
+                &json!({"high_demand": true, "admit_per_minute": 600, "max_active": 1000}),
+                StatusCode::OK,
+            )
+            .await;
+        sale
+    }
+
+    fn names(&self) -> Names {
+        Names::new(self.amqp.prefix.clone())
+    }
+
+    /// A worker on this sale's database, Redis and broker.
+    async fn worker(&self, worker: WorkerConfig) -> registration_worker::Worker {
+        let config = registration_worker::Config {
+            http: testing::http(),
+            postgres: testing::postgres_for(&self.db),
+            redis: self.redis.clone(),
+            amqp: self.amqp.clone(),
+            keys: KeysConfig {
+                dir: "/nonexistent".into(),
+            },
+            worker,
+            log_format: LogFormat::Pretty,
+        };
+        registration_worker::build_with_keys(&config, self.keys.ticket.clone())
+            .await
+            .expect("worker builds")
+    }
+
+    /// A worker running until the returned sender fires (or is dropped).
+    async fn spawn_worker(&self) -> tokio::sync::oneshot::Sender<()> {
+        let worker = self.worker(worker_config()).await;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(worker.run_until(async move {
+            let _ = stopped.await;
+        }));
+        stop
+    }
+
+    async fn mint(&self, role: Role) -> (UserId, String) {
+        let id = UserId::new();
+        sqlx::query(
+            "INSERT INTO users (id, email, name, password_hash, role)
+             VALUES ($1, $2, 'Minted', 'not-a-hash', $3)",
+        )
+        .bind(id)
+        .bind(format!("{id}@example.test"))
+        .bind(role.as_str())
+        .execute(&self.db)
+        .await
+        .expect("user");
+        let token = self
+            .keys
+            .access
+            .sign(AccessClaims { sub: id, role }, Duration::from_secs(900))
+            .expect("token");
+        (id, token)
+    }
+
+    fn admission(&self, fan: UserId) -> String {
+        self.keys
+            .admission
+            .sign(
+                AdmissionClaims {
+                    sub: fan,
+                    evt: self.event,
+                    jti: uuid::Uuid::new_v4(),
+                },
+                Duration::from_secs(300),
+            )
+            .expect("admission")
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: &Value,
+        expect: StatusCode,
+    ) -> Value {
+        let response = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("sent");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        assert_eq!(status, expect, "{path}: {text}");
+        serde_json::from_str(&text).expect("json")
+    }
+
+    /// A fan with a one-seat hold (best available).
+    async fn fan_with_hold(&self) -> (UserId, String, HoldId) {
+        let (fan, token) = self.mint(Role::Fan).await;
+        let hold = self
+            .client
+            .post(format!("{}/api/events/{}/holds", self.base, self.event))
+            .bearer_auth(&token)
+            .header("X-Admission-Token", self.admission(fan))
+            .json(&json!({"class": "Normal", "quantity": 1}))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(hold.status(), StatusCode::CREATED);
+        let hold: Value = hold.json().await.expect("json");
+        let hold = hold["hold_id"].as_str().expect("hold").parse().expect("id");
+        (fan, token, hold)
+    }
+
+    /// Registers; returns the 202's booking id.
+    async fn register(&self, fan: UserId, token: &str, hold: HoldId) -> BookingId {
+        let response = self
+            .client
+            .post(format!(
+                "{}/api/events/{}/registrations",
+                self.base, self.event
+            ))
+            .bearer_auth(token)
+            .header("X-Admission-Token", self.admission(fan))
+            .header("x-request-id", "req-e2e")
+            .json(&json!({"hold_id": hold}))
+            .send()
+            .await
+            .expect("sent");
+        let status = response.status();
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["status"], "pending");
+        body["booking_id"]
+            .as_str()
+            .expect("id")
+            .parse()
+            .expect("id")
+    }
+
+    async fn booking(&self, token: &str, booking: BookingId) -> Value {
+        self.send(
+            reqwest::Method::GET,
+            &format!("/api/bookings/{booking}"),
+            token,
+            &Value::Null,
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// Polls until the booking is no longer `pending`.
+    async fn settled(&self, token: &str, booking: BookingId) -> Value {
+        for _ in 0..200 {
+            let view = self.booking(token, booking).await;
+            if view["status"] != "pending" {
+                return view;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("booking {booking} still pending");
+    }
+
+    /// Status per booking id, from Postgres, once `expected` rows exist.
+    async fn rows(&self, expected: usize) -> HashMap<BookingId, String> {
+        for _ in 0..300 {
+            let rows: Vec<(BookingId, String)> =
+                sqlx::query_as("SELECT id, status FROM bookings WHERE event_id = $1")
+                    .bind(self.event)
+                    .fetch_all(&self.db)
+                    .await
+                    .expect("rows");
+            if rows.len() >= expected {
+                return rows.into_iter().collect();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("fewer than {expected} bookings were written");
+    }
+
+    async fn assert_no_seat_twice(&self) {
+        let (tickets, seats): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(DISTINCT seat_id) FROM tickets WHERE event_id = $1",
+        )
+        .bind(self.event)
+        .fetch_one(&self.db)
+        .await
+        .expect("counts");
+        assert_eq!(tickets, seats, "a seat was sold twice");
+    }
+
+    async fn publish_raw(&self, payload: &[u8]) {
+        let publisher = Publisher::lazy(&self.amqp, "test-raw");
+        publisher
+            .publish(
+                &self.names().commands_exchange(),
+                routing::PROCESS_BOOKING,
+                payload,
+                "raw",
+                None,
+            )
+            .await
+            .expect("published");
+    }
+
+    async fn cleanup(&self) {
+        shared::messaging::testing::delete_topology(&self.amqp, &self.names()).await;
+    }
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_queued_registration_ends_confirmed_and_its_event_is_published_once(db: PgPool) {
+    let sale = Sale::open(db, 10).await;
+    // Observe the events exchange through a temporary queue.
+    let connection = shared::messaging::connect(&sale.amqp, "observer")
+        .await
+        .expect("connects");
+    let channel = connection.create_channel().await.expect("channel");
+    let observed = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("queue");
+    channel
+        .queue_bind(
+            observed.name().clone(),
+            sale.names().events_exchange().as_str().into(),
+            "booking.*".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bound");
+
+    let (fan, token, hold) = sale.fan_with_hold().await;
+    let booking = sale.register(fan, &token, hold).await;
+    // No worker yet: pending, read from the Redis marker; only its owner sees it.
+    let pending = sale.booking(&token, booking).await;
+    assert_eq!(pending["status"], "pending", "{pending}");
+    let (_, stranger) = sale.mint(Role::Fan).await;
+    sale.send(
+        reqwest::Method::GET,
+        &format!("/api/bookings/{booking}"),
+        &stranger,
+        &Value::Null,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    // A retry answers with the same booking, and queues nothing new.
+    assert_eq!(sale.register(fan, &token, hold).await, booking);
+
+    let _worker = sale.spawn_worker().await;
+    let confirmed = sale.settled(&token, booking).await;
+    assert_eq!(confirmed["status"], "confirmed", "{confirmed}");
+    assert_eq!(confirmed["total"], 5000);
+    assert_eq!(confirmed["tickets"].as_array().map(Vec::len), Some(1));
+    assert_eq!(sale.rows(1).await.len(), 1);
+
+    // The relay publishes the confirmation, once.
+    let mut consumer = channel
+        .basic_consume(
+            observed.name().clone(),
+            "observer".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consumes");
+    let first = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .expect("an event within 10 s")
+        .expect("a delivery")
+        .expect("ok");
+    assert_eq!(first.routing_key.as_str(), routing::BOOKING_CONFIRMED);
+    let event: Value = serde_json::from_slice(&first.data).expect("json");
+    assert_eq!(event["booking_id"], booking.to_string());
+    let again = tokio::time::timeout(Duration::from_millis(700), consumer.next()).await;
+    assert!(again.is_err(), "the event was published twice");
+    let (unpublished,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&sale.db)
+            .await
+            .expect("count");
+    assert_eq!(unpublished, 0);
+    sale.cleanup().await;
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn the_same_command_delivered_twice_makes_one_booking(db: PgPool) {
+    let sale = Sale::open(db, 10).await;
+    let (fan, token, hold) = sale.fan_with_hold().await;
+    let booking = sale.register(fan, &token, hold).await;
+    let command = ProcessBookingCommand {
+        booking_id: booking,
+        event_id: sale.event,
+        user_id: fan,
+        hold_id: hold,
+        seat_ids: Vec::new(),
+        idempotency_key: None,
+        requested_at: time::OffsetDateTime::now_utc(),
+    };
+    let payload = serde_json::to_vec(&command).expect("json");
+    sale.publish_raw(&payload).await;
+    let _worker = sale.spawn_worker().await;
+    assert_eq!(sale.settled(&token, booking).await["status"], "confirmed");
+    // And once more after it was written.
+    sale.publish_raw(&payload).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (bookings, tickets, outbox): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM bookings), (SELECT count(*) FROM tickets),
+                (SELECT count(*) FROM outbox)",
+    )
+    .fetch_one(&sale.db)
+    .await
+    .expect("counts");
+    assert_eq!((bookings, tickets, outbox), (1, 1, 1));
+    sale.cleanup().await;
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_seat_sold_meanwhile_rejects_that_booking_and_its_batch_mates_are_confirmed(db: PgPool) {
+    let sale = Sale::open(db, 10).await;
+    let worker = sale.worker(worker_config()).await;
+    let persister = worker.persister().clone();
+    let mut commands = Vec::new();
+    for _ in 0..3 {
+        let (fan, _, hold) = sale.fan_with_hold().await;
+        commands.push(ProcessBookingCommand {
+            booking_id: BookingId::new(),
+            event_id: sale.event,
+            user_id: fan,
+            hold_id: hold,
+            seat_ids: Vec::new(),
+            idempotency_key: None,
+            requested_at: time::OffsetDateTime::now_utc(),
+        });
+    }
+    // The middle fan's seat is sold behind Redis' back (as after a lost Redis).
+    let shared::inventory::HoldState::Live { seats, .. } = persister
+        .inventory
+        .extend(
+            sale.event,
+            commands[1].hold_id,
+            commands[1].user_id,
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("extend")
+    else {
+        panic!("the hold is live");
+    };
+    let (other, _) = sale.mint(Role::Fan).await;
+    let sold = BookingId::new();
+    sqlx::query(
+        "INSERT INTO bookings (id, event_id, user_id, status, total_minor, currency)
+         VALUES ($1, $2, $3, 'confirmed', 5000, 'EUR')",
+    )
+    .bind(sold)
+    .bind(sale.event)
+    .bind(other)
+    .execute(&sale.db)
+    .await
+    .expect("booking");
+    sqlx::query(
+        "INSERT INTO tickets (id, booking_id, event_id, seat_id, class_id, price_minor, code)
+         SELECT gen_random_uuid(), $1, s.event_id, s.id, s.class_id, 5000, 'x'
+         FROM seats s WHERE s.event_id = $2 AND s.idx = $3",
+    )
+    .bind(sold)
+    .bind(sale.event)
+    .bind(i32::try_from(seats[0]).expect("idx"))
+    .execute(&sale.db)
+    .await
+    .expect("ticket");
+
+    let results = persister.persist(&commands).await.expect("persisted");
+    let outcomes: Vec<&Outcome> = results.iter().map(|r| &r.outcome).collect();
+    assert!(
+        matches!(outcomes[0], Outcome::Confirmed { .. }),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[1], &Outcome::Rejected(reason::SEATS_ALREADY_SOLD));
+    assert!(
+        matches!(outcomes[2], Outcome::Confirmed { .. }),
+        "{outcomes:?}"
+    );
+    let rows = sale.rows(4).await;
+    assert_eq!(rows[&commands[1].booking_id], "rejected");
+    let (why,): (Option<String>,) = sqlx::query_as("SELECT reason FROM bookings WHERE id = $1")
+        .bind(commands[1].booking_id)
+        .fetch_one(&sale.db)
+        .await
+        .expect("reason");
+    assert_eq!(why.as_deref(), Some(reason::SEATS_ALREADY_SOLD));
+    sale.assert_no_seat_twice().await;
+    // Persisting the same batch again changes nothing.
+    let again = persister.persist(&commands).await.expect("persisted");
+    assert!(
+        again
+            .iter()
+            .all(|r| matches!(r.outcome, Outcome::AlreadyDone { .. }))
+    );
+    sale.cleanup().await;
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_hold_that_expired_before_the_worker_gives_a_rejected_booking_with_its_reason(
+    db: PgPool,
+) {
+    let sale = Sale::open(db, 10).await;
+    let worker = sale.worker(worker_config()).await;
+    let persister = worker.persister().clone();
+    let (fan, _) = sale.mint(Role::Fan).await;
+    let catalog = persister
+        .catalogs
+        .get(&sale.db, sale.event)
+        .await
+        .expect("catalog")
+        .expect("event");
+    let hold = HoldId::new();
+    let held = persister
+        .inventory
+        .hold_best(&catalog, hold, fan, Duration::from_millis(100), 0, 1)
+        .await
+        .expect("hold");
+    assert!(matches!(held, HoldOutcome::Held { .. }), "{held:?}");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let command = ProcessBookingCommand {
+        booking_id: BookingId::new(),
+        event_id: sale.event,
+        user_id: fan,
+        hold_id: hold,
+        seat_ids: Vec::new(),
+        idempotency_key: Some("key-1".into()),
+        requested_at: time::OffsetDateTime::now_utc(),
+    };
+    let results = persister
+        .persist(std::slice::from_ref(&command))
+        .await
+        .expect("persisted");
+    assert_eq!(results[0].outcome, Outcome::Rejected(reason::HOLD_EXPIRED));
+    let (status, why, tickets): (String, Option<String>, i64) = sqlx::query_as(
+        "SELECT status, reason, (SELECT count(*) FROM tickets) FROM bookings WHERE id = $1",
+    )
+    .bind(command.booking_id)
+    .fetch_one(&sale.db)
+    .await
+    .expect("row");
+    assert_eq!(
+        (status.as_str(), why.as_deref(), tickets),
+        ("rejected", Some(reason::HOLD_EXPIRED), 0)
+    );
+    let (routing_key,): (String,) = sqlx::query_as("SELECT routing_key FROM outbox")
+        .fetch_one(&sale.db)
+        .await
+        .expect("outbox row");
+    assert_eq!(routing_key, routing::BOOKING_REJECTED);
+    sale.cleanup().await;
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_poison_message_is_dead_lettered_and_the_rest_flow(db: PgPool) {
+    let sale = Sale::open(db, 10).await;
+    let _worker = sale.spawn_worker().await;
+    sale.publish_raw(b"{\"not\": \"a command\"").await;
+    let (fan, token, hold) = sale.fan_with_hold().await;
+    let booking = sale.register(fan, &token, hold).await;
+    assert_eq!(sale.settled(&token, booking).await["status"], "confirmed");
+
+    let connection = shared::messaging::connect(&sale.amqp, "dlq-check")
+        .await
+        .expect("connects");
+    let channel = connection.create_channel().await.expect("channel");
+    let mut dead = None;
+    for _ in 0..100 {
+        dead = channel
+            .basic_get(
+                sale.names().dead_letter_queue().as_str().into(),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .expect("get");
+        if dead.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dead = dead.expect("the poison message is in the dead-letter queue");
+    assert_eq!(dead.delivery.data, b"{\"not\": \"a command\"");
+    sale.cleanup().await;
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn two_workers_on_one_queue_settle_every_202_once_and_sell_no_seat_twice(db: PgPool) {
+    const FANS: usize = 40;
+    let sale = Sale::open(db, FANS as i64).await;
+    let mut accepted = Vec::new();
+    for _ in 0..FANS {
+        let (fan, token, hold) = sale.fan_with_hold().await;
+        accepted.push(sale.register(fan, &token, hold).await);
+    }
+    // Some seats sold behind Redis' back: those bookings must end rejected, not oversold.
+    let (other, _) = sale.mint(Role::Fan).await;
+    let sold = BookingId::new();
+    sqlx::query(
+        "INSERT INTO bookings (id, event_id, user_id, status, total_minor, currency)
+         VALUES ($1, $2, $3, 'confirmed', 0, 'EUR')",
+    )
+    .bind(sold)
+    .bind(sale.event)
+    .bind(other)
+    .execute(&sale.db)
+    .await
+    .expect("booking");
+    sqlx::query(
+        "INSERT INTO tickets (id, booking_id, event_id, seat_id, class_id, price_minor, code)
+         SELECT gen_random_uuid(), $1, s.event_id, s.id, s.class_id, 0, 'x'
+         FROM seats s WHERE s.event_id = $2 AND s.idx < 5",
+    )
+    .bind(sold)
+    .bind(sale.event)
+    .execute(&sale.db)
+    .await
+    .expect("tickets");
+
+    let first = sale.spawn_worker().await;
+    let second = sale.spawn_worker().await;
+    let rows = sale.rows(FANS + 1).await;
+    let mut confirmed = 0;
+    let mut rejected = 0;
+    for booking in &accepted {
+        match rows.get(booking).map(String::as_str) {
+            Some("confirmed") => confirmed += 1,
+            Some("rejected") => rejected += 1,
+            other => panic!("booking {booking} ended {other:?}"),
+        }
+    }
+    assert_eq!(rows.len(), FANS + 1, "a booking was written twice");
+    assert_eq!((confirmed, rejected), (FANS - 5, 5));
+    sale.assert_no_seat_twice().await;
+    let ids: HashSet<_> = accepted.iter().collect();
+    assert_eq!(ids.len(), FANS);
+    drop((first, second));
+    sale.cleanup().await;
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_broker_that_is_down_gives_503_and_queues_nothing(db: PgPool) {
+    let sale = Sale::open(db, 10).await;
+    let (fan, token, hold) = sale.fan_with_hold().await;
+    // An API whose broker is unreachable, on the same database and Redis.
+    let mut dead_amqp = sale.amqp.clone();
+    dead_amqp.url = Secret::new("amqp://guest:guest@127.0.0.1:1/%2f".into());
+    let config = ticketing_api::Config {
+        http: testing::http(),
+        postgres: testing::postgres_for(&sale.db),
+        redis: sale.redis.clone(),
+        amqp: dead_amqp.clone(),
+        keys: KeysConfig {
+            dir: "/nonexistent".into(),
+        },
+        auth: AuthConfig {
+            access_token_ttl: Duration::from_secs(900),
+            refresh_token_ttl: Duration::from_secs(3600),
+            cookie_secure: false,
+            rate_per_minute: 10_000,
+            rate_burst: 10_000,
+            admin: None,
+        },
+        web_root: "/nonexistent".into(),
+        log_format: LogFormat::Pretty,
+    };
+    let state = ticketing_api::AppState::new(
+        config.clone(),
+        sale.db.clone(),
+        shared::cache::connect(&sale.redis).expect("redis"),
+        sale.keys.clone(),
+        Publisher::lazy(&dead_amqp, "api-without-broker"),
+    );
+    let app = ticketing_api::Application::with_state(&config, state)
+        .await
+        .expect("app");
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let response = sale
+        .client
+        .post(format!("{base}/api/events/{}/registrations", sale.event))
+        .bearer_auth(&token)
+        .header("X-Admission-Token", sale.admission(fan))
+        .json(&json!({"hold_id": hold}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"], "unavailable");
+    // Nothing claimed: with the broker back, the same hold is queued and booked.
+    let booking = sale.register(fan, &token, hold).await;
+    let _worker = sale.spawn_worker().await;
+    assert_eq!(sale.settled(&token, booking).await["status"], "confirmed");
+    sale.cleanup().await;
 }

@@ -258,6 +258,34 @@ impl QueueConfig {
     }
 }
 
+/// The registration worker: how many consumers, how big and how patient a batch is, and how
+/// often the outbox relay looks for new rows.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// `WORKER_CONCURRENCY` (default 2): consumers in this process, each with its own channel.
+    pub concurrency: usize,
+    /// `WORKER_BATCH_SIZE` (default 100): commands per Postgres transaction; also the prefetch.
+    pub batch_size: u16,
+    /// `WORKER_BATCH_WAIT_MS` (default 5): how long a batch waits to fill after its first command.
+    pub batch_wait: Duration,
+    /// `OUTBOX_RELAY` (default true): run the outbox relay in this process.
+    pub relay: bool,
+    /// `OUTBOX_POLL_MS` (default 50): the relay's sleep when the outbox is empty.
+    pub outbox_poll: Duration,
+}
+
+impl WorkerConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            concurrency: var("WORKER_CONCURRENCY", 2usize)?.clamp(1, 64),
+            batch_size: var("WORKER_BATCH_SIZE", 100u16)?.clamp(1, 5_000),
+            batch_wait: Duration::from_millis(var("WORKER_BATCH_WAIT_MS", 5u64)?.min(1_000)),
+            relay: var("OUTBOX_RELAY", true)?,
+            outbox_poll: Duration::from_millis(var("OUTBOX_POLL_MS", 50u64)?.clamp(1, 10_000)),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmtpTls {
     None,

@@ -1,0 +1,249 @@
+//! The command consumer: manual acks, a prefetch window, batches bounded by size and a few
+//! milliseconds of waiting. Acks only after the commit; poison is rejected to the dead-letter
+//! queue; transient failures are retried with backoff and never acked as done.
+
+use std::{sync::Arc, time::Duration};
+
+use futures_util::StreamExt;
+use lapin::{
+    Connection,
+    message::Delivery,
+    options::{
+        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+        BasicQosOptions, BasicRejectOptions,
+    },
+    types::FieldTable,
+};
+use shared::{config::WorkerConfig, messaging::ProcessBookingCommand};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::persist::{Outcome, Persisted, Persister};
+
+/// The longest pause between retries of a failing batch.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Retries of a batch while Postgres and Redis answer, before each command is tried alone.
+const BATCH_ATTEMPTS: u32 = 3;
+
+/// One consumer: its own channel and prefetch window, until `shutdown` turns true. Reopens its
+/// channel after a broker outage.
+pub async fn run(
+    slot: usize,
+    connection: Arc<Connection>,
+    queue: String,
+    persister: Persister,
+    config: WorkerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    while !*shutdown.borrow() {
+        match consume(
+            slot,
+            &connection,
+            &queue,
+            &persister,
+            &config,
+            &mut shutdown,
+        )
+        .await
+        {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(err) => {
+                tracing::warn!(
+                    slot,
+                    error = format!("{err:#}"),
+                    "consumer stopped; reopening"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+    tracing::info!(slot, "consumer stopped");
+}
+
+async fn consume(
+    slot: usize,
+    connection: &Connection,
+    queue: &str,
+    persister: &Persister,
+    config: &WorkerConfig,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let channel = connection.create_channel().await?;
+    channel
+        .basic_qos(config.batch_size, BasicQosOptions::default())
+        .await?;
+    let tag = format!("registration-worker-{}-{slot}", std::process::id());
+    let mut consumer = channel
+        .basic_consume(
+            queue.into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    loop {
+        let first = tokio::select! {
+            next = consumer.next() => next,
+            _ = shutdown.changed() => break,
+        };
+        let Some(first) = first else {
+            anyhow::bail!("the consumer was cancelled by the broker");
+        };
+        let mut batch = vec![first?];
+        let deadline = tokio::time::Instant::now() + config.batch_wait;
+        while batch.len() < usize::from(config.batch_size) {
+            match tokio::time::timeout_at(deadline, consumer.next()).await {
+                Ok(Some(Ok(delivery))) => batch.push(delivery),
+                Ok(Some(Err(err))) => {
+                    tracing::warn!(error = %err, "a delivery failed");
+                    break;
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        handle_batch(persister, batch, shutdown).await;
+    }
+    // Graceful: no new deliveries; the batch in hand is done and acked; closing the channel
+    // returns anything prefetched but unprocessed to the queue.
+    channel
+        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+        .await?;
+    channel.close(200, "shutting down".into()).await?;
+    Ok(())
+}
+
+/// Persists one batch and settles every delivery in it.
+pub async fn handle_batch(
+    persister: &Persister,
+    batch: Vec<Delivery>,
+    shutdown: &watch::Receiver<bool>,
+) {
+    metrics::counter!("worker_commands_consumed_total").increment(batch.len() as u64);
+    metrics::histogram!("worker_batch_size").record(batch.len() as f64);
+    let mut deliveries = Vec::with_capacity(batch.len());
+    let mut commands = Vec::with_capacity(batch.len());
+    for delivery in batch {
+        match serde_json::from_slice::<ProcessBookingCommand>(&delivery.data) {
+            Ok(command) => {
+                let lag = OffsetDateTime::now_utc() - command.requested_at;
+                metrics::histogram!("worker_queue_lag_seconds").record(lag.as_seconds_f64());
+                commands.push(command);
+                deliveries.push(delivery);
+            }
+            Err(err) => {
+                // Poison: it will never parse. Straight to the dead-letter queue.
+                tracing::error!(error = %err, bytes = delivery.data.len(),
+                    "an unparsable booking command: dead-lettered");
+                metrics::counter!("worker_commands_dead_lettered_total").increment(1);
+                if let Err(err) = delivery
+                    .acker
+                    .reject(BasicRejectOptions { requeue: false })
+                    .await
+                {
+                    tracing::warn!(error = %err, "could not reject a poison message");
+                }
+            }
+        }
+    }
+    if commands.is_empty() {
+        return;
+    }
+
+    let mut backoff = Duration::from_millis(100);
+    let mut attempts = 0;
+    loop {
+        match persister.persist(&commands).await {
+            Ok(results) => {
+                settle(persister, &deliveries, results).await;
+                return;
+            }
+            Err(err) => {
+                metrics::counter!("worker_commands_retried_total").increment(commands.len() as u64);
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    batch = commands.len(),
+                    "a batch failed; retrying"
+                );
+            }
+        }
+        if *shutdown.borrow() {
+            // Never acked as done: back to the queue for the next worker.
+            nack_all(&deliveries).await;
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        // An outage (Postgres or Redis down) is not the messages' fault: wait it out without
+        // spending their delivery attempts. Otherwise, after a few tries, find the culprit.
+        if healthy(persister).await {
+            attempts += 1;
+            if attempts >= BATCH_ATTEMPTS {
+                one_by_one(persister, deliveries, commands).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Each command in a transaction of its own: the ones that fail go back to the queue (and
+/// to the dead-letter queue once the delivery limit is reached), the others are done.
+async fn one_by_one(
+    persister: &Persister,
+    deliveries: Vec<Delivery>,
+    commands: Vec<ProcessBookingCommand>,
+) {
+    for (delivery, command) in deliveries.into_iter().zip(commands) {
+        match persister.persist(std::slice::from_ref(&command)).await {
+            Ok(results) => settle(persister, std::slice::from_ref(&delivery), results).await,
+            Err(err) => {
+                tracing::error!(booking.id = %command.booking_id, error = format!("{err:#}"),
+                    "a booking command keeps failing; requeued");
+                nack_all(std::slice::from_ref(&delivery)).await;
+            }
+        }
+    }
+}
+
+async fn healthy(persister: &Persister) -> bool {
+    shared::db::ping(&persister.db).await && shared::cache::ping(&persister.redis).await
+}
+
+/// Acks (the commit is done), counts, then updates Redis.
+async fn settle(persister: &Persister, deliveries: &[Delivery], results: Vec<Persisted>) {
+    for delivery in deliveries {
+        if let Err(err) = delivery.acker.ack(BasicAckOptions::default()).await {
+            // Redelivered later, and then found done: harmless.
+            tracing::warn!(error = %err, "could not ack a persisted command");
+        }
+    }
+    for result in &results {
+        match result.outcome {
+            Outcome::Confirmed { .. } => {
+                metrics::counter!("worker_bookings_persisted_total").increment(1);
+            }
+            Outcome::Rejected(reason) => {
+                metrics::counter!("worker_bookings_rejected_total", "reason" => reason)
+                    .increment(1);
+            }
+            Outcome::AlreadyDone { .. } | Outcome::Dropped => {}
+        }
+    }
+    persister.after_commit(&results).await;
+}
+
+async fn nack_all(deliveries: &[Delivery]) {
+    for delivery in deliveries {
+        let options = BasicNackOptions {
+            multiple: false,
+            requeue: true,
+        };
+        if let Err(err) = delivery.acker.nack(options).await {
+            tracing::warn!(error = %err, "could not nack a command (the broker requeues it anyway)");
+        }
+    }
+}
