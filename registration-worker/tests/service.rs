@@ -99,6 +99,11 @@ impl Sale {
     /// The API on port 0, an organizer, and an on-sale event of `seats` seats (one class,
     /// 50.00 EUR) in high-demand mode.
     async fn open(db: PgPool, seats: i64) -> Self {
+        Self::open_with_keys(db, seats, KeySet::generate()).await
+    }
+
+    /// [`Sale::open`] with these keys (those a worker process loads from `KEYS_DIR`).
+    async fn open_with_keys(db: PgPool, seats: i64, keys: KeySet) -> Self {
         shared::telemetry::init_tracing(LogFormat::Pretty);
         let redis = testing::redis();
         let amqp = testing::amqp();
@@ -124,7 +129,6 @@ impl Sale {
             web_root: "/nonexistent".into(),
             log_format: LogFormat::Pretty,
         };
-        let keys = KeySet::generate();
         let publisher = Publisher::connect(&amqp, "api-under-test")
             .await
             .expect("broker");
@@ -795,4 +799,168 @@ async fn a_broker_that_is_down_gives_503_and_queues_nothing(db: PgPool) {
     let _worker = sale.spawn_worker().await;
     assert_eq!(sale.settled(&token, booking).await["status"], "confirmed");
     sale.cleanup().await;
+}
+
+// --- a real worker process, killed with SIGKILL mid-run -------------------------------------
+
+/// A fresh `KEYS_DIR` of Ed25519 PEM files made by `openssl`, for every purpose.
+fn keys_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("worker-keys-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for purpose in [
+        KeyPurpose::Access,
+        KeyPurpose::Admission,
+        KeyPurpose::Ticket,
+    ] {
+        let stem = purpose.file_stem();
+        let openssl = |args: &[&str]| {
+            let status = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .status()
+                .expect("openssl runs");
+            assert!(status.success(), "openssl {args:?}");
+        };
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "ed25519",
+            "-out",
+            &format!("{stem}.key"),
+        ]);
+        openssl(&[
+            "pkey",
+            "-in",
+            &format!("{stem}.key"),
+            "-pubout",
+            "-out",
+            &format!("{stem}.pub"),
+        ]);
+    }
+    dir
+}
+
+/// A `registration-worker` process; SIGKILLed when dropped (a failing test leaves none behind).
+struct WorkerProcess(std::process::Child);
+
+impl WorkerProcess {
+    /// The real binary on the sale's database, Redis prefix and broker prefix; its output goes
+    /// to `<keys>/worker-<n>.log`.
+    fn start(sale: &Sale, keys: &std::path::Path, n: usize) -> Self {
+        let log = std::fs::File::create(keys.join(format!("worker-{n}.log"))).expect("log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_registration-worker"))
+            .env("DATABASE_URL", testing::postgres_for(&sale.db).url.expose())
+            .env("REDIS_URL", sale.redis.url.expose())
+            .env("REDIS_KEY_PREFIX", &sale.redis.key_prefix)
+            .env("AMQP_URL", sale.amqp.url.expose())
+            .env("AMQP_PREFIX", &sale.amqp.prefix)
+            .env("KEYS_DIR", keys)
+            .env("WORKER_ADDR", "127.0.0.1:0")
+            .env("WORKER_CONCURRENCY", "2")
+            .env("WORKER_BATCH_SIZE", "20")
+            .env("OUTBOX_RELAY", "true")
+            .env("LOG_FORMAT", "json")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("the worker binary starts");
+        Self(child)
+    }
+
+    /// SIGKILL (what `Child::kill` sends on Unix), and reap.
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_worker_process_killed_mid_run_loses_no_202_and_books_nothing_twice(db: PgPool) {
+    const FANS: usize = 200;
+    let keys = keys_dir();
+    let key_set = KeySet::load(
+        &keys,
+        &[
+            KeyPurpose::Access,
+            KeyPurpose::Admission,
+            KeyPurpose::Ticket,
+        ],
+    )
+    .expect("the openssl keys load");
+    let sale = Sale::open_with_keys(db, FANS as i64, key_set).await;
+    // Every fan holds a distinct seat and gets a 202 before any worker runs.
+    let mut accepted = Vec::new();
+    for _ in 0..FANS {
+        let (fan, token, hold) = sale.fan_with_hold().await;
+        accepted.push(sale.register(fan, &token, hold).await);
+    }
+
+    let count = || async {
+        let (bookings,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM bookings WHERE event_id = $1")
+                .bind(sale.event)
+                .fetch_one(&sale.db)
+                .await
+                .expect("count");
+        usize::try_from(bookings).expect("count")
+    };
+    let mut first = WorkerProcess::start(&sale, &keys, 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while count().await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first worker persisted nothing in 30 s (log in {})",
+            keys.display()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    first.kill();
+    let at_kill = count().await;
+    assert!(
+        at_kill < FANS,
+        "the first worker finished all {FANS} before the kill; the test proves nothing"
+    );
+
+    let second = WorkerProcess::start(&sale, &keys, 2);
+    let rows = sale.rows(FANS).await;
+    let mut confirmed = 0;
+    for booking in &accepted {
+        match rows.get(booking).map(String::as_str) {
+            Some("confirmed") => confirmed += 1,
+            Some("rejected") => {}
+            other => panic!("booking {booking} ended {other:?}"),
+        }
+    }
+    let ids: HashSet<_> = accepted.iter().collect();
+    assert_eq!(ids.len(), FANS, "two 202s named one booking");
+    assert_eq!(rows.len(), FANS, "a booking was written twice");
+    // Every hold was live and every seat distinct: nothing had a reason to be rejected.
+    assert_eq!(confirmed, FANS, "{at_kill} written at the kill");
+    let (holds, tickets, seats, outbox): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(DISTINCT hold_id) FROM bookings WHERE event_id = $1),
+                (SELECT count(*) FROM tickets WHERE event_id = $1),
+                (SELECT count(DISTINCT seat_id) FROM tickets WHERE event_id = $1),
+                (SELECT count(*) FROM outbox)",
+    )
+    .bind(sale.event)
+    .fetch_one(&sale.db)
+    .await
+    .expect("counts");
+    assert_eq!(holds, FANS as i64, "one hold booked twice");
+    assert_eq!(tickets, seats, "a seat was sold twice");
+    assert_eq!(
+        tickets, confirmed as i64,
+        "tickets are not the confirmed seats"
+    );
+    assert_eq!(outbox, FANS as i64, "an outcome was recorded twice");
+    tracing::info!(at_kill, "bookings written when the first worker was killed");
+    drop(second);
+    sale.cleanup().await;
+    let _ = std::fs::remove_dir_all(&keys);
 }
