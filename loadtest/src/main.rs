@@ -1,7 +1,8 @@
 //! Load tests and checks against a running stack (`infra/dev up`).
 //!
-//! `smoke` walks the critical path of what exists today through the gateway: every service's
-//! health and readiness, then a fan signs up, logs in, refreshes and reads `/api/me`. It exits
+//! `smoke` walks the critical path through the gateway: every service's health and readiness;
+//! a fan signs up, logs in, refreshes, reads `/api/me` and joins a waiting room; then a
+//! high-demand sale end to end (queue, admission, hold, 202, the worker's confirmation). It exits
 //! non-zero on the first failure, naming the step. `demo` makes the demo data `infra/dev up`
 //! promises (idempotently). The goose flash-sale scenarios and the invariant checker come with
 //! the load-test issue.
@@ -13,6 +14,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
 mod demo;
+mod queued;
 mod seat_map;
 
 #[derive(Parser)]
@@ -173,6 +175,7 @@ async fn smoke(base: &str) -> anyhow::Result<()> {
         )
         .await?;
     }
+    queued::walk(base, &client, token).await?;
     println!("smoke test passed");
     Ok(())
 }
