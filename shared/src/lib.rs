@@ -16,6 +16,7 @@
 //! | [`messaging`] | the RabbitMQ connection, exchange and queue names, message payloads |
 //! | [`sales`] | writing a booking (tickets, prices, outbox) for both registration paths |
 //! | [`http`] | (feature `http`) the axum plumbing the web services share |
+//! | [`ticket_pdf`] | (feature `ticket-pdf`) a booking's tickets as a PDF with QR codes |
 //!
 //! `shared` never imports a service, and its core has no web stack: the axum parts live behind
 //! the `http` feature.
@@ -34,4 +35,6 @@ pub mod messaging;
 pub mod sales;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(feature = "ticket-pdf")]
+pub mod ticket_pdf;
 pub mod tokens;
