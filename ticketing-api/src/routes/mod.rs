@@ -9,6 +9,7 @@ mod holds;
 mod me;
 mod organizer;
 pub mod seats;
+mod tickets;
 mod venues;
 
 use std::sync::Arc;
@@ -60,7 +61,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .merge(demand::router())
                 .merge(holds::router())
                 .merge(seats::router())
-                .merge(bookings::router()),
+                .merge(bookings::router())
+                .merge(tickets::router()),
         )
         .split_for_parts()
 }

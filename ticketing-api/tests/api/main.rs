@@ -9,4 +9,5 @@ mod helpers;
 mod hostile;
 mod ops;
 mod sale;
+mod tickets;
 mod venues;
