@@ -1,18 +1,20 @@
 //! The notifier: consumes booking events, renders PDF tickets with QR codes, sends them by
-//! email and pushes confirmations over WebSocket (issue 6). Today it is the process those live
-//! in: its configuration, its Postgres and RabbitMQ connections (with the broker topology
-//! declared), and the ops endpoints.
+//! email ([`mail`]) and pushes confirmations over WebSocket (issue 6), next to the ops
+//! endpoints.
 
 use std::{
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     sync::Arc,
 };
 
+pub mod mail;
+
 use anyhow::Context;
 use shared::{
-    config::{AmqpConfig, HttpConfig, LogFormat, PostgresConfig, SmtpConfig},
+    config::{AmqpConfig, HttpConfig, KeysConfig, LogFormat, PostgresConfig, SmtpConfig},
     http::{Readiness, Server, ops_only_router},
     messaging::{self, Names},
+    tokens::{KeyPurpose, TokenKeys},
 };
 
 /// Everything the notifier reads from its environment (see `shared::config`).
@@ -22,6 +24,8 @@ pub struct Config {
     pub postgres: PostgresConfig,
     pub amqp: AmqpConfig,
     pub smtp: SmtpConfig,
+    /// The access tokens' public key (WebSocket logins).
+    pub keys: KeysConfig,
     pub log_format: LogFormat,
 }
 
@@ -35,17 +39,28 @@ impl Config {
             postgres: PostgresConfig::from_env()?,
             amqp: AmqpConfig::from_env()?,
             smtp: SmtpConfig::from_env()?,
+            keys: KeysConfig::from_env()?,
             log_format: LogFormat::from_env()?,
         })
     }
 }
 
-/// Connects its dependencies, declares the broker topology, binds the configured address.
+/// Connects its dependencies, declares the broker topology, starts the mail consumer, binds
+/// the configured address.
 pub async fn build(config: &Config) -> anyhow::Result<Server> {
+    let access = TokenKeys::load(&config.keys.dir, KeyPurpose::Access, false)?;
+    build_with(config, access).await
+}
+
+/// [`build`] with the access key given (tests sign their own tokens).
+pub async fn build_with(config: &Config, access: TokenKeys) -> anyhow::Result<Server> {
+    let _ = access;
     let db = shared::db::connect(&config.postgres).await?;
     let amqp = Arc::new(messaging::connect(&config.amqp, "notifier").await?);
     let channel = amqp.create_channel().await.context("opening a channel")?;
     messaging::declare_topology(&channel, &Names::new(config.amqp.prefix.clone())).await?;
+    let mailer = mail::Mailer::new(db.clone(), &config.smtp)?;
+    tokio::spawn(mail::run(mailer, config.amqp.clone()));
     let readiness = Readiness::new().postgres(db).rabbitmq(amqp);
     Server::bind(
         config.http.addr,

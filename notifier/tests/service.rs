@@ -14,9 +14,13 @@ async fn it_declares_its_queues_and_reports_ready(db: PgPool) {
         postgres: testing::postgres_for(&db),
         amqp: testing::amqp(),
         smtp: SmtpConfig::from_env().expect("smtp config"),
+        keys: shared::config::KeysConfig {
+            dir: "/nonexistent".into(),
+        },
         log_format: LogFormat::Pretty,
     };
-    let server = notifier::build(&config).await.expect("builds");
+    let access = shared::tokens::TokenKeys::generate(shared::tokens::KeyPurpose::Access);
+    let server = notifier::build_with(&config, access).await.expect("builds");
     let base = format!("http://{}", server.local_addr());
     tokio::spawn(server.run_until(std::future::pending()));
 
