@@ -1,0 +1,668 @@
+//! Tickets persisted per second with the worker's batches (100 commands per transaction, a
+//! savepoint each) next to one transaction per booking, same machine, same run; then the
+//! end-to-end latency from the API's 202 to `confirmed` (the API and a worker in process).
+//!
+//! ```text
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench -p registration-worker --bench persist
+//! ```
+//!
+//! Needs the dev services (Postgres, Redis, RabbitMQ; `REDIS_URL` and `AMQP_URL` or the dev
+//! defaults). Makes its own database `bench_<uuid>` on the `DATABASE_URL` server and drops it at
+//! the end; Redis keys and broker names carry a random prefix and are removed too.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use lapin::{
+    options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions},
+    types::FieldTable,
+};
+use registration_worker::persist::{Outcome, Persister};
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use shared::{
+    cache::{RedisKeys, redis},
+    config::{
+        AmqpConfig, AuthConfig, HttpConfig, KeysConfig, LogFormat, PostgresConfig, RedisConfig,
+        Secret, WorkerConfig,
+    },
+    domain::Role,
+    ids::{BookingId, EventId, HoldId, UserId},
+    inventory::HoldOutcome,
+    messaging::{Names, ProcessBookingCommand, Publisher, routing},
+    tokens::{AccessClaims, AdmissionClaims, KeySet},
+};
+use sqlx::{AssertSqlSafe, PgPool, postgres::PgPoolOptions};
+use uuid::Uuid;
+
+/// Commands per batch: the worker's default `WORKER_BATCH_SIZE`.
+const BATCH: usize = 100;
+/// Bookings persisted in each mode, in rounds that alternate between the modes.
+const PERSISTED: usize = 3_000;
+const ROUNDS: usize = 3;
+/// Registrations in the end-to-end run, and the HTTP clients sending them.
+const REGISTRATIONS: usize = 1_000;
+const CLIENTS: usize = 16;
+/// The paced run's registrations per second.
+const PACED_PER_SECOND: u32 = 200;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let server = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("bench_{}", Uuid::new_v4().simple());
+    let admin = PgPool::connect(&server)
+        .await
+        .context("connecting to DATABASE_URL")?;
+    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await?;
+    let url = with_database(&server, &name);
+    let redis = RedisConfig {
+        url: Secret::new(
+            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+        ),
+        connections: 4,
+        key_prefix: format!("bench:{}:", Uuid::new_v4().simple()),
+    };
+    let amqp = AmqpConfig {
+        url: Secret::new(
+            std::env::var("AMQP_URL")
+                .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+        ),
+        prefix: format!("bench.{}.", Uuid::new_v4().simple()),
+    };
+    let outcome = run(&url, &redis, &amqp).await;
+
+    shared::messaging::testing::delete_topology(&amqp, &Names::new(amqp.prefix.clone())).await;
+    if let Err(err) = delete_keys(&redis).await {
+        eprintln!(
+            "could not remove the Redis keys {}*: {err:#}",
+            redis.key_prefix
+        );
+    }
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
+        .execute(&admin)
+        .await?;
+    outcome
+}
+
+/// `server` with its database name replaced by `name`.
+fn with_database(server: &str, name: &str) -> String {
+    let (base, query) = match server.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (server, String::new()),
+    };
+    let authority = match base.rsplit_once('/') {
+        Some((authority, _))
+            if authority.contains("//") && authority.len() > "postgres://".len() =>
+        {
+            authority
+        }
+        _ => base,
+    };
+    format!("{authority}/{name}{query}")
+}
+
+async fn delete_keys(config: &RedisConfig) -> anyhow::Result<()> {
+    let client = redis::Client::open(config.url.expose().as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", config.key_prefix))
+        .query_async(&mut conn)
+        .await?;
+    for chunk in keys.chunks(500) {
+        redis::cmd("DEL")
+            .arg(chunk)
+            .query_async::<i64>(&mut conn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn run(url: &str, redis: &RedisConfig, amqp: &AmqpConfig) -> anyhow::Result<()> {
+    let db = PgPoolOptions::new()
+        .max_connections(20)
+        .connect(url)
+        .await?;
+    shared::db::MIGRATOR.run(&db).await?;
+    let postgres = PostgresConfig {
+        url: Secret::new(url.to_string()),
+        max_connections: 20,
+        auto_migrate: false,
+    };
+    let bench = Bench::open(db, postgres, redis.clone(), amqp.clone()).await?;
+    println!(
+        "registration-worker bench: {PERSISTED} bookings per mode in {ROUNDS} alternating \
+         rounds, batch {BATCH}, one consumer, sequential transactions"
+    );
+
+    // --- persistence throughput --------------------------------------------------------
+    let persister = Persister::new(
+        bench.db.clone(),
+        shared::cache::connect(&bench.redis)?,
+        RedisKeys::new(bench.redis.key_prefix.clone()),
+        bench.keys.ticket.clone(),
+    );
+    // A warm-up on its own event: connections, prepared statements, the ticket key.
+    let warm = bench.commands(&persister, 2 * BATCH).await?;
+    for chunk in warm.chunks(BATCH) {
+        persister.persist(chunk).await?;
+    }
+    for command in &warm[..BATCH] {
+        persister.persist(std::slice::from_ref(command)).await?;
+    }
+
+    let batched = bench.commands(&persister, PERSISTED).await?;
+    let single = bench.commands(&persister, PERSISTED).await?;
+    // Rounds alternate between the modes, so a neighbour's load on this machine hits both.
+    let mut batched_time = Duration::ZERO;
+    let mut single_time = Duration::ZERO;
+    let (mut batched_confirmed, mut single_confirmed) = (0, 0);
+    let round = PERSISTED / ROUNDS;
+    for (batched, single) in batched.chunks(round).zip(single.chunks(round)) {
+        let started = Instant::now();
+        for chunk in batched.chunks(BATCH) {
+            batched_confirmed += count_confirmed(&persister.persist(chunk).await?);
+        }
+        batched_time += started.elapsed();
+        let started = Instant::now();
+        for command in single {
+            single_confirmed +=
+                count_confirmed(&persister.persist(std::slice::from_ref(command)).await?);
+        }
+        single_time += started.elapsed();
+    }
+    anyhow::ensure!(
+        batched_confirmed == PERSISTED && single_confirmed == PERSISTED,
+        "confirmed: {batched_confirmed} batched, {single_confirmed} single"
+    );
+    let rate = |time: Duration| PERSISTED as f64 / time.as_secs_f64();
+    println!(
+        "persist, batches of {BATCH}:        {:>8.0} tickets/s ({:.2} s)",
+        rate(batched_time),
+        batched_time.as_secs_f64()
+    );
+    println!(
+        "persist, one transaction each: {:>8.0} tickets/s ({:.2} s)",
+        rate(single_time),
+        single_time.as_secs_f64()
+    );
+    println!(
+        "batching / one per booking:    {:>8.1}x",
+        rate(batched_time) / rate(single_time)
+    );
+
+    // --- end to end: 202 -> confirmed ---------------------------------------------------
+    bench.end_to_end(Load::Paced(PACED_PER_SECOND)).await?;
+    bench.end_to_end(Load::Burst(CLIENTS)).await
+}
+
+/// How the end-to-end run sends its registrations.
+#[derive(Clone, Copy)]
+enum Load {
+    /// This many per second, each on its own task (open loop).
+    Paced(u32),
+    /// As fast as this many clients go, one request each at a time.
+    Burst(usize),
+}
+
+fn count_confirmed(results: &[registration_worker::persist::Persisted]) -> usize {
+    results
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Confirmed { .. }))
+        .count()
+}
+
+/// The API in process, an organizer, and what it takes to make fans with holds.
+struct Bench {
+    base: String,
+    client: Client,
+    db: PgPool,
+    postgres: PostgresConfig,
+    redis: RedisConfig,
+    amqp: AmqpConfig,
+    keys: KeySet,
+    organizer: String,
+}
+
+fn http() -> HttpConfig {
+    HttpConfig {
+        addr: "127.0.0.1:0".parse().expect("an address"),
+        body_limit_bytes: 1024 * 1024,
+        request_timeout: Duration::from_secs(30),
+        trust_forwarded_for: false,
+    }
+}
+
+impl Bench {
+    async fn open(
+        db: PgPool,
+        postgres: PostgresConfig,
+        redis: RedisConfig,
+        amqp: AmqpConfig,
+    ) -> anyhow::Result<Self> {
+        let config = ticketing_api::Config {
+            http: http(),
+            postgres: postgres.clone(),
+            redis: redis.clone(),
+            amqp: amqp.clone(),
+            keys: KeysConfig {
+                dir: "/nonexistent".into(),
+            },
+            auth: AuthConfig {
+                access_token_ttl: Duration::from_secs(3600),
+                refresh_token_ttl: Duration::from_secs(3600),
+                cookie_secure: false,
+                rate_per_minute: 1_000_000,
+                rate_burst: 1_000_000,
+                admin: None,
+            },
+            web_root: "/nonexistent".into(),
+            log_format: LogFormat::Pretty,
+        };
+        let keys = KeySet::generate();
+        let publisher = Publisher::connect(&amqp, "bench-api").await?;
+        let state = ticketing_api::AppState::new(
+            config.clone(),
+            db.clone(),
+            shared::cache::connect(&redis)?,
+            keys.clone(),
+            publisher,
+        );
+        let app = ticketing_api::Application::with_state(&config, state).await?;
+        let base = format!("http://{}", app.local_addr());
+        tokio::spawn(app.run_until(std::future::pending()));
+        let mut bench = Self {
+            base,
+            client: Client::new(),
+            db,
+            postgres,
+            redis,
+            amqp,
+            keys,
+            organizer: String::new(),
+        };
+        bench.organizer = bench.mint(Role::Organizer, 1).await?.1.remove(0);
+        Ok(bench)
+    }
+
+    /// `n` users of `role`, written in one statement; their ids and access tokens.
+    async fn mint(&self, role: Role, n: usize) -> anyhow::Result<(Vec<UserId>, Vec<String>)> {
+        let ids: Vec<UserId> = (0..n).map(|_| UserId::new()).collect();
+        sqlx::query(
+            "INSERT INTO users (id, email, name, password_hash, role)
+             SELECT id, id::text || '@example.test', 'Bench', 'not-a-hash', $2
+             FROM unnest($1::uuid[]) AS id",
+        )
+        .bind(&ids)
+        .bind(role.as_str())
+        .execute(&self.db)
+        .await?;
+        let tokens = ids
+            .iter()
+            .map(|&sub| {
+                self.keys
+                    .access
+                    .sign(AccessClaims { sub, role }, Duration::from_secs(3600))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((ids, tokens))
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> anyhow::Result<Value> {
+        let response = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.organizer)
+            .json(body)
+            .send()
+            .await?;
+        let status = response.status();
+        let text = response.text().await?;
+        anyhow::ensure!(status.is_success(), "{path}: {status} {text}");
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    /// An on-sale event of `seats` seats (one class, 50.00 EUR).
+    async fn event(&self, seats: usize, high_demand: bool) -> anyhow::Result<EventId> {
+        let rows = seats.div_ceil(100);
+        let venue = self
+            .send(
+                reqwest::Method::POST,
+                "/api/venues",
+                &json!({"name": "Arena", "city": "Oslo", "layout": {"kind": "grid",
+                        "sections": [{"name": "A", "rows": rows, "seats_per_row": 100}]}}),
+            )
+            .await?;
+        let now = time::OffsetDateTime::now_utc();
+        let rfc = |at: time::OffsetDateTime| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .expect("formats")
+        };
+        let event = self
+            .send(
+                reqwest::Method::POST,
+                "/api/events",
+                &json!({"title": "Bench live", "venue_id": venue["id"],
+                        "starts_at": rfc(now + time::Duration::days(30)),
+                        "sale_opens_at": rfc(now - time::Duration::hours(1)),
+                        "classes": [{"name": "Normal", "price": 5000, "currency": "EUR"}]}),
+            )
+            .await?;
+        let event: EventId = event["id"].as_str().context("event id")?.parse()?;
+        if high_demand {
+            self.send(
+                reqwest::Method::PUT,
+                &format!("/api/events/{event}/demand-mode"),
+                &json!({"high_demand": true, "admit_per_minute": 60_000,
+                        "max_active": 100_000}),
+            )
+            .await?;
+        }
+        Ok(event)
+    }
+
+    /// `n` commands for fans holding one seat each of a fresh event (holds made in Redis
+    /// directly, as the API makes them).
+    async fn commands(
+        &self,
+        persister: &Persister,
+        n: usize,
+    ) -> anyhow::Result<Vec<ProcessBookingCommand>> {
+        let event = self.event(n, false).await?;
+        let catalog = persister
+            .catalogs
+            .get(&self.db, event)
+            .await?
+            .context("the event's catalog")?;
+        let (fans, _) = self.mint(Role::Fan, n).await?;
+        let mut commands = Vec::with_capacity(n);
+        for fan in fans {
+            let hold = HoldId::new();
+            let held = persister
+                .inventory
+                .hold_best(&catalog, hold, fan, Duration::from_secs(600), 0, 1)
+                .await?;
+            anyhow::ensure!(matches!(held, HoldOutcome::Held { .. }), "{held:?}");
+            commands.push(ProcessBookingCommand {
+                booking_id: BookingId::new(),
+                event_id: event,
+                user_id: fan,
+                hold_id: hold,
+                seat_ids: Vec::new(),
+                idempotency_key: None,
+                requested_at: time::OffsetDateTime::now_utc(),
+            });
+        }
+        Ok(commands)
+    }
+
+    fn admission(&self, fan: UserId, event: EventId) -> anyhow::Result<String> {
+        Ok(self.keys.admission.sign(
+            AdmissionClaims {
+                sub: fan,
+                evt: event,
+                jti: Uuid::new_v4(),
+            },
+            Duration::from_secs(600),
+        )?)
+    }
+
+    /// A worker in process (the production defaults: 2 consumers, batches of 100 or 5 ms, the
+    /// outbox polled every 50 ms), `REGISTRATIONS` fans with holds made through the API, then
+    /// their registrations from `CLIENTS` concurrent clients. Latency from each 202 to the
+    /// booking confirmed in Postgres (what `GET /api/bookings/{id}` answers; polled every 2 ms)
+    /// and to its `BookingConfirmed` on the events exchange (after the outbox relay).
+    async fn end_to_end(&self, load: Load) -> anyhow::Result<()> {
+        let event = self.event(REGISTRATIONS, true).await?;
+        let (fans, tokens) = self.mint(Role::Fan, REGISTRATIONS).await?;
+        let mut registrations = Vec::with_capacity(REGISTRATIONS);
+        for (fan, token) in fans.iter().zip(&tokens) {
+            let response = self
+                .client
+                .post(format!("{}/api/events/{event}/holds", self.base))
+                .bearer_auth(token)
+                .header("X-Admission-Token", self.admission(*fan, event)?)
+                .json(&json!({"class": "Normal", "quantity": 1}))
+                .send()
+                .await?;
+            anyhow::ensure!(response.status() == StatusCode::CREATED, "hold");
+            let hold: Value = response.json().await?;
+            let hold: HoldId = hold["hold_id"].as_str().context("hold id")?.parse()?;
+            registrations.push((*fan, token.clone(), hold, self.admission(*fan, event)?));
+        }
+
+        // The persistence runs above left outbox rows: out of the relay's way.
+        sqlx::query("UPDATE outbox SET published_at = now() WHERE published_at IS NULL")
+            .execute(&self.db)
+            .await?;
+        let worker_config = registration_worker::Config {
+            http: http(),
+            postgres: self.postgres.clone(),
+            redis: self.redis.clone(),
+            amqp: self.amqp.clone(),
+            keys: KeysConfig {
+                dir: "/nonexistent".into(),
+            },
+            worker: WorkerConfig {
+                concurrency: 2,
+                batch_size: BATCH as u16,
+                batch_wait: Duration::from_millis(5),
+                relay: true,
+                outbox_poll: Duration::from_millis(50),
+            },
+            log_format: LogFormat::Pretty,
+        };
+        let worker =
+            registration_worker::build_with_keys(&worker_config, self.keys.ticket.clone()).await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = tokio::spawn(worker.run_until(async move {
+            let _ = stopped.await;
+        }));
+
+        // Published confirmations, as a subscriber of the events exchange sees them.
+        let published: Arc<Mutex<HashMap<BookingId, Instant>>> = Arc::default();
+        let connection = shared::messaging::connect(&self.amqp, "bench-observer").await?;
+        let channel = connection.create_channel().await?;
+        let observed = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                observed.name().clone(),
+                Names::new(self.amqp.prefix.clone())
+                    .events_exchange()
+                    .as_str()
+                    .into(),
+                routing::BOOKING_CONFIRMED.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let mut consumer = channel
+            .basic_consume(
+                observed.name().clone(),
+                "bench-observer".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let seen = published.clone();
+        let event_id = event.to_string();
+        tokio::spawn(async move {
+            while let Some(Ok(delivery)) = consumer.next().await {
+                let at = Instant::now();
+                let Ok(message) = serde_json::from_slice::<Value>(&delivery.data) else {
+                    continue;
+                };
+                if message["event_id"].as_str() != Some(event_id.as_str()) {
+                    continue;
+                }
+                if let Some(Ok(id)) = message["booking_id"].as_str().map(str::parse::<BookingId>) {
+                    seen.lock().expect("lock").entry(id).or_insert(at);
+                }
+            }
+        });
+
+        // Confirmed in Postgres, polled.
+        let committed: Arc<Mutex<HashMap<BookingId, Instant>>> = Arc::default();
+        let (poll_stop, mut poll_stopped) = tokio::sync::watch::channel(false);
+        let poller = {
+            let committed = committed.clone();
+            let db = self.db.clone();
+            tokio::spawn(async move {
+                while !*poll_stopped.borrow() {
+                    let rows: Vec<(BookingId,)> = sqlx::query_as(
+                        "SELECT id FROM bookings WHERE event_id = $1 AND status = 'confirmed'",
+                    )
+                    .bind(event)
+                    .fetch_all(&db)
+                    .await
+                    .unwrap_or_default();
+                    let at = Instant::now();
+                    {
+                        let mut committed = committed.lock().expect("lock");
+                        for (id,) in rows {
+                            committed.entry(id).or_insert(at);
+                        }
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(2)) => {}
+                        _ = poll_stopped.changed() => {}
+                    }
+                }
+            })
+        };
+
+        let accepted: Arc<Mutex<HashMap<BookingId, Instant>>> = Arc::default();
+        let url = format!("{}/api/events/{event}/registrations", self.base);
+        let (client, sink) = (self.client.clone(), accepted.clone());
+        let register = move |(_, token, hold, admission): (UserId, String, HoldId, String)| {
+            let accepted = sink.clone();
+            let client = client.clone();
+            let url = url.clone();
+            async move {
+                let response = client
+                    .post(&url)
+                    .bearer_auth(token)
+                    .header("X-Admission-Token", admission)
+                    .json(&json!({"hold_id": hold}))
+                    .send()
+                    .await?;
+                let at = Instant::now();
+                anyhow::ensure!(
+                    response.status() == StatusCode::ACCEPTED,
+                    "registration: {}",
+                    response.status()
+                );
+                let body: Value = response.json().await?;
+                let id: BookingId = body["booking_id"].as_str().context("id")?.parse()?;
+                accepted.lock().expect("lock").insert(id, at);
+                anyhow::Ok(())
+            }
+        };
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        match load {
+            Load::Paced(per_second) => {
+                let every = Duration::from_secs(1) / per_second;
+                let start = tokio::time::Instant::now();
+                for (i, registration) in registrations.into_iter().enumerate() {
+                    tokio::time::sleep_until(start + every * u32::try_from(i)?).await;
+                    tasks.push(tokio::spawn(register(registration)));
+                }
+            }
+            Load::Burst(clients) => {
+                let queue = Arc::new(Mutex::new(registrations));
+                for _ in 0..clients {
+                    let queue = queue.clone();
+                    let register = register.clone();
+                    tasks.push(tokio::spawn(async move {
+                        loop {
+                            let next = queue.lock().expect("lock").pop();
+                            let Some(registration) = next else {
+                                return anyhow::Ok(());
+                            };
+                            register(registration).await?;
+                        }
+                    }));
+                }
+            }
+        }
+        for task in tasks {
+            task.await??;
+        }
+        let sent = started.elapsed();
+
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while published.lock().expect("lock").len() < REGISTRATIONS
+            || committed.lock().expect("lock").len() < REGISTRATIONS
+        {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "not every registration confirmed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = poll_stop.send(true);
+        let _ = poller.await;
+        let _ = stop.send(());
+        let _ = worker.await;
+
+        let accepted = accepted.lock().expect("lock").clone();
+        let latencies = |confirmed: &HashMap<BookingId, Instant>| {
+            let mut millis: Vec<f64> = accepted
+                .iter()
+                .map(|(id, at)| {
+                    confirmed.get(id).map_or(f64::NAN, |done| {
+                        done.saturating_duration_since(*at).as_secs_f64() * 1e3
+                    })
+                })
+                .collect();
+            millis.sort_by(f64::total_cmp);
+            let pick = |p: usize| millis[(millis.len() * p / 100).min(millis.len() - 1)];
+            (pick(50), pick(99))
+        };
+        let how = match load {
+            Load::Paced(per_second) => format!("paced at {per_second}/s"),
+            Load::Burst(clients) => format!("as fast as {clients} clients go"),
+        };
+        println!(
+            "end to end, {how}: {REGISTRATIONS} registrations in {:.2} s ({:.0}/s), \
+             2 consumers, batch {BATCH} / 5 ms, outbox polled every 50 ms",
+            sent.as_secs_f64(),
+            REGISTRATIONS as f64 / sent.as_secs_f64()
+        );
+        let (p50, p99) = latencies(&committed.lock().expect("lock"));
+        println!(
+            "  202 -> confirmed in Postgres (GET /api/bookings/{{id}}): p50 {p50:.1} ms, p99 {p99:.1} ms"
+        );
+        let (p50, p99) = latencies(&published.lock().expect("lock"));
+        println!(
+            "  202 -> BookingConfirmed on the events exchange:          p50 {p50:.1} ms, p99 {p99:.1} ms"
+        );
+        Ok(())
+    }
+}
