@@ -8,11 +8,12 @@ use std::{
 };
 
 pub mod mail;
+pub mod push;
 
 use anyhow::Context;
 use shared::{
     config::{AmqpConfig, HttpConfig, KeysConfig, LogFormat, PostgresConfig, SmtpConfig},
-    http::{Readiness, Server, ops_only_router},
+    http::{Readiness, Server, apply_common_layers, ops_router},
     messaging::{self, Names},
     tokens::{KeyPurpose, TokenKeys},
 };
@@ -54,17 +55,34 @@ pub async fn build(config: &Config) -> anyhow::Result<Server> {
 
 /// [`build`] with the access key given (tests sign their own tokens).
 pub async fn build_with(config: &Config, access: TokenKeys) -> anyhow::Result<Server> {
-    let _ = access;
     let db = shared::db::connect(&config.postgres).await?;
     let amqp = Arc::new(messaging::connect(&config.amqp, "notifier").await?);
     let channel = amqp.create_channel().await.context("opening a channel")?;
     messaging::declare_topology(&channel, &Names::new(config.amqp.prefix.clone())).await?;
     let mailer = mail::Mailer::new(db.clone(), &config.smtp)?;
     tokio::spawn(mail::run(mailer, config.amqp.clone()));
-    let readiness = Readiness::new().postgres(db).rabbitmq(amqp);
-    Server::bind(
-        config.http.addr,
-        ops_only_router(readiness, "/ws", &config.http),
-    )
-    .await
+    let hub = push::Hub::default();
+    tokio::spawn(push::run(
+        hub.clone(),
+        config.amqp.clone(),
+        uuid::Uuid::new_v4(),
+    ));
+    let consuming = hub.clone();
+    let readiness = Readiness::new()
+        .postgres(db)
+        .rabbitmq(amqp)
+        .check("push_queue", move || {
+            let up = consuming.is_consuming();
+            async move { up }
+        });
+    let ops = ops_router(readiness);
+    let ws = axum::Router::new()
+        .route("/ws", axum::routing::get(push::upgrade))
+        .with_state(push::PushState {
+            hub,
+            access: Arc::new(access),
+        });
+    // `/ws` upgrades; the ops endpoints at the root and under `/ws/` (through the gateway).
+    let router = ws.nest("/ws", ops.clone()).merge(ops);
+    Server::bind(config.http.addr, apply_common_layers(router, &config.http)).await
 }

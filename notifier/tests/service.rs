@@ -24,14 +24,23 @@ async fn it_declares_its_queues_and_reports_ready(db: PgPool) {
     let base = format!("http://{}", server.local_addr());
     tokio::spawn(server.run_until(std::future::pending()));
 
-    let ready: Value = reqwest::get(format!("{base}/readyz"))
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    // Ready once the push queue is bound too (a moment after start-up).
+    let mut ready = Value::Null;
+    for _ in 0..100 {
+        ready = reqwest::get(format!("{base}/readyz"))
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        if ready["status"] == "ready" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert_eq!(ready["status"], "ready", "{ready}");
     assert_eq!(ready["checks"]["rabbitmq"], true);
+    assert_eq!(ready["checks"]["push_queue"], true);
 
     let names = Names::new(config.amqp.prefix.clone());
     shared::messaging::testing::assert_and_delete_topology(&config.amqp, &names).await;
