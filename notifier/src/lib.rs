@@ -46,26 +46,65 @@ impl Config {
     }
 }
 
-/// Connects its dependencies, declares the broker topology, starts the mail consumer, binds
-/// the configured address.
-pub async fn build(config: &Config) -> anyhow::Result<Server> {
+/// The running parts: the HTTP server, and the mail and push consumers (which stop when the
+/// server does, or at [`Stopper::stop`]).
+pub struct Notifier {
+    server: Server,
+    stop: Stopper,
+}
+
+/// Stops a notifier's consumers (tests stop them before deleting their broker topology).
+#[derive(Clone)]
+pub struct Stopper(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Stopper {
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Notifier {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    pub fn stopper(&self) -> Stopper {
+        self.stop.clone()
+    }
+
+    /// Serves until `shutdown`, then stops the consumers.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let result = self.server.run_until(shutdown).await;
+        self.stop.stop();
+        result
+    }
+}
+
+/// Connects its dependencies, declares the broker topology, starts the mail and push
+/// consumers, binds the configured address.
+pub async fn build(config: &Config) -> anyhow::Result<Notifier> {
     let access = TokenKeys::load(&config.keys.dir, KeyPurpose::Access, false)?;
     build_with(config, access).await
 }
 
 /// [`build`] with the access key given (tests sign their own tokens).
-pub async fn build_with(config: &Config, access: TokenKeys) -> anyhow::Result<Server> {
+pub async fn build_with(config: &Config, access: TokenKeys) -> anyhow::Result<Notifier> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let db = shared::db::connect(&config.postgres).await?;
     let amqp = Arc::new(messaging::connect(&config.amqp, "notifier").await?);
     let channel = amqp.create_channel().await.context("opening a channel")?;
     messaging::declare_topology(&channel, &Names::new(config.amqp.prefix.clone())).await?;
     let mailer = mail::Mailer::new(db.clone(), &config.smtp)?;
-    tokio::spawn(mail::run(mailer, config.amqp.clone()));
+    tokio::spawn(mail::run(mailer, config.amqp.clone(), stopped.clone()));
     let hub = push::Hub::default();
     tokio::spawn(push::run(
         hub.clone(),
         config.amqp.clone(),
         uuid::Uuid::new_v4(),
+        stopped,
     ));
     let consuming = hub.clone();
     let readiness = Readiness::new()
@@ -84,5 +123,9 @@ pub async fn build_with(config: &Config, access: TokenKeys) -> anyhow::Result<Se
         });
     // `/ws` upgrades; the ops endpoints at the root and under `/ws/` (through the gateway).
     let router = ws.nest("/ws", ops.clone()).merge(ops);
-    Server::bind(config.http.addr, apply_common_layers(router, &config.http)).await
+    let server = Server::bind(config.http.addr, apply_common_layers(router, &config.http)).await?;
+    Ok(Notifier {
+        server,
+        stop: Stopper(Arc::new(stop)),
+    })
 }

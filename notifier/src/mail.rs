@@ -82,10 +82,15 @@ impl Mailer {
 }
 
 /// Consumes the mail queue forever, reconnecting after a broker outage.
-pub async fn run(mailer: Mailer, amqp: AmqpConfig) {
+/// Stops when `stop` turns true.
+pub async fn run(mailer: Mailer, amqp: AmqpConfig, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match consume(&mailer, &amqp).await {
+        let result = tokio::select! {
+            result = consume(&mailer, &amqp) => result,
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
+        match result {
             Ok(()) => tracing::warn!("the mail consumer stopped; reconnecting"),
             Err(err) => {
                 tracing::warn!(
@@ -94,7 +99,10 @@ pub async fn run(mailer: Mailer, amqp: AmqpConfig) {
                 );
             }
         }
-        tokio::time::sleep(backoff).await;
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }

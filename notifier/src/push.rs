@@ -238,10 +238,22 @@ pub fn render(routing_key: &str, payload: &[u8]) -> anyhow::Result<(UserId, Stri
 /// Consumes this instance's push queue forever, reconnecting after a broker outage (a new
 /// exclusive queue each time: events published while disconnected are not pushed; the
 /// booking's state is always readable over HTTP).
-pub async fn run(hub: Hub, amqp: AmqpConfig, instance: Uuid) {
+/// Stops when `stop` turns true.
+pub async fn run(
+    hub: Hub,
+    amqp: AmqpConfig,
+    instance: Uuid,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        let result = consume(&hub, &amqp, instance).await;
+        let result = tokio::select! {
+            result = consume(&hub, &amqp, instance) => result,
+            _ = stop.wait_for(|stop| *stop) => {
+                hub.inner.consuming.store(false, Ordering::SeqCst);
+                return;
+            }
+        };
         hub.inner.consuming.store(false, Ordering::SeqCst);
         if let Err(err) = result {
             tracing::warn!(
@@ -249,7 +261,10 @@ pub async fn run(hub: Hub, amqp: AmqpConfig, instance: Uuid) {
                 "the push consumer failed; reconnecting"
             );
         }
-        tokio::time::sleep(backoff).await;
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }

@@ -15,13 +15,25 @@ use support::{CONFIRMED, REJECTED, smtp::FakeSmtp};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn start(db: &PgPool, smtp: &FakeSmtp) -> notifier::Config {
+async fn start(db: &PgPool, smtp: &FakeSmtp) -> (notifier::Config, notifier::Stopper) {
     let config = support::config(db, smtp.port);
     let server = notifier::build_with(&config, TokenKeys::generate(KeyPurpose::Access))
         .await
         .expect("builds");
+    let stopper = server.stopper();
     tokio::spawn(server.run_until(std::future::pending()));
-    config
+    (config, stopper)
+}
+
+/// Stops the notifier's consumers, then deletes the test's broker names.
+async fn finish(config: &notifier::Config, stopper: &notifier::Stopper) {
+    stopper.stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shared::messaging::testing::delete_topology(
+        &config.amqp,
+        &Names::new(config.amqp.prefix.clone()),
+    )
+    .await;
 }
 
 async fn deliveries(db: &PgPool) -> i64 {
@@ -35,7 +47,7 @@ async fn deliveries(db: &PgPool) -> i64 {
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_confirmed_booking_mails_its_tickets_pdf_once_even_when_redelivered(db: PgPool) {
     let smtp = FakeSmtp::start().await;
-    let config = start(&db, &smtp).await;
+    let (config, stopper) = start(&db, &smtp).await;
     let keys = KeySet::generate();
     let booking = support::confirmed_booking(&db, &keys, 2).await;
     let to = support::address(booking.user_id);
@@ -85,17 +97,13 @@ async fn a_confirmed_booking_mails_its_tickets_pdf_once_even_when_redelivered(db
         .claims;
     assert_eq!(claims.tid, booking.tickets[1].ticket_id);
 
-    shared::messaging::testing::delete_topology(
-        &config.amqp,
-        &Names::new(config.amqp.prefix.clone()),
-    )
-    .await;
+    finish(&config, &stopper).await;
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_rejected_booking_gets_a_short_mail(db: PgPool) {
     let smtp = FakeSmtp::start().await;
-    let config = start(&db, &smtp).await;
+    let (config, stopper) = start(&db, &smtp).await;
     let keys = KeySet::generate();
     let booking = support::confirmed_booking(&db, &keys, 1).await;
     let rejected = support::rejected_for(&booking);
@@ -110,18 +118,14 @@ async fn a_rejected_booking_gets_a_short_mail(db: PgPool) {
     let text = String::from_utf8(mails[0].part("text/plain").expect("text")).expect("utf8");
     assert!(text.contains("seats_already_sold"), "{text}");
     assert!(mails[0].part("application/pdf").is_none());
-    shared::messaging::testing::delete_topology(
-        &config.amqp,
-        &Names::new(config.amqp.prefix.clone()),
-    )
-    .await;
+    finish(&config, &stopper).await;
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn an_smtp_outage_delays_the_mail_which_then_arrives_once(db: PgPool) {
     let smtp = FakeSmtp::start().await;
     smtp.set_up(false);
-    let config = start(&db, &smtp).await;
+    let (config, stopper) = start(&db, &smtp).await;
     let keys = KeySet::generate();
     let booking = support::confirmed_booking(&db, &keys, 1).await;
     let to = support::address(booking.user_id);
@@ -141,9 +145,5 @@ async fn an_smtp_outage_delays_the_mail_which_then_arrives_once(db: PgPool) {
     assert!(support::eventually(WAIT, || async { deliveries(&db).await == 1 }).await);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(smtp.mails_to(&to).len(), 1, "exactly once");
-    shared::messaging::testing::delete_topology(
-        &config.amqp,
-        &Names::new(config.amqp.prefix.clone()),
-    )
-    .await;
+    finish(&config, &stopper).await;
 }

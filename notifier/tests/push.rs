@@ -20,11 +20,12 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async, tungsten
 type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A notifier instance on `amqp`'s names; returns its base address.
-async fn instance(config: &notifier::Config, access: &TokenKeys) -> String {
+async fn instance(config: &notifier::Config, access: &TokenKeys) -> (String, notifier::Stopper) {
     let server = notifier::build_with(config, access.verifying_only())
         .await
         .expect("builds");
     let addr = server.local_addr();
+    let stopper = server.stopper();
     tokio::spawn(server.run_until(std::future::pending()));
     // Ready once its push queue is bound: events published after that reach its sockets.
     let url = format!("http://{addr}/readyz");
@@ -40,7 +41,20 @@ async fn instance(config: &notifier::Config, access: &TokenKeys) -> String {
         .await,
         "the notifier became ready"
     );
-    addr.to_string()
+    (addr.to_string(), stopper)
+}
+
+/// Stops the instances' consumers, then deletes the test's broker names.
+async fn finish(config: &notifier::Config, stoppers: &[&notifier::Stopper]) {
+    for stopper in stoppers {
+        stopper.stop();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shared::messaging::testing::delete_topology(
+        &config.amqp,
+        &Names::new(config.amqp.prefix.clone()),
+    )
+    .await;
 }
 
 fn token(access: &TokenKeys, user: UserId) -> String {
@@ -86,8 +100,8 @@ async fn every_open_tab_of_the_owner_gets_the_event_from_any_instance(db: PgPool
     let config = support::config(&db, smtp.port);
     let access = TokenKeys::generate(KeyPurpose::Access);
     // Two instances sharing one broker: a fan's tabs may land on either.
-    let first = instance(&config, &access).await;
-    let second = instance(&config, &access).await;
+    let (first, stop_first) = instance(&config, &access).await;
+    let (second, stop_second) = instance(&config, &access).await;
 
     let keys = shared::tokens::KeySet::generate();
     let booking = support::confirmed_booking(&db, &keys, 2).await;
@@ -125,11 +139,7 @@ async fn every_open_tab_of_the_owner_gets_the_event_from_any_instance(db: PgPool
     assert_eq!(message["booking_id"], rejected.booking_id.to_string());
     assert_eq!(message["reason"], "seats_already_sold");
 
-    shared::messaging::testing::delete_topology(
-        &config.amqp,
-        &Names::new(config.amqp.prefix.clone()),
-    )
-    .await;
+    finish(&config, &[&stop_first, &stop_second]).await;
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
@@ -137,7 +147,7 @@ async fn no_valid_access_token_no_socket(db: PgPool) {
     let smtp = FakeSmtp::start().await;
     let config = support::config(&db, smtp.port);
     let access = TokenKeys::generate(KeyPurpose::Access);
-    let addr = instance(&config, &access).await;
+    let (addr, stopper) = instance(&config, &access).await;
 
     for url in [
         format!("ws://{addr}/ws"),
@@ -154,9 +164,5 @@ async fn no_valid_access_token_no_socket(db: PgPool) {
             other => panic!("{url}: expected a 401, got {other:?}"),
         }
     }
-    shared::messaging::testing::delete_topology(
-        &config.amqp,
-        &Names::new(config.amqp.prefix.clone()),
-    )
-    .await;
+    finish(&config, &[&stopper]).await;
 }

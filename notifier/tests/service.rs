@@ -22,6 +22,7 @@ async fn it_declares_its_queues_and_reports_ready(db: PgPool) {
     let access = shared::tokens::TokenKeys::generate(shared::tokens::KeyPurpose::Access);
     let server = notifier::build_with(&config, access).await.expect("builds");
     let base = format!("http://{}", server.local_addr());
+    let stopper = server.stopper();
     tokio::spawn(server.run_until(std::future::pending()));
 
     // Ready once the push queue is bound too (a moment after start-up).
@@ -42,6 +43,9 @@ async fn it_declares_its_queues_and_reports_ready(db: PgPool) {
     assert_eq!(ready["checks"]["rabbitmq"], true);
     assert_eq!(ready["checks"]["push_queue"], true);
 
+    // Stop the consumers first, or they would declare the topology again.
+    stopper.stop();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let names = Names::new(config.amqp.prefix.clone());
     shared::messaging::testing::assert_and_delete_topology(&config.amqp, &names).await;
 }
