@@ -48,9 +48,12 @@ pub struct BookingTickets {
 }
 
 impl BookingTickets {
-    /// The short reference printed on the ticket (the first 8 hex digits of the booking id).
+    /// The short reference printed on the ticket: the last 8 hex digits of the booking id.
+    /// Ids are UUIDv7, whose first digits are a timestamp shared by every booking of the same
+    /// minute; the last ones are random.
     pub fn reference(&self) -> String {
-        self.booking_id.as_uuid().simple().to_string()[..8].to_uppercase()
+        let hex = self.booking_id.as_uuid().simple().to_string();
+        hex[hex.len() - 8..].to_uppercase()
     }
 
     /// The same booking with only one of its tickets (`None` if it has no such ticket).
@@ -604,6 +607,28 @@ mod tests {
         assert!(lines.iter().all(|l| l.chars().count() <= 20), "{lines:?}");
         assert_eq!(money(5000, "EUR"), "50.00 EUR");
         assert_eq!(fit("abcdefghij", 6), "abc...");
+    }
+
+    #[test]
+    fn bookings_made_in_the_same_instant_get_different_references() {
+        let booking = |id| BookingTickets {
+            booking_id: id,
+            user_id: UserId::new(),
+            event_id: EventId::new(),
+            holder_name: String::new(),
+            holder_email: String::new(),
+            event_title: String::new(),
+            venue_name: String::new(),
+            venue_city: String::new(),
+            starts_at: OffsetDateTime::UNIX_EPOCH,
+            tickets: Vec::new(),
+        };
+        // v7 ids made together share their leading (timestamp) digits.
+        let references: std::collections::HashSet<String> = (0..100)
+            .map(|_| booking(BookingId::new()).reference())
+            .collect();
+        assert_eq!(references.len(), 100);
+        assert!(references.iter().all(|r| r.len() == 8));
     }
 }
 
