@@ -175,7 +175,7 @@ async fn smoke(base: &str) -> anyhow::Result<()> {
         )
         .await?;
     }
-    queued::walk(base, &client, token).await?;
+    queued::walk(base, &client, token, &email).await?;
     println!("smoke test passed");
     Ok(())
 }

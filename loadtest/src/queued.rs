@@ -12,7 +12,12 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::call;
 
-pub async fn walk(base: &str, fan: &Client, fan_token: &str) -> anyhow::Result<()> {
+pub async fn walk(
+    base: &str,
+    fan: &Client,
+    fan_token: &str,
+    fan_email: &str,
+) -> anyhow::Result<()> {
     let organizer = Client::builder().cookie_store(true).build()?;
     let login = call(
         organizer
@@ -51,7 +56,10 @@ pub async fn walk(base: &str, fan: &Client, fan_token: &str) -> anyhow::Result<(
     )
     .await?;
     let id = event["id"].as_str().context("no event id")?.to_string();
-    let result = sell_one(base, fan, fan_token, &organizer, org, &id).await;
+    let result = match sell_one(base, fan, fan_token, &organizer, org, &id).await {
+        Ok(()) => ticket_mail_arrives(fan_email).await,
+        Err(err) => Err(err),
+    };
     // Whatever happened, take the event off the public list.
     call(
         organizer
@@ -146,4 +154,25 @@ async fn sell_one(
     }
     println!("ok  queued booking confirmed by the worker");
     Ok(())
+}
+
+/// With `MAIL_DIR` set (the dev stack's SMTP sink writes one `.eml` per message there), waits
+/// for the notifier's mail to the fan with the tickets' PDF attached.
+async fn ticket_mail_arrives(fan_email: &str) -> anyhow::Result<()> {
+    let Some(dir) = std::env::var_os("MAIL_DIR") else {
+        println!("--  MAIL_DIR not set: not checking the ticket mail");
+        return Ok(());
+    };
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {dir:?}"))? {
+            let mail = std::fs::read_to_string(entry?.path()).unwrap_or_default();
+            if mail.contains(fan_email) && mail.contains("Content-Type: application/pdf") {
+                println!("ok  ticket mail with the PDF in the SMTP sink");
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    bail!("no ticket mail to {fan_email} in {dir:?} within 20 s")
 }
