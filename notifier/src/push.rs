@@ -22,7 +22,6 @@ use axum::{
         Query, State, WebSocketUpgrade,
         ws::{Message, Utf8Bytes, WebSocket},
     },
-    http::StatusCode,
     response::{IntoResponse, Response},
 };
 use futures_util::{SinkExt, StreamExt};
@@ -34,10 +33,9 @@ use serde::Deserialize;
 use serde_json::json;
 use shared::{
     config::AmqpConfig,
-    http::error_response,
     ids::UserId,
     messaging::{self, BookingConfirmed, BookingRejected, Names, routing},
-    tokens::{AccessClaims, TokenKeys},
+    tokens::TokenKeys,
 };
 use uuid::Uuid;
 
@@ -141,22 +139,15 @@ pub async fn upgrade(
     Query(query): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let Some(token) = query.access_token.filter(|t| !t.is_empty()) else {
-        return error_response(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Send the access token as ?access_token=...",
-        );
-    };
-    let user = match state.access.verify::<AccessClaims>(&token) {
-        Ok(verified) => verified.claims.sub,
-        Err(_) => {
-            return error_response(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "The access token is not valid.",
-            );
-        }
+    // No ban list here: a banned fan's token dies within its lifetime (at most 15 minutes),
+    // and pushes only ever carry their own bookings.
+    let user = match shared::http::authenticate_token(
+        query.access_token.as_deref(),
+        &state.access,
+        None,
+    ) {
+        Ok(claims) => claims.sub,
+        Err(failure) => return failure.into_response(),
     };
     ws.on_upgrade(move |socket| serve(socket, state.hub, user))
         .into_response()

@@ -422,3 +422,84 @@ impl utoipa::Modify for BearerAuth {
             );
     }
 }
+
+/// Why a caller is not authenticated. Each service turns it into its own error type; the
+/// status, code and message are the same everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    Missing,
+    Expired,
+    Invalid,
+    Banned,
+}
+
+impl AuthFailure {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::Banned => StatusCode::FORBIDDEN,
+            Self::Missing | Self::Expired | Self::Invalid => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Missing => "unauthorized",
+            Self::Expired => "token_expired",
+            Self::Invalid => "invalid_token",
+            Self::Banned => "banned",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Missing => "Log in and send the access token as `Authorization: Bearer <token>`.",
+            Self::Expired => "The access token has expired; refresh it.",
+            Self::Invalid => "The access token is not valid.",
+            Self::Banned => "This account is banned.",
+        }
+    }
+}
+
+impl IntoResponse for AuthFailure {
+    fn into_response(self) -> Response {
+        error_response(self.status(), self.code(), self.message())
+    }
+}
+
+/// The caller of a request carrying `Authorization: Bearer <access token>`, checked locally
+/// (signature, audience, expiry) and against the ban list when the service keeps one.
+pub fn authenticate(
+    headers: &HeaderMap,
+    keys: &crate::tokens::TokenKeys,
+    bans: Option<&crate::bans::BanList>,
+) -> Result<crate::tokens::AccessClaims, AuthFailure> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    authenticate_token(token, keys, bans)
+}
+
+/// The same for an access token that arrives another way (a WebSocket's query string).
+pub fn authenticate_token(
+    token: Option<&str>,
+    keys: &crate::tokens::TokenKeys,
+    bans: Option<&crate::bans::BanList>,
+) -> Result<crate::tokens::AccessClaims, AuthFailure> {
+    use crate::tokens::{AccessClaims, TokenError};
+    let token = token
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .ok_or(AuthFailure::Missing)?;
+    let claims = keys
+        .verify::<AccessClaims>(token)
+        .map_err(|err| match err {
+            TokenError::Expired => AuthFailure::Expired,
+            _ => AuthFailure::Invalid,
+        })?
+        .claims;
+    if bans.is_some_and(|bans| bans.is_banned(claims.sub)) {
+        return Err(AuthFailure::Banned);
+    }
+    Ok(claims)
+}

@@ -239,3 +239,13 @@ impl From<crate::gate::GateError> for ApiError {
         }
     }
 }
+
+impl From<shared::http::AuthFailure> for ApiError {
+    fn from(failure: shared::http::AuthFailure) -> Self {
+        let message = failure.message().to_string();
+        match failure {
+            shared::http::AuthFailure::Banned => Self::forbidden(failure.code(), message),
+            _ => Self::unauthorized(failure.code(), message),
+        }
+    }
+}

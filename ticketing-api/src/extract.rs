@@ -5,13 +5,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::{
     extract::{ConnectInfo, FromRequestParts},
-    http::{header, request::Parts},
+    http::request::Parts,
 };
-use shared::{
-    domain::Role,
-    ids::UserId,
-    tokens::{AccessClaims, TokenError},
-};
+use shared::{domain::Role, ids::UserId, tokens::AccessClaims};
 
 use crate::{AppState, error::ApiError};
 
@@ -26,35 +22,8 @@ impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized(
-                    "unauthorized",
-                    "Log in and send the access token as `Authorization: Bearer <token>`.",
-                )
-            })?;
-        let verified =
-            state
-                .keys
-                .access
-                .verify::<AccessClaims>(token)
-                .map_err(|err| match err {
-                    TokenError::Expired => ApiError::unauthorized(
-                        "token_expired",
-                        "The access token has expired; refresh it.",
-                    ),
-                    _ => ApiError::unauthorized("invalid_token", "The access token is not valid."),
-                })?;
-        let AccessClaims { sub, role } = verified.claims;
-        if state.bans.is_banned(sub) {
-            return Err(ApiError::forbidden("banned", "This account is banned."));
-        }
+        let AccessClaims { sub, role } =
+            shared::http::authenticate(&parts.headers, &state.keys.access, Some(&state.bans))?;
         Ok(Self { id: sub, role })
     }
 }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use shared::{
     http::{BearerAuth, Json, Path, Query, error_response},
     ids::{EventId, UserId},
-    tokens::{AccessClaims, AdmissionClaims, QueueClaims, TokenError},
+    tokens::{AdmissionClaims, QueueClaims, TokenError},
 };
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -89,44 +89,9 @@ impl FromRequestParts<AppState> for Fan {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .ok_or(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Log in and send the access token as `Authorization: Bearer <token>`.",
-            ))?;
-        let verified =
-            state
-                .keys
-                .access
-                .verify::<AccessClaims>(token)
-                .map_err(|err| match err {
-                    TokenError::Expired => ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "token_expired",
-                        "The access token has expired; refresh it.",
-                    ),
-                    _ => ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "invalid_token",
-                        "The access token is not valid.",
-                    ),
-                })?;
-        let user = verified.claims.sub;
-        if state.bans.is_banned(user) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "banned",
-                "This account is banned.",
-            ));
-        }
-        Ok(Self(user))
+        shared::http::authenticate(&parts.headers, &state.keys.access, Some(&state.bans))
+            .map(|claims| Self(claims.sub))
+            .map_err(|failure| ApiError::new(failure.status(), failure.code(), failure.message()))
     }
 }
 
