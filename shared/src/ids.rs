@@ -23,10 +23,6 @@ macro_rules! id_type {
                 Self(Uuid::now_v7())
             }
 
-            pub fn from_uuid(uuid: Uuid) -> Self {
-                Self(uuid)
-            }
-
             pub fn as_uuid(&self) -> Uuid {
                 self.0
             }
