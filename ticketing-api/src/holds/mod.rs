@@ -182,32 +182,39 @@ pub async fn place(
         .ok_or(HoldError::EventNotFound)?;
     let hold_id = HoldId::new();
     let ttl = rules.hold_ttl();
-    let outcome = match request {
-        HoldRequest::Seats(seat_ids) => {
-            let seats = resolve_seats(&catalog, &seat_ids, rules.max_seats_per_order)?;
-            state
-                .inventory
-                .hold_seats(&catalog, hold_id, fan, ttl, &seats)
-                .await?
-        }
-        HoldRequest::Best { class, quantity } => {
-            check_count(quantity as usize, rules.max_seats_per_order)?;
-            let class = catalog
-                .class_named(&class)
-                .ok_or(HoldError::UnknownClass(class))?
-                .position;
-            state
-                .inventory
-                .hold_best(&catalog, hold_id, fan, ttl, class, quantity)
-                .await?
-        }
+    let take = async {
+        let outcome: Result<HoldOutcome, HoldError> = match request {
+            HoldRequest::Seats(seat_ids) => {
+                let seats = resolve_seats(&catalog, &seat_ids, rules.max_seats_per_order)?;
+                Ok(state
+                    .inventory
+                    .hold_seats(&catalog, hold_id, fan, ttl, &seats)
+                    .await?)
+            }
+            HoldRequest::Best { class, quantity } => {
+                check_count(quantity as usize, rules.max_seats_per_order)?;
+                let class = catalog
+                    .class_named(&class)
+                    .ok_or(HoldError::UnknownClass(class))?
+                    .position;
+                Ok(state
+                    .inventory
+                    .hold_best(&catalog, hold_id, fan, ttl, class, quantity)
+                    .await?)
+            }
+        };
+        outcome
     };
+    // The hold's event index goes out with the hold itself (one round trip on the shared
+    // connection, not two): an index entry for a hold that was refused names no hold and expires.
+    let (outcome, indexed) = tokio::join!(take, remember_event(state, hold_id, event, ttl));
+    let outcome = outcome?;
     match outcome {
         HoldOutcome::Held {
             expires_at_ms,
             seats,
         } => {
-            remember_event(state, hold_id, event, ttl).await?;
+            indexed?;
             metrics::counter!("holds_placed_total").increment(1);
             Ok(describe(&catalog, hold_id, &seats, expires_at_ms))
         }
