@@ -17,6 +17,17 @@ export const routes = [
   { path: '/me/tickets', load: () => import('./pages/fan/tickets.js'), auth: true, nav: 'My tickets', title: 'My tickets' },
   { path: '/login', load: () => import('./pages/fan/login.js'), title: 'Log in' },
   { path: '/signup', load: () => import('./pages/fan/signup.js'), title: 'Sign up' },
+  // Organizers (a fan sees the application there) and admins.
+  { path: '/organizer', load: () => import('./pages/organizer/home.js'), auth: true, nav: 'Organize', title: 'Organize' },
+  { path: '/organizer/events/new', load: () => import('./pages/organizer/event-new.js'), role: 'organizer', title: 'New event' },
+  { path: '/organizer/events/:id', load: () => import('./pages/organizer/dashboard.js'), role: 'organizer', title: 'Sales dashboard' },
+  { path: '/organizer/venues', load: () => import('./pages/organizer/venues.js'), role: 'organizer', title: 'Venues' },
+  { path: '/organizer/venues/new', load: () => import('./pages/organizer/venue-new.js'), role: 'organizer', title: 'New venue' },
+  { path: '/organizer/venues/:id', load: () => import('./pages/organizer/venues.js'), role: 'organizer', title: 'Venue' },
+  { path: '/admin', load: () => import('./pages/admin/stats.js'), role: 'admin', nav: 'Admin', title: 'Platform figures' },
+  { path: '/admin/applications', load: () => import('./pages/admin/applications.js'), role: 'admin', title: 'Organizer applications' },
+  { path: '/admin/users', load: () => import('./pages/admin/users.js'), role: 'admin', title: 'Users' },
+  { path: '/admin/audit', load: () => import('./pages/admin/audit.js'), role: 'admin', title: 'Audit log' },
 ];
 
 // Shown when nothing matches.
