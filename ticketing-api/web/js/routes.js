@@ -28,6 +28,7 @@ export const routes = [
   { path: '/admin/applications', load: () => import('./pages/admin/applications.js'), role: 'admin', title: 'Organizer applications' },
   { path: '/admin/users', load: () => import('./pages/admin/users.js'), role: 'admin', title: 'Users' },
   { path: '/admin/audit', load: () => import('./pages/admin/audit.js'), role: 'admin', title: 'Audit log' },
+  { path: '/admin/dead-letters', load: () => import('./pages/admin/dead-letters.js'), role: 'admin', title: 'Dead letters' },
 ];
 
 // Shown when nothing matches.

@@ -1,7 +1,7 @@
 // /admin/applications?status=pending|approved|rejected: organizer applications; pending ones
 // get Approve / Reject. The row shows the decision at once.
 import { h, mount, dateTime, badge, spinner, errorBox, errorMessage, toast, plural } from '../../ui.js';
-import { adminTabs } from './common.js';
+import { adminTabs, shortId } from './common.js';
 import { tabNav } from '../organizer/common.js';
 
 const KIND = { pending: 'warning', approved: 'success', rejected: 'danger' };
@@ -40,31 +40,25 @@ export async function render({ root, api, query, signal, setTitle }) {
         h('h2', { id: 'apps-heading', class: 'visually-hidden' }, `${status} applications`),
         h('p', { class: 'muted' }, plural(list.length, `${status} application`, `${status} applications`)),
         list.length === 0 ? h('div', { class: 'empty' }, h('p', {}, status === 'pending' ? 'Nothing waiting. 🎉' : 'None.'))
-          : h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': 'Applications' },
-            h('table', { class: 'manage-table', id: 'applications' },
-              h('thead', {}, h('tr', {},
-                h('th', { scope: 'col' }, 'Company'), h('th', { scope: 'col' }, 'Details'), h('th', { scope: 'col' }, 'Applicant'),
-                h('th', { scope: 'col' }, 'Sent'), h('th', { scope: 'col' }, status === 'pending' ? 'Decision' : 'Decided'))),
-              h('tbody', {}, list.map((app) => {
-                const row = h('tr', { dataset: { user: app.user_id, application: app.id } });
-                let actions;
-                if (app.status === 'pending') {
-                  const approve = h('button', { type: 'button', class: 'btn btn--small btn--primary', 'aria-label': `Approve ${app.company}` }, 'Approve');
-                  const reject = h('button', { type: 'button', class: 'btn btn--small btn--danger', 'aria-label': `Reject ${app.company}` }, 'Reject');
-                  approve.addEventListener('click', () => decide(app, 'approve', row, [approve, reject]));
-                  reject.addEventListener('click', () => decide(app, 'reject', row, [approve, reject]));
-                  actions = h('div', { class: 'row row--tight' }, approve, reject);
-                } else {
-                  actions = [badge(app.status, KIND[app.status]), app.decided_at ? h('div', { class: 'muted small' }, dateTime(app.decided_at)) : null];
-                }
-                row.append(
-                  h('th', { scope: 'row' }, app.company),
-                  h('td', { class: 'wrap-text' }, app.details || h('span', { class: 'muted' }, '—')),
-                  h('td', {}, h('span', { class: 'mono small', title: app.user_id }, `user ${app.user_id.slice(0, 8)}…`)),
-                  h('td', {}, dateTime(app.created_at)),
-                  h('td', { dataset: { f: 'actions' } }, actions));
-                return row;
-              })))));
+          : h('ul', { class: 'app-list', id: 'applications', 'aria-label': 'Applications' }, list.map((app) => {
+            const row = h('li', { class: 'card app-card', dataset: { user: app.user_id, application: app.id } });
+            let actions;
+            if (app.status === 'pending') {
+              const approve = h('button', { type: 'button', class: 'btn btn--small btn--primary', 'aria-label': `Approve ${app.company}` }, 'Approve');
+              const reject = h('button', { type: 'button', class: 'btn btn--small btn--danger', 'aria-label': `Reject ${app.company}` }, 'Reject');
+              approve.addEventListener('click', () => decide(app, 'approve', row, [approve, reject]));
+              reject.addEventListener('click', () => decide(app, 'reject', row, [approve, reject]));
+              actions = [approve, reject];
+            } else {
+              actions = [badge(app.status, KIND[app.status]), app.decided_at ? h('span', { class: 'muted small' }, `decided ${dateTime(app.decided_at)}`) : null];
+            }
+            row.append(
+              h('h3', { class: 'card__title' }, app.company),
+              h('p', { class: 'card__meta' }, `Sent ${dateTime(app.created_at)} by `, h('span', { class: 'mono', title: app.user_id }, `user ${shortId(app.user_id)}`)),
+              h('p', { class: 'app-card__details' }, app.details || h('span', { class: 'muted' }, 'No details given.')),
+              h('div', { class: 'row row--tight', dataset: { f: 'actions' } }, actions));
+            return row;
+          })));
     } catch (err) {
       if (err.name === 'AbortError') return;
       mount(body, errorBox(err, load));

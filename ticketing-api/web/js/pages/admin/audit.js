@@ -1,6 +1,6 @@
 // /admin/audit?page=: the audit log, newest first, paged.
 import { h, mount, dateTime, spinner, errorBox, plural } from '../../ui.js';
-import { adminTabs } from './common.js';
+import { adminTabs, shortId } from './common.js';
 import { pager } from '../organizer/home.js';
 
 function details(value) {
@@ -8,7 +8,7 @@ function details(value) {
   if (typeof value !== 'object') return String(value);
   const entries = Object.entries(value);
   if (entries.length === 0) return '';
-  return entries.map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`).join(' · ');
+  return entries.filter(([, v]) => v !== null && v !== '').map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`).join(' · ');
 }
 
 export async function render({ root, api, query, signal, setTitle }) {
@@ -32,8 +32,8 @@ export async function render({ root, api, query, signal, setTitle }) {
             h('tbody', {}, items.map((e) => h('tr', { dataset: { action: e.action } },
               h('td', { class: 'nowrap' }, dateTime(e.created_at)),
               h('td', {}, h('code', {}, e.action)),
-              h('td', {}, `${e.target_type} `, h('span', { class: 'mono small', title: e.target_id }, String(e.target_id).slice(0, 8))),
-              h('td', {}, e.actor_id ? h('span', { class: 'mono small', title: e.actor_id }, e.actor_id.slice(0, 8)) : h('span', { class: 'muted' }, 'system')),
+              h('td', {}, `${e.target_type} `, h('span', { class: 'mono small', title: e.target_id }, shortId(e.target_id))),
+              h('td', {}, e.actor_id ? h('span', { class: 'mono small', title: e.actor_id }, shortId(e.actor_id)) : h('span', { class: 'muted' }, 'system')),
               h('td', { class: 'wrap-text small' }, details(e.details))))))),
         pages > 1 ? pager(page, pages, (p) => `/admin/audit?page=${p}`) : null);
     } catch (err) {

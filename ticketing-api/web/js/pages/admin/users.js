@@ -105,16 +105,15 @@ export async function render({ root, api, query, signal, navigate, setTitle }) {
           : h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': 'Users' },
             h('table', { class: 'manage-table', id: 'users' },
               h('thead', {}, h('tr', {},
-                h('th', { scope: 'col' }, 'Name'), h('th', { scope: 'col' }, 'Email'), h('th', { scope: 'col' }, 'Role'),
-                h('th', { scope: 'col' }, 'Organizer status'), h('th', { scope: 'col' }, 'Account'), h('th', { scope: 'col' }, 'Actions'))),
+                h('th', { scope: 'col' }, 'User'), h('th', { scope: 'col' }, 'Account'), h('th', { scope: 'col' }, 'Actions'),
+                h('th', { scope: 'col' }, 'Role'), h('th', { scope: 'col' }, 'Organizer status'))),
               h('tbody', {}, items.map((user) => {
                 const row = h('tr', { dataset: { user: user.id, email: user.email } },
-                  h('th', { scope: 'row' }, user.name || '—'),
-                  h('td', { class: 'wrap-text' }, user.email),
-                  h('td', { dataset: { f: 'role' } }),
-                  h('td', {}, user.organizer_status === 'none' ? h('span', { class: 'muted' }, '—') : user.organizer_status),
+                  h('th', { scope: 'row', class: 'wrap-text user-cell' }, user.name || '—', h('div', { class: 'muted small' }, user.email)),
                   h('td', { dataset: { f: 'status' } }),
-                  h('td', { dataset: { f: 'actions' } }));
+                  h('td', { dataset: { f: 'actions' } }),
+                  h('td', { dataset: { f: 'role' } }),
+                  h('td', {}, user.organizer_status === 'none' ? h('span', { class: 'muted' }, '—') : user.organizer_status));
                 refreshRow(user, row);
                 return row;
               })))),
