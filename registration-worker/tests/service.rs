@@ -964,3 +964,183 @@ async fn a_worker_process_killed_mid_run_loses_no_202_and_books_nothing_twice(db
     sale.cleanup().await;
     let _ = std::fs::remove_dir_all(&keys);
 }
+
+// --- Postgres unavailable for a while -------------------------------------------------------
+
+/// This test's own database cut off (the shared server stays up for every other test): new
+/// connections refused and the open ones terminated, until [`DbOutage::end`].
+struct DbOutage {
+    /// A pool on the server's `postgres` database, which stays reachable.
+    admin: PgPool,
+    name: String,
+}
+
+impl DbOutage {
+    async fn begin(db: &PgPool) -> Self {
+        let name = db
+            .connect_options()
+            .get_database()
+            .expect("a test database")
+            .to_string();
+        let url = testing::postgres_for(db).url.expose().clone();
+        let (server, _) = url.rsplit_once('/').expect("a database URL");
+        let admin = PgPool::connect(&format!("{server}/postgres"))
+            .await
+            .expect("the postgres database");
+        let outage = Self { admin, name };
+        outage.allow_connections(false).await;
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&outage.name)
+        .execute(&outage.admin)
+        .await
+        .expect("backends terminated");
+        outage
+    }
+
+    async fn allow_connections(&self, allow: bool) {
+        let sql = format!(
+            "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS {allow}",
+            self.name.replace('"', "\"\"")
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&self.admin)
+            .await
+            .expect("ALTER DATABASE");
+    }
+
+    async fn end(self) {
+        self.allow_connections(true).await;
+        self.admin.close().await;
+    }
+}
+
+/// The worker's `/readyz` answer: `(ready, postgres check)`.
+async fn readiness(base: &str) -> (bool, bool) {
+    let ready: Value = reqwest::get(format!("{base}/readyz"))
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    (
+        ready["status"] == "ready",
+        ready["checks"]["postgres"] == true,
+    )
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn postgres_unavailable_for_a_while_loses_no_command_and_the_worker_recovers_by_itself(
+    db: PgPool,
+) {
+    const BEFORE: usize = 20;
+    const DURING: usize = 40;
+    let sale = Sale::open(db, (BEFORE + DURING) as i64).await;
+    let worker = sale.worker(worker_config()).await;
+    let worker_base = format!("http://{}", worker.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(worker.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let mut fans = Vec::new();
+    for _ in 0..BEFORE + DURING {
+        fans.push(sale.fan_with_hold().await);
+    }
+    // Some through the API, the database cut while the worker is at them ...
+    let mut accepted = Vec::new();
+    for (fan, token, hold) in &fans[..BEFORE] {
+        accepted.push(sale.register(*fan, token, *hold).await);
+    }
+    let outage = DbOutage::begin(&sale.db).await;
+    let cut_at = tokio::time::Instant::now();
+    // ... and more commands while it is down (the API needs Postgres to accept one, so these
+    // go to the broker directly, as the API would send them).
+    let publisher = Publisher::connect(&sale.amqp, "test-during-outage")
+        .await
+        .expect("broker");
+    for (fan, _, hold) in &fans[BEFORE..] {
+        let command = ProcessBookingCommand {
+            booking_id: BookingId::new(),
+            event_id: sale.event,
+            user_id: *fan,
+            hold_id: *hold,
+            seat_ids: Vec::new(),
+            idempotency_key: None,
+            requested_at: time::OffsetDateTime::now_utc(),
+        };
+        publisher
+            .publish_command(&command, None)
+            .await
+            .expect("published");
+        accepted.push(command.booking_id);
+    }
+    // Down long enough for several retries with backoff; the worker says so.
+    let mut seen_unready = false;
+    while cut_at.elapsed() < Duration::from_secs(5) {
+        let (ready, postgres) = readiness(&worker_base).await;
+        if !ready && !postgres {
+            seen_unready = true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        seen_unready,
+        "the worker's /readyz never noticed Postgres was gone"
+    );
+    outage.end().await;
+
+    // The same worker, never restarted, settles every command exactly once.
+    let rows = sale.rows(BEFORE + DURING).await;
+    for booking in &accepted {
+        assert_eq!(
+            rows.get(booking).map(String::as_str),
+            Some("confirmed"),
+            "booking {booking}"
+        );
+    }
+    assert_eq!(rows.len(), BEFORE + DURING, "a booking was written twice");
+    let (tickets, seats, outbox): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM tickets WHERE event_id = $1),
+                (SELECT count(DISTINCT seat_id) FROM tickets WHERE event_id = $1),
+                (SELECT count(*) FROM outbox)",
+    )
+    .bind(sale.event)
+    .fetch_one(&sale.db)
+    .await
+    .expect("counts");
+    assert_eq!(tickets, seats, "a seat was sold twice");
+    assert_eq!(tickets, (BEFORE + DURING) as i64);
+    assert_eq!(
+        outbox,
+        (BEFORE + DURING) as i64,
+        "an outcome was recorded twice"
+    );
+    // Nothing was dead-lettered: an outage is not the messages' fault.
+    let connection = shared::messaging::connect(&sale.amqp, "dlq-check")
+        .await
+        .expect("connects");
+    let channel = connection.create_channel().await.expect("channel");
+    let dead = channel
+        .basic_get(
+            sale.names().dead_letter_queue().as_str().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .expect("get");
+    assert!(
+        dead.is_none(),
+        "a command was dead-lettered during the outage"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while readiness(&worker_base).await != (true, true) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker is not ready again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(stop);
+    sale.cleanup().await;
+}
