@@ -47,7 +47,12 @@ export async function render({ root, api, params, signal, setTitle, onCleanup, n
   const hdError = h('p', { class: 'form-error', role: 'alert', id: 'hd-error' });
   const hdState = h('p', { id: 'hd-state', role: 'status' });
   const hdSave = h('button', { type: 'submit', class: 'btn btn--primary', id: 'hd-save' }, 'Apply');
+  let shownDemand = '';
   const fillDemand = (d) => {
+    // Only when it changed: #hd-state is a live region, re-announcing it every poll is noise.
+    const key = `${d.high_demand}|${d.admit_per_minute}|${d.max_active}`;
+    if (key === shownDemand) return;
+    shownDemand = key;
     hdBox.checked = d.high_demand;
     hdRate.value = d.admit_per_minute;
     hdCap.value = d.max_active;
