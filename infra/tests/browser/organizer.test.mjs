@@ -55,6 +55,13 @@ function noProblems(page) {
   assert.deepEqual(page.problems, [], 'no script errors in the page');
 }
 
+/** Form controls with no accessible name (no <label>, aria-label or aria-labelledby). */
+async function unlabelled(page) {
+  return page.evaluate(() => [...document.querySelectorAll('main input, main select, main textarea')]
+    .filter((el) => el.type !== 'hidden' && el.labels.length === 0 && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby'))
+    .map((el) => el.id || el.name || el.outerHTML.slice(0, 60)));
+}
+
 before(async () => {
   const health = await fetch(`${BASE}/api/healthz`).catch(() => null);
   assert.ok(health?.ok, `the stack is not up at ${BASE} (infra/dev up)`);
@@ -234,10 +241,12 @@ test('every organizer page renders at 375×812 and 1280×800 (screenshots); an S
       assert.equal(await p.locator('#stat-revenue').getAttribute('data-value'), String(4 * 9900));
       await eventually(async () => (await p.locator('#stat-held').getAttribute('data-value')) === '3', { what: 'held seats on the dashboard' });
       await screenshot(p, tag('dashboard'));
+      assert.deepEqual(await unlabelled(p), [], 'every control of the dashboard has a label');
 
       await p.goto('/organizer/venues/new');
       await p.locator('#grid-preview').waitFor();
       await screenshot(p, tag('venue-new-grid'));
+      assert.deepEqual(await unlabelled(p), [], 'every control of the venue builder has a label');
       await p.getByLabel('SVG drawing upload').check();
       await p.locator('#svg-text').fill(SVG);
       await p.locator('#seats-text').fill(SEAT_LINES);
@@ -246,6 +255,14 @@ test('every organizer page renders at 375×812 and 1280×800 (screenshots); an S
       assert.equal(await p.locator('#svg-preview circle').count(), 40);
       await screenshot(p, tag('venue-new-svg'));
       if (!svgVenue) {
+        // A drawing with a script is refused by the API's allow-list, kindly, and nothing is made.
+        await p.getByLabel('Venue name').fill(`Hostile hall ${RUN_ID}`);
+        await p.locator('#svg-text').fill('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10"><script>alert(1)</script></svg>');
+        await p.getByRole('button', { name: 'Create the venue' }).click();
+        await p.locator('#venue-error', { hasText: 'The drawing was refused' }).waitFor();
+        assert.match(await p.locator('#venue-error').textContent(), /script/i);
+        assert.match(p.url(), /\/organizer\/venues\/new$/);
+        await p.locator('#svg-text').fill(SVG);
         await p.getByLabel('Venue name').fill(`SVG hall ${RUN_ID}`);
         await p.getByRole('button', { name: 'Create the venue' }).click();
         await p.waitForURL(/\/organizer\/venues\/[0-9a-f-]{36}$/);
@@ -268,6 +285,7 @@ test('every organizer page renders at 375×812 and 1280×800 (screenshots); an S
       await p.goto('/organizer/events/new');
       await p.locator('#venue-sections').filter({ hasText: 'Sections of' }).waitFor();
       await screenshot(p, tag('event-new'));
+      assert.deepEqual(await unlabelled(p), [], 'every control of the event form has a label');
 
       // A fan's view of /organizer: the application form.
       await f.page.goto('/organizer');
