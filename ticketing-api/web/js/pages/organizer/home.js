@@ -125,7 +125,7 @@ async function myEvents({ root, api, query, signal, setTitle }) {
                 h('th', { scope: 'col' }, 'Starts'), h('th', { scope: 'col' }, 'Sale opens'),
                 h('th', { scope: 'col', class: 'num' }, 'Seats'), h('th', { scope: 'col', class: 'num' }, 'From'))),
               h('tbody', {}, items.map((e) => h('tr', { dataset: { event: e.id } },
-                h('td', {}, h('a', { href: `/organizer/events/${e.id}`, dataset: { link: '' } }, e.title),
+                h('td', { class: 'wrap-text event-cell' }, h('a', { href: `/organizer/events/${e.id}`, dataset: { link: '' } }, e.title),
                   h('div', { class: 'muted small' }, `${e.venue.name}, ${e.venue.city}`)),
                 h('td', {}, statusBadge(e.status), e.high_demand ? [' ', badge('High demand', 'warning')] : null),
                 h('td', {}, dateTime(e.starts_at)),
