@@ -8,6 +8,7 @@
 //! | [`events`] | events, ticket classes, seat inventory generation and order, search, changes — no axum types |
 //! | [`holds`] | seat holds: sale rules here, the atomic claim in `shared::inventory` |
 //! | [`bookings`] | turning a hold into tickets (the simple path), booking reads |
+//! | [`reports`] | figures: an organizer's live sales dashboard, the platform's figures for admins |
 //! | [`gate`] | high-demand mode: the organizer's setting, its Redis mirror, the admission-token check |
 //! | [`routes`] | one file per resource, each a thin `router()` over domain code |
 //! | [`extract`] | who is calling: the access-token extractor and role guards |
@@ -23,6 +24,7 @@ pub mod extract;
 pub mod gate;
 pub mod holds;
 pub mod rate_limit;
+pub mod reports;
 pub mod routes;
 pub mod state;
 pub mod venues;

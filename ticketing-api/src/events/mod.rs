@@ -752,10 +752,44 @@ struct SummaryRow {
     venue_city: String,
     starts_at: OffsetDateTime,
     sale_opens_at: OffsetDateTime,
+    cancelled_at: Option<OffsetDateTime>,
     capacity: i32,
     high_demand: bool,
     price_from: Option<i64>,
     currency: Option<String>,
+}
+
+impl SummaryRow {
+    fn into_summary(self, now: OffsetDateTime) -> EventSummary {
+        EventSummary {
+            id: self.id,
+            title: self.title,
+            venue: VenueRef {
+                id: self.venue_id,
+                name: self.venue_name,
+                city: self.venue_city,
+            },
+            status: EventStatus::at(now, self.sale_opens_at, self.starts_at, self.cancelled_at),
+            starts_at: self.starts_at,
+            sale_opens_at: self.sale_opens_at,
+            capacity: self.capacity,
+            high_demand: self.high_demand,
+            price_from: self.price_from.unwrap_or_default(),
+            currency: self.currency.unwrap_or_default(),
+        }
+    }
+}
+
+/// The `SummaryRow` columns, over `events e JOIN venues v`.
+macro_rules! summary_columns {
+    () => {
+        "e.id, e.title, e.venue_id, v.name AS venue_name, v.city AS venue_city,
+         e.starts_at, e.sale_opens_at, e.cancelled_at, e.capacity, e.high_demand,
+         (SELECT min(c.price_minor) FROM ticket_classes c WHERE c.event_id = e.id)
+             AS price_from,
+         (SELECT c.currency FROM ticket_classes c WHERE c.event_id = e.id
+          ORDER BY c.position LIMIT 1) AS currency"
+    };
 }
 
 /// Events that are not cancelled and whose title contains `q` literally (case-insensitive),
@@ -773,17 +807,13 @@ pub async fn search(
             .replace('%', "\\%")
             .replace('_', "\\_")
     );
-    let rows = sqlx::query_as::<_, SummaryRow>(
-        "SELECT e.id, e.title, e.venue_id, v.name AS venue_name, v.city AS venue_city,
-                e.starts_at, e.sale_opens_at, e.capacity, e.high_demand,
-                (SELECT min(c.price_minor) FROM ticket_classes c WHERE c.event_id = e.id)
-                    AS price_from,
-                (SELECT c.currency FROM ticket_classes c WHERE c.event_id = e.id
-                 ORDER BY c.position LIMIT 1) AS currency
-         FROM events e JOIN venues v ON v.id = e.venue_id
-         WHERE e.cancelled_at IS NULL AND e.title ILIKE $1
-         ORDER BY e.starts_at, e.id LIMIT $2 OFFSET $3",
-    )
+    let rows = sqlx::query_as::<_, SummaryRow>(concat!(
+        "SELECT ",
+        summary_columns!(),
+        " FROM events e JOIN venues v ON v.id = e.venue_id
+          WHERE e.cancelled_at IS NULL AND e.title ILIKE $1
+          ORDER BY e.starts_at, e.id LIMIT $2 OFFSET $3"
+    ))
     .bind(&pattern)
     .bind(limit)
     .bind(offset)
@@ -795,25 +825,36 @@ pub async fn search(
             .fetch_one(db)
             .await?;
     let now = OffsetDateTime::now_utc();
-    let items = rows
-        .into_iter()
-        .map(|row| EventSummary {
-            id: row.id,
-            title: row.title,
-            venue: VenueRef {
-                id: row.venue_id,
-                name: row.venue_name,
-                city: row.venue_city,
-            },
-            status: EventStatus::at(now, row.sale_opens_at, row.starts_at, None),
-            starts_at: row.starts_at,
-            sale_opens_at: row.sale_opens_at,
-            capacity: row.capacity,
-            high_demand: row.high_demand,
-            price_from: row.price_from.unwrap_or_default(),
-            currency: row.currency.unwrap_or_default(),
-        })
-        .collect();
+    let items = rows.into_iter().map(|row| row.into_summary(now)).collect();
+    Ok((items, total))
+}
+
+/// One organizer's own events, cancelled and past ones included, the latest first: what
+/// their dashboard lists.
+pub async fn organized_by(
+    db: &PgPool,
+    organizer: UserId,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<EventSummary>, i64), EventError> {
+    let rows = sqlx::query_as::<_, SummaryRow>(concat!(
+        "SELECT ",
+        summary_columns!(),
+        " FROM events e JOIN venues v ON v.id = e.venue_id
+          WHERE e.organizer_id = $1
+          ORDER BY e.starts_at DESC, e.id LIMIT $2 OFFSET $3"
+    ))
+    .bind(organizer)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db)
+    .await?;
+    let (total,): (i64,) = sqlx::query_as("SELECT count(*) FROM events WHERE organizer_id = $1")
+        .bind(organizer)
+        .fetch_one(db)
+        .await?;
+    let now = OffsetDateTime::now_utc();
+    let items = rows.into_iter().map(|row| row.into_summary(now)).collect();
     Ok((items, total))
 }
 

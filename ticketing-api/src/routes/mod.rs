@@ -8,6 +8,7 @@ mod events;
 mod holds;
 mod me;
 mod organizer;
+mod reports;
 pub mod seats;
 mod tickets;
 mod venues;
@@ -62,7 +63,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .merge(holds::router())
                 .merge(seats::router())
                 .merge(bookings::router())
-                .merge(tickets::router()),
+                .merge(tickets::router())
+                .merge(reports::router()),
         )
         .split_for_parts()
 }

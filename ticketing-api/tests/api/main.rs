@@ -8,6 +8,7 @@ mod gate;
 mod helpers;
 mod hostile;
 mod ops;
+mod reports;
 mod sale;
 mod tickets;
 mod venues;
