@@ -104,9 +104,13 @@ impl Sale {
 
     /// [`Sale::open`] with these keys (those a worker process loads from `KEYS_DIR`).
     async fn open_with_keys(db: PgPool, seats: i64, keys: KeySet) -> Self {
+        Self::open_on(db, seats, keys, testing::amqp()).await
+    }
+
+    /// [`Sale::open_with_keys`] on this broker.
+    async fn open_on(db: PgPool, seats: i64, keys: KeySet, amqp: AmqpConfig) -> Self {
         shared::telemetry::init_tracing(LogFormat::Pretty);
         let redis = testing::redis();
-        let amqp = testing::amqp();
         let config = ticketing_api::Config {
             http: testing::http(),
             postgres: testing::postgres_for(&db),
@@ -1143,4 +1147,279 @@ async fn postgres_unavailable_for_a_while_loses_no_command_and_the_worker_recove
     }
     drop(stop);
     sale.cleanup().await;
+}
+
+// --- a broker restart during a burst -------------------------------------------------------
+
+/// A RabbitMQ node of this test's own (never the shared one on 5672): its own node name,
+/// AMQP and distribution ports, data, logs and Erlang cookie under a temp dir, no plugins.
+/// Stopped (and its dir removed) when dropped.
+struct PrivateBroker {
+    node: String,
+    dir: std::path::PathBuf,
+    sbin: std::path::PathBuf,
+    port: u16,
+    server: std::process::Child,
+}
+
+impl PrivateBroker {
+    /// Where `rabbitmq-server` and `rabbitmqctl` are, run directly (Debian's wrappers in
+    /// /usr/sbin switch to the `rabbitmq` user, whose cookie is not this node's).
+    fn sbin() -> std::path::PathBuf {
+        std::env::var_os("RABBITMQ_SBIN").map_or_else(|| "/usr/lib/rabbitmq/bin".into(), Into::into)
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("addr")
+            .port()
+    }
+
+    async fn start() -> Self {
+        let sbin = Self::sbin();
+        assert!(
+            sbin.join("rabbitmq-server").exists(),
+            "no rabbitmq-server in {} (install rabbitmq-server, or set RABBITMQ_SBIN)",
+            sbin.display()
+        );
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let node = format!("rt-{}@localhost", &id[..12]);
+        let dir = std::env::temp_dir().join(format!("rt-{id}"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("plugins file");
+        let (port, dist) = (Self::free_port(), Self::free_port());
+        let log = std::fs::File::create(dir.join("server.log")).expect("log");
+        let server = std::process::Command::new(sbin.join("rabbitmq-server"))
+            .current_dir(&dir)
+            .env("HOME", &dir)
+            .env("RABBITMQ_NODENAME", &node)
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", port.to_string())
+            .env("RABBITMQ_DIST_PORT", dist.to_string())
+            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", dir.join("log"))
+            .env("RABBITMQ_PID_FILE", dir.join("pid"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
+            .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq"))
+            .env("RABBITMQ_ADVANCED_CONFIG_FILE", dir.join("advanced.config"))
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("rabbitmq-server starts");
+        let broker = Self {
+            node,
+            dir,
+            sbin,
+            port,
+            server,
+        };
+        broker.wait_until_up(Duration::from_secs(60)).await;
+        broker
+    }
+
+    fn amqp(&self) -> AmqpConfig {
+        AmqpConfig {
+            url: Secret::new(format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)),
+            prefix: testing::amqp().prefix,
+        }
+    }
+
+    /// Until an AMQP connection opens.
+    async fn wait_until_up(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        let amqp = self.amqp();
+        loop {
+            if let Ok(connection) = shared::messaging::connect(&amqp, "probe").await {
+                let _ = connection.close(200, "probed".into()).await;
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the private broker did not accept AMQP within {limit:?} (log in {})",
+                self.dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// `rabbitmqctl -n <node> <command>`, off the async threads.
+    async fn ctl(&self, command: &'static str) {
+        let (ctl, node, home) = (
+            self.sbin.join("rabbitmqctl"),
+            self.node.clone(),
+            self.dir.clone(),
+        );
+        let status = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(ctl)
+                .args(["-n", &node, command])
+                .env("HOME", &home)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .status()
+        })
+        .await
+        .expect("joined")
+        .expect("rabbitmqctl runs");
+        assert!(status.success(), "rabbitmqctl {command} failed");
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let stopped = std::process::Command::new(self.sbin.join("rabbitmqctl"))
+            .args(["-n", &self.node, "stop"])
+            .env("HOME", &self.dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !stopped {
+            let _ = self.server.kill();
+        }
+        let _ = self.server.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What one registration of the burst got.
+enum Answer {
+    Accepted(BookingId),
+    Unavailable {
+        fan: UserId,
+        token: String,
+        hold: HoldId,
+    },
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_broker_restart_during_a_burst_loses_no_202_and_a_503_leaves_nothing_behind(db: PgPool) {
+    const SEATS: usize = 400;
+    const AFTER: usize = 30;
+    let broker = PrivateBroker::start().await;
+    let sale = Sale::open_on(db, SEATS as i64, KeySet::generate(), broker.amqp()).await;
+    let _worker = sale.spawn_worker().await;
+
+    // The restart, once the burst is under way: stop_app, a pause, start_app (the durable
+    // quorum queues and their messages survive it).
+    let (started, burst_started) = tokio::sync::oneshot::channel::<()>();
+    let back = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let restart = {
+        let back = back.clone();
+        let broker = &broker;
+        async move {
+            let _ = burst_started.await;
+            broker.ctl("stop_app").await;
+            // Longer than a publish waits for its confirm (5 s): some registrations get 503.
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            broker.ctl("start_app").await;
+            back.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    };
+    // The burst: a new fan every few milliseconds, each registering concurrently, until
+    // AFTER registrations were sent after the broker came back.
+    let burst = async {
+        let mut started = Some(started);
+        let mut tasks = Vec::new();
+        let mut after = 0;
+        while after < AFTER {
+            assert!(tasks.len() < SEATS, "the burst ran out of seats");
+            let (fan, token, hold) = sale.fan_with_hold().await;
+            let request = sale
+                .client
+                .post(format!(
+                    "{}/api/events/{}/registrations",
+                    sale.base, sale.event
+                ))
+                .bearer_auth(&token)
+                .header("X-Admission-Token", sale.admission(fan))
+                .json(&json!({"hold_id": hold}));
+            tasks.push(tokio::spawn(async move {
+                let response = request.send().await.expect("sent");
+                let status = response.status();
+                let body: Value = response.json().await.expect("json");
+                match status {
+                    StatusCode::ACCEPTED => Answer::Accepted(
+                        body["booking_id"]
+                            .as_str()
+                            .expect("id")
+                            .parse()
+                            .expect("id"),
+                    ),
+                    StatusCode::SERVICE_UNAVAILABLE => Answer::Unavailable { fan, token, hold },
+                    other => panic!("a registration answered {other}: {body}"),
+                }
+            }));
+            if tasks.len() == 20 {
+                let _ = started.take().map(|started| started.send(()));
+            }
+            if back.load(std::sync::atomic::Ordering::SeqCst) {
+                after += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.expect("a registration task"));
+        }
+        answers
+    };
+    let ((), answers) = tokio::join!(restart, burst);
+
+    let mut accepted = Vec::new();
+    let mut refused = Vec::new();
+    for answer in answers {
+        match answer {
+            Answer::Accepted(booking) => accepted.push(booking),
+            Answer::Unavailable { fan, token, hold } => refused.push((fan, token, hold)),
+        }
+    }
+    assert!(
+        !refused.is_empty(),
+        "no registration met the restart; the test proves nothing"
+    );
+    // Every 202 ends in exactly one booking, by the same API and worker, never restarted.
+    let rows = sale.rows(accepted.len()).await;
+    for booking in &accepted {
+        assert_eq!(
+            rows.get(booking).map(String::as_str),
+            Some("confirmed"),
+            "booking {booking}"
+        );
+    }
+    // A 503 left nothing behind: no booking for its hold, and the hold still registers.
+    for (_, _, hold) in &refused {
+        let (bookings,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM bookings WHERE hold_id = $1")
+                .bind(hold)
+                .fetch_one(&sale.db)
+                .await
+                .expect("count");
+        assert_eq!(
+            bookings, 0,
+            "a 503'd registration of hold {hold} left a booking"
+        );
+    }
+    assert_eq!(rows.len(), accepted.len(), "a booking nobody was promised");
+    for (fan, token, hold) in &refused {
+        let booking = sale.register(*fan, token, *hold).await;
+        assert_eq!(sale.settled(token, booking).await["status"], "confirmed");
+    }
+    let total = accepted.len() + refused.len();
+    assert_eq!(
+        sale.rows(total).await.len(),
+        total,
+        "a booking was written twice"
+    );
+    sale.assert_no_seat_twice().await;
+    tracing::info!(
+        accepted = accepted.len(),
+        refused = refused.len(),
+        "the burst across the broker restart"
+    );
+    sale.cleanup().await;
+    drop(broker);
 }
