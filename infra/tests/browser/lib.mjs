@@ -213,6 +213,7 @@ export async function screenshot(page, name) {
   mkdirSync(SHOTS, { recursive: true });
   const size = page.viewportSize();
   const file = path.join(SHOTS, `${name}-${size.width}x${size.height}.png`);
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: file, fullPage: true });
   return file;
 }

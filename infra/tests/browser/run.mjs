@@ -137,7 +137,7 @@ test('a seat taken in one browser turns held, then sold, in another without a re
   }
 });
 
-test('errors are shown kindly: a seat just taken, a hold that expired, a sold-out class', async () => {
+test('errors are shown kindly: a seat just taken, a hold that expired, 503 and 429, a sold-out class', async () => {
   const event = await newEvent({ title: 'Errors', sections: [{ name: 'A', rows: 1, seats_per_row: 4 }] });
   const ids = await seatIds(event.id);
   const [fan, rival, rival2] = await Promise.all([newFan('kind'), newFan('rival'), newFan('rival2')]);
@@ -174,7 +174,24 @@ test('errors are shown kindly: a seat just taken, a hold that expired, a sold-ou
     await page.locator('#hold-selected').waitFor(); // back to choosing seats
     assert.equal(await page.locator('#checkout').count(), 0);
 
-    // 3. Sold out: rivals take the last seats; best available says so kindly, then the class shows sold out.
+    // 3. The gateway's 503 when a service is down, and a 429: kind words, nothing breaks.
+    for (const [status, body, words] of [
+      [503, { error: 'service_unavailable', message: 'The service is not reachable right now; try again shortly.' }, 'very busy'],
+      [429, { error: 'rate_limited', message: 'Too many requests.' }, 'Too many attempts'],
+    ]) {
+      const holds = (url) => url.pathname.endsWith('/holds');
+      await page.route(holds, (route) => route.fulfill({
+        status, contentType: 'application/json', headers: { 'Retry-After': '5' }, body: JSON.stringify(body),
+      }));
+      await page.selectOption('#best-quantity', '1');
+      await page.locator('#best-available').click();
+      const toast = page.locator('.toast', { hasText: words });
+      await toast.waitFor();
+      assert.match(await toast.textContent(), /try again in 5 s/);
+      await page.unroute(holds);
+    }
+
+    // 4. Sold out: rivals take the last seats; best available says so kindly, then the class shows sold out.
     await rival2.post(`/api/events/${event.id}/holds`, { seat_ids: [ids.get('A-1-3'), ids.get('A-1-4')] }, { expect: 201 });
     await page.selectOption('#best-quantity', '2');
     await page.locator('#best-available').click();
@@ -185,6 +202,7 @@ test('errors are shown kindly: a seat just taken, a hold that expired, a sold-ou
     assert.ok(await page.locator('#best-available').isDisabled());
     assert.match(await page.locator('.price-list').textContent(), /Sold out/);
     await screenshot(page, 'fan-event-sold-out');
+
     noProblems(page);
   } finally {
     await context.close();
@@ -246,6 +264,15 @@ test('every fan page renders at 375×812 and 1280×800 (screenshots), SVG seats 
       await q.goto(`/events/${grid.id}`);
       await q.locator('.seat-btn').first().waitFor();
       await seatButton(q, 'A-1-3').click();
+      // The canvas works from the keyboard: arrows move a cursor, Enter selects, the seat is announced.
+      await q.locator('.seatmap canvas').focus();
+      assert.match(await q.locator('#seatmap-cursor').textContent(), /^Seat A-1-1, free, €150\.00, VIP$/);
+      await q.keyboard.press('ArrowRight');
+      await q.keyboard.press('ArrowDown');
+      await q.keyboard.press('Enter');
+      assert.match(await q.locator('#seatmap-cursor').textContent(), /^Seat A-2-2, selected, €150\.00, VIP$/);
+      await q.selectOption('#pick-row', '2');
+      assert.equal(await seatButton(q, 'A-2-2').getAttribute('aria-pressed'), 'true');
       await screenshot(q, 'fan-event-grid');
 
       await q.goto(`/events/${svg.id}`);

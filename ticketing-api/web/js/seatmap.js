@@ -465,7 +465,7 @@ export class SeatMap {
       for (const [i, until] of this.flashing) if (until < now) this.flashing.delete(i);
       if (this.flashing.size) setTimeout(() => this.draw(), 250);
     }
-    if (this.cursor >= 0 && document.activeElement === this.canvas) {
+    if (this.cursor >= 0 && this.canvas.matches(':focus-visible')) {
       ctx.strokeStyle = colours.cursor;
       ctx.lineWidth = Math.max(2, s / 2.5);
       ctx.strokeRect(this.px[this.cursor] - s - 3, this.py[this.cursor] - s - 3, s * 2 + 6, s * 2 + 6);

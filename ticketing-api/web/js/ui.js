@@ -109,7 +109,7 @@ export function roughDuration(totalSeconds) {
   const minutes = Math.round(s / 60);
   if (minutes < 60) return minutes === 1 ? 'about a minute' : `about ${minutes} minutes`;
   const hours = Math.round(minutes / 6) / 10;
-  return `about ${hours} hours`;
+  return hours === 1 ? 'about an hour' : `about ${hours} hours`;
 }
 
 export function plural(n, one, many) {
@@ -166,7 +166,7 @@ export function errorMessage(err) {
 // --- toasts -------------------------------------------------------------------------------
 
 /** Shows a short message in the polite live region; `kind`: info, success, error. */
-export function toast(message, kind = 'info', { timeout = kind === 'error' ? 8000 : 5000 } = {}) {
+export function toast(message, kind = 'info', { timeout = kind === 'error' ? 8000 : 4000 } = {}) {
   const region = document.getElementById('toasts');
   if (!region) return;
   const close = h('button', { type: 'button', class: 'toast__close', 'aria-label': 'Dismiss message' }, '×');
@@ -175,7 +175,8 @@ export function toast(message, kind = 'info', { timeout = kind === 'error' ? 800
   const remove = () => item.remove();
   close.addEventListener('click', remove);
   region.appendChild(item);
-  while (region.children.length > 4) region.firstElementChild.remove();
+  // Two at a time: on a phone more would cover the page.
+  while (region.children.length > 2) region.firstElementChild.remove();
   if (timeout) setTimeout(remove, timeout);
   return item;
 }

@@ -82,8 +82,11 @@ export async function render(ctx) {
     if (status.state === 'waiting' || status.state === 'pre_queue') highest = Math.max(highest, status.position || 0);
     const pos = status.position || 0;
     position.textContent = status.state === 'admitted' ? '✓' : status.state === 'pre_queue' && !pos ? '–' : pos.toLocaleString();
-    const pct = status.state === 'admitted' ? 100 : highest > 0 ? Math.round((1 - (pos - 1) / highest) * 100) : 0;
-    bar.style.width = `${Math.max(2, Math.min(100, pct))}%`;
+    // Progress from the first place the fan saw to the front; nothing yet before the opening.
+    const pct = status.state === 'admitted' ? 100
+      : status.state === 'pre_queue' || status.state === 'expired' ? 0
+        : highest > 0 ? Math.round((1 - (pos - 1) / highest) * 100) : 0;
+    bar.style.width = `${Math.max(0, Math.min(100, pct))}%`;
     progress.setAttribute('aria-valuenow', String(Math.max(0, Math.min(100, pct))));
     eta.textContent = status.state === 'admitted' ? 'Now' : roughDuration(status.eta_seconds || 0);
     stateText.textContent = WORDS[status.state] || status.state;
