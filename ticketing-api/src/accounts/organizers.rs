@@ -24,6 +24,13 @@ pub struct Application {
     pub decided_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// Who applied: their email and name, in the admin's list.
+    #[sqlx(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applicant_email: Option<String>,
+    #[sqlx(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applicant_name: Option<String>,
 }
 
 macro_rules! application_columns {
@@ -93,12 +100,13 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Application>, AccountError> {
-    Ok(sqlx::query_as::<_, Application>(concat!(
-        "SELECT ",
-        application_columns!(),
-        " FROM organizer_applications WHERE status = $1
-         ORDER BY created_at, id LIMIT $2 OFFSET $3"
-    ))
+    Ok(sqlx::query_as::<_, Application>(
+        "SELECT a.id, a.user_id, a.company, a.details, a.status, a.decided_by, a.decided_at,
+                a.created_at, u.email AS applicant_email, u.name AS applicant_name
+         FROM organizer_applications a JOIN users u ON u.id = a.user_id
+         WHERE a.status = $1
+         ORDER BY a.created_at, a.id LIMIT $2 OFFSET $3",
+    )
     .bind(status)
     .bind(limit)
     .bind(offset)

@@ -63,6 +63,9 @@ async fn a_fan_applies_an_admin_approves_and_the_next_token_says_organizer(db: P
         .expect("json");
     assert_eq!(pending[0]["company"], "Acme Live");
     assert_eq!(pending[0]["user_id"], fan_id.as_str());
+    // The admin sees who applied, not just an id.
+    assert_eq!(pending[0]["applicant_email"], "org@example.test");
+    assert!(pending[0]["applicant_name"].is_string(), "{pending}");
 
     let approved = app
         .post_as(

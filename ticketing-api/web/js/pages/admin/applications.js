@@ -54,7 +54,10 @@ export async function render({ root, api, query, signal, setTitle }) {
             }
             row.append(
               h('h3', { class: 'card__title' }, app.company),
-              h('p', { class: 'card__meta' }, `Sent ${dateTime(app.created_at)} by `, h('span', { class: 'mono', title: app.user_id }, `user ${shortId(app.user_id)}`)),
+              h('p', { class: 'card__meta' }, `Sent ${dateTime(app.created_at)} by `,
+                app.applicant_email
+                  ? h('span', { title: app.user_id }, `${app.applicant_name || ''} <${app.applicant_email}>`.trim())
+                  : h('span', { class: 'mono', title: app.user_id }, `user ${shortId(app.user_id)}`)),
               h('p', { class: 'app-card__details' }, app.details || h('span', { class: 'muted' }, 'No details given.')),
               h('div', { class: 'row row--tight', dataset: { f: 'actions' } }, actions));
             return row;
