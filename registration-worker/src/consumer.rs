@@ -1,6 +1,8 @@
 //! The command consumer: manual acks, a prefetch window, batches bounded by size and a few
 //! milliseconds of waiting. Acks only after the commit; poison is rejected to the dead-letter
-//! queue; transient failures are retried with backoff and never acked as done.
+//! queue; transient failures are retried with backoff and never acked as done; a command that
+//! keeps failing while Postgres and Redis answer is requeued until the queue's delivery limit
+//! dead-letters it (recorded by [`crate::dead_letters`]).
 
 use std::{sync::Arc, time::Duration};
 
@@ -139,7 +141,7 @@ pub async fn handle_batch(
                 // Poison: it will never parse. Straight to the dead-letter queue.
                 tracing::error!(error = %err, bytes = delivery.data.len(),
                     "an unparsable booking command: dead-lettered");
-                metrics::counter!("worker_commands_dead_lettered_total").increment(1);
+                metrics::counter!("worker_commands_unparsable_total").increment(1);
                 if let Err(err) = delivery
                     .acker
                     .reject(BasicRejectOptions { requeue: false })

@@ -6,11 +6,13 @@
 //! | [`consumer`] | the competing consumers: prefetch, batches, acks after commit, poison, retries |
 //! | [`persist`] | a batch in one transaction, a savepoint per booking, idempotent by booking id |
 //! | [`relay`] | the outbox relay (`FOR UPDATE SKIP LOCKED`, publisher confirms) |
+//! | [`dead_letters`] | the dead-letter queue recorded for admins; dead commands' bookings end `rejected` |
 //!
 //! Any number of worker processes compete on the one command queue; `WORKER_CONCURRENCY`
 //! consumers run inside each.
 
 pub mod consumer;
+pub mod dead_letters;
 pub mod persist;
 pub mod relay;
 
@@ -137,6 +139,16 @@ impl Worker {
                 queue.clone(),
                 self.persister.clone(),
                 self.config.worker.clone(),
+                stopped.clone(),
+            )));
+        }
+        // One dead-letter consumer per process is plenty (dead letters are rare); a worker
+        // without command consumers (concurrency 0, tests only) records none either.
+        if self.config.worker.concurrency > 0 {
+            tasks.push(tokio::spawn(dead_letters::run(
+                self.amqp.clone(),
+                Names::new(self.config.amqp.prefix.clone()).dead_letter_queue(),
+                self.persister.clone(),
                 stopped.clone(),
             )));
         }

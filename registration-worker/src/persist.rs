@@ -29,6 +29,8 @@ pub mod reason {
     pub const SEATS_ALREADY_SOLD: &str = "seats_already_sold";
     pub const EVENT_CANCELLED: &str = "event_cancelled";
     pub const DUPLICATE: &str = "duplicate_registration";
+    /// The command failed on every delivery and was dead-lettered (see `dead_letters`).
+    pub const PROCESSING_FAILED: &str = "processing_failed";
 }
 
 /// What became of one command.

@@ -397,6 +397,24 @@ impl Sale {
             .expect("published");
     }
 
+    /// The `dead_letters` rows (booking id, payload, reason, death count), oldest first, once
+    /// `expected` exist.
+    async fn dead_letters(&self, expected: usize) -> Vec<(Option<BookingId>, String, String, i32)> {
+        for _ in 0..600 {
+            let rows: Vec<(Option<BookingId>, String, String, i32)> = sqlx::query_as(
+                "SELECT booking_id, payload, reason, death_count FROM dead_letters ORDER BY id",
+            )
+            .fetch_all(&self.db)
+            .await
+            .expect("dead letters");
+            if rows.len() >= expected {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("fewer than {expected} dead letters were recorded in 60 s");
+    }
+
     async fn cleanup(&self) {
         shared::messaging::testing::delete_topology(&self.amqp, &self.names()).await;
     }
@@ -663,7 +681,7 @@ async fn a_hold_that_expired_before_the_worker_gives_a_rejected_booking_with_its
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
-async fn a_poison_message_is_dead_lettered_and_the_rest_flow(db: PgPool) {
+async fn a_poison_message_is_dead_lettered_recorded_for_admins_and_the_rest_flow(db: PgPool) {
     let sale = Sale::open(db, 10).await;
     let _worker = sale.spawn_worker().await;
     sale.publish_raw(b"{\"not\": \"a command\"").await;
@@ -671,26 +689,28 @@ async fn a_poison_message_is_dead_lettered_and_the_rest_flow(db: PgPool) {
     let booking = sale.register(fan, &token, hold).await;
     assert_eq!(sale.settled(&token, booking).await["status"], "confirmed");
 
+    let letters = sale.dead_letters(1).await;
+    let (booking_id, payload, reason, count) = &letters[0];
+    assert_eq!(*booking_id, None);
+    assert_eq!(payload, "{\"not\": \"a command\"");
+    assert!(
+        reason.starts_with("rejected: not a booking command ("),
+        "{reason}"
+    );
+    assert_eq!(*count, 1);
+    // Recorded, then acked: the dead-letter queue is empty.
     let connection = shared::messaging::connect(&sale.amqp, "dlq-check")
         .await
         .expect("connects");
     let channel = connection.create_channel().await.expect("channel");
-    let mut dead = None;
-    for _ in 0..100 {
-        dead = channel
-            .basic_get(
-                sale.names().dead_letter_queue().as_str().into(),
-                BasicGetOptions { no_ack: true },
-            )
-            .await
-            .expect("get");
-        if dead.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let dead = dead.expect("the poison message is in the dead-letter queue");
-    assert_eq!(dead.delivery.data, b"{\"not\": \"a command\"");
+    let left = channel
+        .basic_get(
+            sale.names().dead_letter_queue().as_str().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .expect("get");
+    assert!(left.is_none(), "a recorded dead letter is still queued");
     sale.cleanup().await;
 }
 
@@ -1422,4 +1442,170 @@ async fn a_broker_restart_during_a_burst_loses_no_202_and_a_503_leaves_nothing_b
     );
     sale.cleanup().await;
     drop(broker);
+}
+
+// --- dead letters, recorded for admins ------------------------------------------------------
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_command_that_keeps_failing_is_dead_lettered_its_booking_rejected_and_an_admin_resolves_it(
+    db: PgPool,
+) {
+    let sale = Sale::open(db, 10).await;
+    let worker = sale.worker(worker_config()).await;
+    let worker_base = format!("http://{}", worker.local_addr());
+    let persister = worker.persister().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(worker.run_until(async move {
+        let _ = stopped.await;
+    }));
+
+    // A command the database refuses on every delivery, while Postgres and Redis are fine: an
+    // idempotency key longer than the schema allows (the API never sends one; a bug might).
+    let (fan, token, hold) = sale.fan_with_hold().await;
+    let doomed = ProcessBookingCommand {
+        booking_id: BookingId::new(),
+        event_id: sale.event,
+        user_id: fan,
+        hold_id: hold,
+        seat_ids: Vec::new(),
+        idempotency_key: Some("k".repeat(300)),
+        requested_at: time::OffsetDateTime::now_utc(),
+    };
+    sale.publish_raw(&serde_json::to_vec(&doomed).expect("json"))
+        .await;
+    // Poison beside it, and a good registration: the good one flows.
+    sale.publish_raw(b"\xff\xfe not even text").await;
+    let (good_fan, good_token, good_hold) = sale.fan_with_hold().await;
+    let good = sale.register(good_fan, &good_token, good_hold).await;
+    assert_eq!(sale.settled(&good_token, good).await["status"], "confirmed");
+
+    // After the delivery limit: recorded, and the fan's booking ends rejected.
+    let letters = sale.dead_letters(2).await;
+    let dead = letters
+        .iter()
+        .find(|(booking, ..)| *booking == Some(doomed.booking_id))
+        .expect("the failing command is recorded");
+    // The broker's reason, then ours.
+    assert_eq!(
+        dead.2,
+        "delivery_limit: failed on every delivery (see the worker's log)"
+    );
+    assert!(dead.3 >= 1, "death count {}", dead.3);
+    assert_eq!(
+        serde_json::from_str::<ProcessBookingCommand>(&dead.1).ok(),
+        Some(doomed.clone())
+    );
+    let poison = letters
+        .iter()
+        .find(|(booking, ..)| booking.is_none())
+        .expect("the poison is recorded");
+    assert!(poison.1.ends_with(" not even text"), "{}", poison.1);
+    let view = sale.booking(&token, doomed.booking_id).await;
+    assert_eq!(
+        (view["status"].as_str(), view["reason"].as_str()),
+        (Some("rejected"), Some(reason::PROCESSING_FAILED)),
+        "{view}"
+    );
+    let (outbox,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM outbox WHERE routing_key = $1 AND payload->>'booking_id' = $2",
+    )
+    .bind(routing::BOOKING_REJECTED)
+    .bind(doomed.booking_id.to_string())
+    .fetch_one(&sale.db)
+    .await
+    .expect("outbox");
+    assert_eq!(outbox, 1, "the fan is told once");
+    // The hold is released.
+    let hold_now = persister
+        .inventory
+        .extend(sale.event, hold, fan, Duration::from_secs(1))
+        .await
+        .expect("extend");
+    assert!(
+        !matches!(hold_now, shared::inventory::HoldState::Live { .. }),
+        "{hold_now:?}"
+    );
+
+    // A redelivery of the same dead letter changes nothing.
+    let again =
+        registration_worker::dead_letters::DeadLetter::read(&dead.1.clone().into_bytes(), None);
+    assert_eq!(
+        registration_worker::dead_letters::record(&persister, &again)
+            .await
+            .expect("recorded"),
+        registration_worker::dead_letters::Recorded::Again
+    );
+    assert_eq!(sale.dead_letters(2).await.len(), 2);
+
+    // The admin sees both and resolves one, through the API.
+    let login: Value = sale
+        .client
+        .post(format!("{}/api/auth/login", sale.base))
+        .json(&json!({"email": "admin@example.test", "password": "admin-pass-123"}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let admin = login["access_token"].as_str().expect("token").to_string();
+    let open = sale
+        .send(
+            reqwest::Method::GET,
+            "/api/admin/dead-letters",
+            &admin,
+            &Value::Null,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(open["total"], 2, "{open}");
+    let listed = open["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|item| item["booking_id"] == doomed.booking_id.to_string())
+        .expect("listed")
+        .clone();
+    assert_eq!(listed["booking_status"], "rejected");
+    assert_eq!(listed["event_id"], sale.event.to_string());
+    assert!(listed["death_count"].as_i64() >= Some(1), "{listed}");
+    let resolved = sale
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/admin/dead-letters/{}/resolve", listed["id"]),
+            &admin,
+            &json!({"note": "key bug fixed; fan asked to buy again"}),
+            StatusCode::OK,
+        )
+        .await;
+    assert!(resolved["resolved_at"].is_string(), "{resolved}");
+    let open = sale
+        .send(
+            reqwest::Method::GET,
+            "/api/admin/dead-letters",
+            &admin,
+            &Value::Null,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(open["total"], 1, "{open}");
+
+    let metrics = reqwest::get(format!("{worker_base}/metrics"))
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    for metric in [
+        "worker_commands_consumed_total",
+        "worker_bookings_persisted_total",
+        "worker_commands_retried_total",
+        "worker_dead_lettered_total",
+        "worker_batch_size",
+        "worker_queue_lag_seconds",
+    ] {
+        assert!(metrics.contains(metric), "no {metric} in /metrics");
+    }
+    drop(stop);
+    sale.cleanup().await;
 }

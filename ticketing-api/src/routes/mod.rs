@@ -3,6 +3,7 @@
 mod admin;
 mod auth;
 mod bookings;
+mod dead_letters;
 mod demand;
 mod events;
 mod holds;
@@ -57,6 +58,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .merge(me::router())
                 .merge(organizer::router())
                 .merge(admin::router())
+                .merge(dead_letters::router())
                 .merge(venues::router())
                 .merge(events::router())
                 .merge(demand::router())
