@@ -15,7 +15,17 @@ function write(key, value) {
   else sessionStorage.setItem(key, JSON.stringify(value));
 }
 
+// The answer of a registration, handed from the event page to the booking page in memory, so
+// a queued booking shows "pending" at once and its confirmation comes by push.
+const handoffs = new Map();
+
 export const store = {
+  handOff: (booking) => handoffs.set(booking.booking_id, booking),
+  takeHandoff: (bookingId) => {
+    const booking = handoffs.get(bookingId) || null;
+    handoffs.delete(bookingId);
+    return booking;
+  },
   queueToken: (eventId) => read(`queue:${eventId}`),
   setQueueToken: (eventId, token) => write(`queue:${eventId}`, token),
   admission: (eventId) => read(`admission:${eventId}`),

@@ -156,8 +156,14 @@ export function errorMessage(err) {
   if (err.error === 'seats_unavailable' && Array.isArray(err.body?.seat_ids) && err.body.seat_ids.length === 0) {
     return 'Sorry, there are not enough seats left in that class.';
   }
+  const wait = Number(err.retryAfter) > 0 ? Math.ceil(Number(err.retryAfter)) : null;
+  if (err.status === 429) {
+    return wait ? `Too many attempts right now. Please try again in ${plural(wait, 'second', 'seconds')}.` : MESSAGES.rate_limited;
+  }
+  if (err.status === 503 && wait) {
+    return `The service is very busy right now. Please try again in ${plural(wait, 'second', 'seconds')}.`;
+  }
   if (MESSAGES[err.error]) return MESSAGES[err.error];
-  if (err.status === 429) return MESSAGES.rate_limited;
   if (err.status === 503 || err.status === 502 || err.status === 504) return MESSAGES.service_unavailable;
   if (err.status >= 500) return MESSAGES.internal;
   return err.message || MESSAGES.internal;

@@ -4,6 +4,7 @@
 
 import { h, mount, money, dateTime, spinner, errorBox, toast, announce } from '../../ui.js';
 import { downloadButton } from './tickets.js';
+import { store } from '../../store.js';
 
 const POLL_WITH_SOCKET_MS = 5000;
 const POLL_WITHOUT_SOCKET_MS = 2000;
@@ -12,13 +13,16 @@ export async function render(ctx) {
   const { root, api, params, push, signal, onCleanup, setTitle } = ctx;
   const bookingId = params.id;
   mount(root, spinner('Loading your booking…'));
-  let booking;
-  try {
-    booking = await api.get(`/api/bookings/${encodeURIComponent(bookingId)}`, { signal });
-  } catch (err) {
-    if (err.name === 'AbortError') return;
-    mount(root, h('h1', {}, 'Booking'), errorBox(err, () => render(ctx)));
-    return;
+  // Straight from checkout, a queued booking is known to be pending: no need to ask.
+  let booking = store.takeHandoff(bookingId);
+  if (booking?.status !== 'pending') {
+    try {
+      booking = await api.get(`/api/bookings/${encodeURIComponent(bookingId)}`, { signal });
+    } catch (err) {
+      if (err.name === 'AbortError') return;
+      mount(root, h('h1', {}, 'Booking'), errorBox(err, () => render(ctx)));
+      return;
+    }
   }
 
   let timer = null;

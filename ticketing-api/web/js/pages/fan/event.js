@@ -97,11 +97,6 @@ export async function render(ctx) {
       navigate(`/events/${eventId}/queue`);
       return;
     }
-    if (err.status === 429 || err.status === 503) {
-      const wait = err.retryAfter ? ` (try again in ${err.retryAfter} s)` : '';
-      toast(`${errorMessage(err)}${wait}`, 'error');
-      return;
-    }
     toastError(err);
   }
 
@@ -171,6 +166,7 @@ export async function render(ctx) {
         signal,
       });
       store.setHold(eventId, null);
+      store.handOff(booking);
       hold = null;
       clearInterval(countdownTimer);
       navigate(`/bookings/${booking.booking_id}`);
@@ -259,10 +255,11 @@ export async function render(ctx) {
         h('p', {}, 'This is a high-demand sale. Take your place in the waiting room; when it is your turn you can hold seats.'),
         h('a', { class: 'btn btn--primary btn--block', href: `/events/${eventId}/queue`, dataset: { link: '' } }, 'Join the waiting room'))
       : null;
+    const allSoldOut = event.classes.every((c) => counts.get(c.name)?.free === 0);
     const classSelect = h('select', { id: 'best-class', name: 'class' },
       event.classes.map((c) => {
         const free = counts.get(c.name)?.free;
-        return h('option', { value: c.name, disabled: free === 0 }, `${c.name} · ${money(c.price, c.currency)}${free === 0 ? ' · sold out' : ''}`);
+        return h('option', { value: c.name, disabled: free === 0 && !allSoldOut }, `${c.name} · ${money(c.price, c.currency)}${free === 0 ? ' · sold out' : ''}`);
       }));
     const firstAvailable = event.classes.find((c) => counts.get(c.name)?.free !== 0);
     if (best.cls && counts.get(best.cls)?.free !== 0) classSelect.value = best.cls;
@@ -272,7 +269,6 @@ export async function render(ctx) {
     quantity.value = best.quantity;
     classSelect.addEventListener('change', () => { best.cls = classSelect.value; });
     quantity.addEventListener('change', () => { best.quantity = quantity.value; });
-    const allSoldOut = event.classes.every((c) => counts.get(c.name)?.free === 0);
     const bestForm = h('form', { class: 'stack', 'aria-labelledby': 'best-heading' },
       h('h3', { id: 'best-heading' }, 'Best available'),
       h('div', { class: 'inline-form' },
@@ -289,7 +285,7 @@ export async function render(ctx) {
     });
     mount(panel,
       heading,
-      allSoldOut ? h('div', { class: 'notice notice--error', id: 'sold-out' }, h('p', {}, 'This event is sold out. Seats can come back when holds run out, so the map stays live.')) : null,
+      allSoldOut ? h('div', { class: 'notice notice--error', id: 'sold-out' }, h('p', {}, 'Sold out: every seat is taken right now. Seats that are only held come back if their holds run out; the map stays live.')) : null,
       gate,
       h('div', {},
         h('h3', {}, 'Chosen on the map'),
