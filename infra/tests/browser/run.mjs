@@ -256,6 +256,20 @@ test('every fan page renders at 375×812 and 1280×800 (screenshots), SVG seats 
       await screenshot(p, 'fan-events');
       await p.goto('/login');
       await screenshot(p, 'fan-login');
+      if (size === MOBILE) {
+        // Log in through the form: a wrong password is refused kindly, the right one logs in
+        // and goes back where the fan came from (?next=).
+        await p.goto(`/login?next=${encodeURIComponent(`/events/${svg.id}`)}`);
+        await p.getByLabel('Email').fill(fan.email);
+        await p.getByLabel('Password').fill('not-the-password');
+        await p.getByRole('button', { name: 'Log in' }).click();
+        await p.locator('#login-error', { hasText: 'do not match' }).waitFor();
+        await p.getByLabel('Password').fill(fan.password);
+        await p.getByRole('button', { name: 'Log in' }).click();
+        await p.waitForURL(`**/events/${svg.id}`);
+        await p.getByRole('button', { name: 'Log out' }).click();
+        await p.getByRole('link', { name: 'Log in' }).waitFor();
+      }
       await p.goto('/signup');
       await screenshot(p, 'fan-signup');
 
