@@ -67,6 +67,8 @@ test('a fan signs up, waits in the waiting room, books through the queued path a
     assert.match(await page.locator('#queue-live').textContent(), /pre-queue|number/);
     await page.locator('.seatmap').waitFor({ timeout: 30000 });
     assert.equal(new URL(page.url()).pathname, `/events/${event.id}`);
+    const admission = await page.evaluate((id) => JSON.parse(sessionStorage.getItem(`admission:${id}`)), event.id);
+    assert.equal(admission.via, 'push', 'admitted through the server-sent events');
 
     // Pick two seats by row (the keyboard-accessible list), hold them, check out.
     await pickRow(page, 'A', 2);
@@ -123,6 +125,10 @@ test('a seat taken in one browser turns held, then sold, in another without a re
     const heldAfter = Date.now() - started;
     assert.equal(await seatButton(b.page, 'A-1-3').getAttribute('data-state'), 'held');
 
+    // A reload keeps the hold (and its countdown).
+    await a.page.reload();
+    await a.page.locator('#checkout').waitFor();
+    assert.equal(await mapState(a.page, 'A-1-3'), 'yours');
     await a.page.locator('#checkout').click();
     await a.page.locator('#confirmation').waitFor();
     await eventually(async () => (await mapState(b.page, 'A-1-3')) === 'sold', { what: 'A-1-3 sold in the other browser' });
@@ -134,6 +140,26 @@ test('a seat taken in one browser turns held, then sold, in another without a re
   } finally {
     await a.context.close();
     await b.context.close();
+  }
+});
+
+test('the waiting room falls back to polling when the push stream fails', async () => {
+  const event = await newEvent({ title: 'Polling', highDemand: true });
+  const fan = await newFan('poller');
+  const { context, page } = await openAs(browser, fan, MOBILE);
+  try {
+    await page.route((url) => url.pathname.endsWith('/events') && url.pathname.startsWith('/api/queue/'), (route) => route.abort());
+    await page.goto(`/events/${event.id}/queue`);
+    await page.locator('.seatmap').waitFor({ timeout: 20000 });
+    const admission = await page.evaluate((id) => JSON.parse(sessionStorage.getItem(`admission:${id}`)), event.id);
+    assert.equal(admission.via, 'poll', 'admitted through polling, the stream being down');
+    // Admitted, the fan can hold seats with the admission token.
+    await seatButton(page, 'A-1-1').click();
+    await page.locator('#hold-selected').click();
+    await page.locator('#checkout').waitFor();
+    noProblems(page);
+  } finally {
+    await context.close();
   }
 });
 

@@ -97,6 +97,8 @@ async function render({ focus = true } = {}) {
   const cleanups = [];
   current = { controller, cleanups };
   setTitle(route.title);
+  // A page's data-* marks on <main> (state hooks for tests and styles) end with the page.
+  for (const key of Object.keys(app.dataset)) delete app.dataset[key];
   app.dataset.route = route.path;
   app.setAttribute('aria-busy', 'true');
   mount(app, spinner());

@@ -114,7 +114,8 @@ export async function render(ctx) {
   }
 
   function admit(token) {
-    store.setAdmission(eventId, { token, at: Date.now() });
+    // `via`: how the admission reached this tab (join, push or poll), for support and tests.
+    store.setAdmission(eventId, { token, at: Date.now(), via });
     stop();
     mount(action, h('a', { class: 'btn btn--primary btn--block', href: `/events/${eventId}`, dataset: { link: '' } }, 'Choose your seats'));
     toast('It is your turn! Pick your seats now.', 'success');
