@@ -38,6 +38,13 @@ async function mapState(page, label) {
   return page.evaluate((l) => document.querySelector('.seatmap')?.seatMap?.stateOf(l) ?? null, label);
 }
 
+/** Controls without an accessible name (label, aria-label(ledby) or text), as short descriptions. */
+async function unlabelled(page) {
+  return page.evaluate(() => [...document.querySelectorAll('button, input, select, textarea, canvas[tabindex], a[href]')]
+    .filter((el) => !(el.labels?.length || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby') || el.textContent.trim()))
+    .map((el) => `${el.tagName.toLowerCase()}#${el.id || '?'}`));
+}
+
 function noProblems(page) {
   assert.deepEqual(page.problems, [], 'no script errors in the page');
 }
@@ -298,6 +305,7 @@ test('every fan page renders at 375×812 and 1280×800 (screenshots), SVG seats 
       }
       await p.goto('/signup');
       await screenshot(p, 'fan-signup');
+      assert.deepEqual(await unlabelled(p), []);
 
       const q = me.page;
       await q.goto(`/events/${grid.id}`);
@@ -313,6 +321,7 @@ test('every fan page renders at 375×812 and 1280×800 (screenshots), SVG seats 
       await q.selectOption('#pick-row', '2');
       assert.equal(await seatButton(q, 'A-2-2').getAttribute('aria-pressed'), 'true');
       await screenshot(q, 'fan-event-grid');
+      assert.deepEqual(await unlabelled(q), [], 'every control of the event page has a name');
 
       await q.goto(`/events/${svg.id}`);
       await q.locator('.seatmap canvas').waitFor();
@@ -330,6 +339,7 @@ test('every fan page renders at 375×812 and 1280×800 (screenshots), SVG seats 
       await q.goto(`/events/${soon.id}/queue`);
       await q.locator('#queue-countdown').waitFor();
       await screenshot(q, 'fan-queue');
+      assert.deepEqual(await unlabelled(q), []);
 
       await q.goto(`/bookings/${booking.booking_id}`);
       await q.locator('#confirmation').waitFor();
@@ -338,6 +348,7 @@ test('every fan page renders at 375×812 and 1280×800 (screenshots), SVG seats 
       await q.goto('/me/tickets');
       await q.locator('[data-booking]').first().waitFor();
       await screenshot(q, 'fan-tickets');
+      assert.deepEqual(await unlabelled(q), []);
 
       // Nothing overflows sideways at this width.
       const overflow = await q.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
