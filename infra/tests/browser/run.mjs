@@ -150,13 +150,23 @@ test('a seat taken in one browser turns held, then sold, in another without a re
   }
 });
 
-test('the waiting room falls back to polling when the push stream fails', async () => {
+test('admission required: the fan is sent to the waiting room, which falls back to polling when the push stream fails', async () => {
   const event = await newEvent({ title: 'Polling', highDemand: true });
   const fan = await newFan('poller');
   const { context, page } = await openAs(browser, fan, MOBILE);
   try {
     await page.route((url) => url.pathname.endsWith('/events') && url.pathname.startsWith('/api/queue/'), (route) => route.abort());
-    await page.goto(`/events/${event.id}/queue`);
+    // Without an admission the event page points to the waiting room and holds nothing.
+    await page.goto(`/events/${event.id}`);
+    await page.locator('#order-panel').getByRole('link', { name: 'Join the waiting room' }).waitFor();
+    assert.ok(await page.locator('#best-available').isDisabled());
+    // A stale admission token: the API refuses the hold (403) and the fan is sent to queue, kindly.
+    await page.evaluate((id) => sessionStorage.setItem(`admission:${id}`, JSON.stringify({ token: 'stale.token.value' })), event.id);
+    await page.reload();
+    await seatButton(page, 'A-1-1').click();
+    await page.locator('#hold-selected').click();
+    await page.locator('.toast', { hasText: 'rejoin the waiting room' }).waitFor();
+    await page.waitForURL(`**/events/${event.id}/queue`);
     await page.locator('.seatmap').waitFor({ timeout: 20000 });
     const admission = await page.evaluate((id) => JSON.parse(sessionStorage.getItem(`admission:${id}`)), event.id);
     assert.equal(admission.via, 'poll', 'admitted through polling, the stream being down');
