@@ -346,12 +346,13 @@ export async function render(ctx) {
     onLimit: (max) => toast(`You can choose at most ${max} seats in one order.`, 'info'),
     onLost: (labels) => toast(`Sorry, ${labels.length === 1 ? `seat ${labels[0]} was` : `seats ${labels.join(', ')} were`} just taken by someone else.`, 'error'),
     onStates: (list) => {
-      const before = JSON.stringify([...counts.values()].map((c) => c.free));
+      const soldOut = () => [...counts.values()].filter((c) => c.free === 0).map((c) => c.name).join();
+      const before = soldOut();
       for (const c of list) counts.set(c.name, c);
       renderPrices();
-      const after = JSON.stringify([...counts.values()].map((c) => c.free));
-      // Keep the best-available form in step with sold-out classes.
-      if (before !== after && !hold && !busy) renderPanel();
+      // Keep the best-available form in step with sold-out classes; only then, so that a
+      // busy sale does not redraw (and close) the form's menus every poll.
+      if (before !== soldOut() && !hold && !busy) renderPanel();
     },
   });
   mount(mapSlot, seatMap.el);
