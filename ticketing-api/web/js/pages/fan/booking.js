@@ -59,7 +59,7 @@ export async function render(ctx) {
       h('ul', { class: 'ticket-list' }, booking.tickets.map((t) => h('li', {},
         h('span', {}, h('strong', {}, `Seat ${t.seat_label}`), ' · ', t.class, t.price !== undefined ? ` · ${money(t.price, booking.currency)}` : ''),
         downloadButton(api, t)))),
-      h('p', { class: 'spread' }, h('span', {}, 'Total paid'), h('strong', {}, money(booking.total, booking.currency))),
+      h('p', { class: 'spread' }, h('span', {}, 'Total'), h('strong', {}, money(booking.total, booking.currency))),
       h('p', {}, h('a', { href: '/me/tickets', dataset: { link: '' } }, 'All my tickets'))));
     if (how !== 'load') {
       heading.focus();

@@ -81,7 +81,9 @@ export async function render(ctx) {
     root.dataset.queueVia = from;
     if (status.state === 'waiting' || status.state === 'pre_queue') highest = Math.max(highest, status.position || 0);
     const pos = status.position || 0;
-    position.textContent = status.state === 'admitted' ? '✓' : status.state === 'pre_queue' && !pos ? '–' : pos.toLocaleString();
+    const drawLater = status.state === 'pre_queue' && !pos;
+    position.textContent = status.state === 'admitted' ? '✓' : drawLater ? 'Drawn at the opening' : pos.toLocaleString();
+    position.classList.toggle('big-number--text', drawLater);
     // Progress from the first place the fan saw to the front; nothing yet before the opening.
     const pct = status.state === 'admitted' ? 100
       : status.state === 'pre_queue' || status.state === 'expired' ? 0
