@@ -13,12 +13,23 @@ use anyhow::{Context, bail, ensure};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
+mod browse;
+mod checker;
 mod demo;
+mod fairness;
+mod flash;
+mod limits;
 mod queued;
+mod report;
+mod scenario;
 mod seat_map;
+mod setup;
 
 #[derive(Parser)]
-#[command(about = "Load tests and smoke checks of a running ticketing stack")]
+#[command(
+    about = "Load tests and smoke checks of a running ticketing stack",
+    args_override_self = true
+)]
 struct Cli {
     /// The gateway's address.
     #[arg(long, env = "GATEWAY_URL", default_value = "http://127.0.0.1:8080")]
@@ -42,6 +53,15 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         rounds: usize,
     },
+    /// A flash sale (goose): a high-demand event, fans pre-queue and queue in the waiting room,
+    /// hold best-available seats when admitted, register through the queued path (202) and
+    /// follow their booking; then the invariant checker and report.json/report.md. Exits 1 on
+    /// any invariant violation.
+    FlashSale(flash::SaleArgs),
+    /// A low-demand sale (goose) bought through the direct path (201), then the same checks.
+    Simple(flash::SaleArgs),
+    /// Browsing under load (goose): event lists and search, event pages, seat maps.
+    Browse(browse::BrowseArgs),
     /// Create the demo organizer, fan, venue and an on-sale event, unless they exist.
     Demo {
         #[arg(long, env = "ADMIN_EMAIL", default_value = "admin@example.test")]
@@ -56,6 +76,16 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Smoke => smoke(cli.base_url.trim_end_matches('/')).await,
+        Command::FlashSale(args) => sale(cli.base_url.trim_end_matches('/'), args, true).await,
+        Command::Simple(args) => sale(cli.base_url.trim_end_matches('/'), args, false).await,
+        Command::Browse(args) => {
+            if browse::run(cli.base_url.trim_end_matches('/'), args).await? {
+                Ok(())
+            } else {
+                eprintln!("error: requests failed while browsing (see the report)");
+                std::process::exit(1);
+            }
+        }
         Command::SeatMap {
             api_url,
             sections,
@@ -80,6 +110,15 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+    }
+}
+
+async fn sale(base: &str, args: flash::SaleArgs, queued: bool) -> anyhow::Result<()> {
+    if flash::run(base, args, queued).await? {
+        Ok(())
+    } else {
+        eprintln!("error: invariant violated (see the report)");
+        std::process::exit(1);
     }
 }
 

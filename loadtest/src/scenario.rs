@@ -1,0 +1,458 @@
+//! The goose side of a run: one goose user per fan, each walking the fan's journey once.
+//!
+//! `flash-sale` (queued): join the waiting room (before opening: the pre-queue), poll the status
+//! at the server's `poll_after_ms`, hold best-available seats with the admission token, register
+//! (202) and follow the booking until it is confirmed or rejected. `simple`: the same journey on
+//! a low-demand event, without the waiting room, registered through the direct path (201).
+//!
+//! Every request goes through goose (so its HTML/JSON/Markdown reports time each kind); what the
+//! report needs beyond that (each fan's timeline, the 202s, errors by kind) is recorded here.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use goose::prelude::*;
+use serde::Serialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::setup::{Event, Fan};
+
+/// What one fan went through; times are seconds since the run's clock started.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FanRecord {
+    pub user: String,
+    pub join_sent: Option<f64>,
+    pub joined_state: Option<String>,
+    pub admitted: Option<f64>,
+    pub held: Option<f64>,
+    pub hold_id: Option<String>,
+    #[serde(skip)]
+    pub hold_expires: Option<OffsetDateTime>,
+    pub seats: u64,
+    pub registered: Option<f64>,
+    #[serde(skip)]
+    pub registered_wall: Option<OffsetDateTime>,
+    pub booking_id: Option<String>,
+    /// `confirmed`, `rejected`, `pending` (still, when the fan stopped waiting).
+    pub booking_status: Option<String>,
+    pub settled: Option<f64>,
+    /// How the journey ended: `confirmed`, `rejected`, `sold_out_in_queue`, `no_seats_left`,
+    /// `gave_up_waiting`, `pending_at_end`, `error`.
+    pub outcome: String,
+}
+
+/// Everything the goose users share during one run.
+pub struct Run {
+    pub event: Event,
+    pub fans: Vec<Fan>,
+    pub queued: bool,
+    pub tickets_per_fan: u64,
+    pub max_wait: Duration,
+    pub booking_poll: Duration,
+    pub clock: Instant,
+    next: AtomicUsize,
+    pub records: Mutex<Vec<FanRecord>>,
+    pub errors: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Run {
+    pub fn new(
+        event: Event,
+        fans: Vec<Fan>,
+        queued: bool,
+        tickets_per_fan: u64,
+        max_wait: Duration,
+    ) -> Self {
+        Self {
+            event,
+            fans,
+            queued,
+            tickets_per_fan,
+            max_wait,
+            booking_poll: Duration::from_millis(500),
+            clock: Instant::now(),
+            next: AtomicUsize::new(0),
+            records: Mutex::new(Vec::new()),
+            errors: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn now(&self) -> f64 {
+        self.clock.elapsed().as_secs_f64()
+    }
+
+    fn error(&self, kind: String) {
+        let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        *errors.entry(kind).or_default() += 1;
+    }
+}
+
+static RUN: OnceLock<Arc<Run>> = OnceLock::new();
+
+/// Installs the run the goose users work for (one per process).
+pub fn install(run: Arc<Run>) -> anyhow::Result<()> {
+    RUN.set(run)
+        .map_err(|_| anyhow::anyhow!("a run is already installed in this process"))
+}
+
+fn run() -> Result<Arc<Run>, Box<TransactionError>> {
+    RUN.get().cloned().ok_or_else(|| {
+        Box::new(TransactionError::InvalidMethod {
+            method: reqwest::Method::GET,
+        })
+    })
+}
+
+/// Runs the goose attack: `users` fans arriving evenly over `arrival`, each once.
+pub async fn attack(
+    base: &str,
+    name: &str,
+    users: usize,
+    arrival: Duration,
+    report_dir: &std::path::Path,
+    scenario: Scenario,
+) -> anyhow::Result<goose::metrics::GooseMetrics> {
+    std::fs::create_dir_all(report_dir)?;
+    let report = |ext: &str| {
+        report_dir
+            .join(format!("goose-{name}.{ext}"))
+            .display()
+            .to_string()
+    };
+    let arrival_secs = arrival.as_secs().max(1).to_string();
+    let users_s = users.to_string();
+    let (html, json_file, md) = (report("html"), report("json"), report("md"));
+    let mut args: Vec<&str> = vec![
+        "--host",
+        base,
+        "--users",
+        &users_s,
+        "--iterations",
+        "1",
+        "--no-telnet",
+        "--no-websocket",
+        "--no-print-metrics",
+        "--quiet",
+        "--report-file",
+        &html,
+        "--report-file",
+        &json_file,
+        "--report-file",
+        &md,
+    ];
+    let arrival_time = format!("{arrival_secs}s");
+    if users > 1 {
+        args.extend(["--increase-time", &arrival_time]);
+    } else {
+        args.extend(["--increase-rate", "1"]);
+    }
+    let config = goose::config::GooseConfiguration::parse_args_default(&args)
+        .map_err(|err| anyhow::anyhow!("goose configuration: {err}"))?;
+    let client = goose::client::GooseClientBuilder::new()
+        .without_cookies()
+        .timeout(Duration::from_secs(30));
+    let metrics = GooseAttack::initialize_with_config(config)
+        .map_err(|err| anyhow::anyhow!("goose: {err:?}"))?
+        .set_client_builder_without_cookies(client)
+        .map_err(|err| anyhow::anyhow!("goose client: {err}"))?
+        .register_scenario(scenario)
+        .execute()
+        .await
+        .map_err(|err| anyhow::anyhow!("goose attack: {err:?}"))?;
+    Ok(metrics)
+}
+
+/// The fan's journey, as a goose transaction.
+pub async fn fan_journey(user: &mut GooseUser) -> TransactionResult {
+    let run = run()?;
+    let index = run.next.fetch_add(1, Ordering::Relaxed);
+    let Some(fan) = run.fans.get(index).cloned() else {
+        return Ok(());
+    };
+    let mut record = FanRecord {
+        user: fan.id.to_string(),
+        ..FanRecord::default()
+    };
+    let outcome = journey(user, &run, &fan, &mut record).await;
+    record.outcome = match outcome {
+        Ok(outcome) => outcome.to_string(),
+        Err(kind) => {
+            run.error(kind);
+            "error".to_string()
+        }
+    };
+    run.records
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(record);
+    Ok(())
+}
+
+/// One answered request: status and JSON body (Null when not JSON).
+struct Answer {
+    status: u16,
+    body: Value,
+}
+
+impl Answer {
+    fn code(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("-")
+    }
+}
+
+/// Sends one request through goose (timed under `name`); a transport failure is an error kind.
+/// (One flat call per request reads best at the call sites, hence the arguments.)
+#[allow(clippy::too_many_arguments)]
+async fn send(
+    user: &mut GooseUser,
+    method: GooseMethod,
+    path: &str,
+    name: &str,
+    expect: u16,
+    fan: &Fan,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Result<Answer, String> {
+    let mut builder = user
+        .get_request_builder(&method, path)
+        .map_err(|err| format!("{name}: cannot build request: {err}"))?
+        .bearer_auth(&fan.token);
+    for (header, value) in headers {
+        builder = builder.header(*header, *value);
+    }
+    if let Some(body) = body {
+        builder = builder.json(body);
+    }
+    let request = GooseRequest::builder()
+        .method(method)
+        .path(path)
+        .name(name)
+        .expect_status_code(expect)
+        .set_request_builder(builder)
+        .build();
+    let answered = user
+        .request(request)
+        .await
+        .map_err(|err| format!("{name}: goose: {err}"))?;
+    let response = answered.response.map_err(|err| {
+        let what = if err.is_timeout() {
+            "timeout"
+        } else if err.is_connect() {
+            "connect"
+        } else {
+            "transport"
+        };
+        format!("{name}: {what}")
+    })?;
+    let status = response.status().as_u16();
+    let text = response
+        .text()
+        .await
+        .map_err(|_| format!("{name}: body cut"))?;
+    Ok(Answer {
+        status,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+    })
+}
+
+fn unexpected(name: &str, answer: &Answer) -> String {
+    format!("{name}: {} {}", answer.status, answer.code())
+}
+
+async fn journey(
+    user: &mut GooseUser,
+    run: &Run,
+    fan: &Fan,
+    record: &mut FanRecord,
+) -> Result<&'static str, String> {
+    let event = run.event.id.clone();
+    let admission = if run.queued {
+        match queue(user, run, fan, record, &event).await? {
+            Ok(token) => Some(token),
+            Err(outcome) => return Ok(outcome),
+        }
+    } else {
+        None
+    };
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if let Some(token) = admission.as_deref() {
+        headers.push(("X-Admission-Token", token));
+    }
+
+    // Best available: the fan's preferred class first (a fifth want VIP), then the others.
+    let mut classes = run.event.classes.clone();
+    if classes.len() > 1 && !fan.id.to_string().ends_with(['0', '1', '2']) {
+        classes.rotate_left(1);
+    }
+    let hold_path = format!("/api/events/{event}/holds");
+    let mut hold = None;
+    for class in &classes {
+        let body = json!({"class": class, "quantity": run.tickets_per_fan});
+        let answer = send(
+            user,
+            GooseMethod::Post,
+            &hold_path,
+            "hold",
+            201,
+            fan,
+            &headers,
+            Some(&body),
+        )
+        .await?;
+        match answer.status {
+            201 => {
+                hold = Some(answer.body);
+                break;
+            }
+            409 if answer.code() == "seats_unavailable" => continue,
+            _ => return Err(unexpected("hold", &answer)),
+        }
+    }
+    let Some(hold) = hold else {
+        return Ok("no_seats_left");
+    };
+    record.held = Some(run.now());
+    let hold_id = hold["hold_id"].as_str().unwrap_or_default().to_string();
+    record.hold_id = Some(hold_id.clone());
+    record.seats = hold["seat_ids"].as_array().map_or(0, |s| s.len() as u64);
+    record.hold_expires = hold["expires_at"].as_str().and_then(|s| {
+        OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+    });
+
+    let key = uuid::Uuid::new_v4().to_string();
+    headers.push(("Idempotency-Key", &key));
+    let expect = if run.queued { 202 } else { 201 };
+    let answer = send(
+        user,
+        GooseMethod::Post,
+        &format!("/api/events/{event}/registrations"),
+        "register",
+        expect,
+        fan,
+        &headers,
+        Some(&json!({"hold_id": hold_id})),
+    )
+    .await?;
+    if answer.status != expect {
+        return Err(unexpected("register", &answer));
+    }
+    record.registered = Some(run.now());
+    record.registered_wall = Some(OffsetDateTime::now_utc());
+    let booking = answer.body["booking_id"]
+        .as_str()
+        .ok_or("register: no booking_id")?
+        .to_string();
+    record.booking_id = Some(booking.clone());
+    let mut status = answer.body["status"].as_str().unwrap_or("").to_string();
+
+    // The confirmation: follow the booking's status.
+    let started = Instant::now();
+    while status == "pending" {
+        if started.elapsed() > run.max_wait {
+            record.booking_status = Some(status);
+            return Ok("pending_at_end");
+        }
+        tokio::time::sleep(run.booking_poll).await;
+        let answer = send(
+            user,
+            GooseMethod::Get,
+            &format!("/api/bookings/{booking}"),
+            "booking",
+            200,
+            fan,
+            &[],
+            None,
+        )
+        .await?;
+        if answer.status != 200 {
+            return Err(unexpected("booking", &answer));
+        }
+        status = answer.body["status"].as_str().unwrap_or("").to_string();
+    }
+    record.settled = Some(run.now());
+    record.booking_status = Some(status.clone());
+    match status.as_str() {
+        "confirmed" => Ok("confirmed"),
+        "rejected" => Ok("rejected"),
+        other => Err(format!("booking: unexpected status {other}")),
+    }
+}
+
+/// Join and wait in the waiting room. `Ok(Ok(token))` when admitted, `Ok(Err(outcome))` when the
+/// journey ends there without an error.
+async fn queue(
+    user: &mut GooseUser,
+    run: &Run,
+    fan: &Fan,
+    record: &mut FanRecord,
+    event: &str,
+) -> Result<Result<String, &'static str>, String> {
+    record.join_sent = Some(run.now());
+    let answer = send(
+        user,
+        GooseMethod::Post,
+        &format!("/api/queue/{event}/join"),
+        "join",
+        200,
+        fan,
+        &[],
+        None,
+    )
+    .await?;
+    if answer.status != 200 {
+        return Err(unexpected("join", &answer));
+    }
+    let queue_token = answer.body["queue_token"]
+        .as_str()
+        .ok_or("join: no queue_token")?
+        .to_string();
+    record.joined_state = answer.body["state"].as_str().map(str::to_string);
+    let mut body = answer.body;
+    let status_path = format!("/api/queue/{event}/status");
+    let started = Instant::now();
+    loop {
+        match body["state"].as_str() {
+            Some("admitted") => {
+                record.admitted = Some(run.now());
+                return body["admission_token"]
+                    .as_str()
+                    .map(|t| Ok(t.to_string()))
+                    .ok_or_else(|| "status: admitted without a token".to_string());
+            }
+            Some("pre_queue" | "waiting") => {}
+            Some("sold_out") => return Ok(Err("sold_out_in_queue")),
+            Some(other) => return Err(format!("status: state {other}")),
+            None => return Err("status: no state".to_string()),
+        }
+        if started.elapsed() > run.max_wait {
+            return Ok(Err("gave_up_waiting"));
+        }
+        let wait = body["poll_after_ms"]
+            .as_u64()
+            .unwrap_or(1000)
+            .clamp(50, 30_000);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let answer = send(
+            user,
+            GooseMethod::Get,
+            &status_path,
+            "status",
+            200,
+            fan,
+            &[("X-Queue-Token", &queue_token)],
+            None,
+        )
+        .await?;
+        if answer.status != 200 {
+            return Err(unexpected("status", &answer));
+        }
+        body = answer.body;
+    }
+}
