@@ -159,7 +159,6 @@ pub async fn run(base: &str, args: BrowseArgs) -> anyhow::Result<bool> {
         &time,
         "--no-reset-metrics",
         "--no-telnet",
-        "--no-websocket",
         "--no-print-metrics",
         "--quiet",
         "--report-file",

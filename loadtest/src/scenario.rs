@@ -137,7 +137,6 @@ pub async fn attack(
         "--iterations",
         "1",
         "--no-telnet",
-        "--no-websocket",
         "--no-print-metrics",
         "--quiet",
         "--report-file",
