@@ -196,6 +196,8 @@ pub struct VenueRef {
     pub id: VenueId,
     pub name: String,
     pub city: String,
+    /// `grid` or `svg`: whether the venue has a drawing at `/api/venues/{id}/layout.svg`.
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -293,6 +295,7 @@ pub struct EventSummary {
 macro_rules! event_columns {
     () => {
         "e.id, e.organizer_id, e.venue_id, v.name AS venue_name, v.city AS venue_city,
+         v.layout->>'kind' AS venue_kind,
          e.title, e.description, e.starts_at, e.sale_opens_at, e.cancelled_at, e.capacity,
          e.hold_seconds, e.max_seats_per_order, e.high_demand, e.admit_per_minute,
          e.max_active, e.created_at, e.updated_at"
@@ -306,6 +309,7 @@ struct EventRow {
     venue_id: VenueId,
     venue_name: String,
     venue_city: String,
+    venue_kind: String,
     title: String,
     description: String,
     starts_at: OffsetDateTime,
@@ -721,6 +725,7 @@ fn assemble(row: EventRow, classes: Vec<ClassRow>, now: OffsetDateTime) -> Event
             id: row.venue_id,
             name: row.venue_name,
             city: row.venue_city,
+            kind: row.venue_kind,
         },
         status: EventStatus::at(now, row.sale_opens_at, row.starts_at, row.cancelled_at),
         starts_at: row.starts_at,
@@ -750,6 +755,7 @@ struct SummaryRow {
     venue_id: VenueId,
     venue_name: String,
     venue_city: String,
+    venue_kind: String,
     starts_at: OffsetDateTime,
     sale_opens_at: OffsetDateTime,
     cancelled_at: Option<OffsetDateTime>,
@@ -768,6 +774,7 @@ impl SummaryRow {
                 id: self.venue_id,
                 name: self.venue_name,
                 city: self.venue_city,
+                kind: self.venue_kind,
             },
             status: EventStatus::at(now, self.sale_opens_at, self.starts_at, self.cancelled_at),
             starts_at: self.starts_at,
@@ -784,6 +791,7 @@ impl SummaryRow {
 macro_rules! summary_columns {
     () => {
         "e.id, e.title, e.venue_id, v.name AS venue_name, v.city AS venue_city,
+         v.layout->>'kind' AS venue_kind,
          e.starts_at, e.sale_opens_at, e.cancelled_at, e.capacity, e.high_demand,
          (SELECT min(c.price_minor) FROM ticket_classes c WHERE c.event_id = e.id)
              AS price_from,

@@ -87,6 +87,7 @@ async fn an_organizer_creates_an_event_whose_seats_are_ready_at_once(db: PgPool)
     assert_eq!(event["venue_id"], venue.as_str());
     assert_eq!(event["venue"]["name"], "Arena");
     assert_eq!(event["venue"]["city"], "Oslo");
+    assert_eq!(event["venue"]["kind"], "grid");
     assert_eq!(event["hold_seconds"], 300);
     assert_eq!(event["max_seats_per_order"], 6);
     assert_eq!(event["currency"], "EUR");
@@ -244,6 +245,8 @@ async fn svg_seats_get_rows_from_their_labels_or_their_position(db: PgPool) {
         ),
     )
     .await;
+    // The UI fetches the drawing of SVG venues only.
+    assert_eq!(event["venue"]["kind"], "svg");
     let rows = sqlx::query_as::<_, (String, String, i32, i32, i32)>(
         "SELECT label, section, row_no, seat_no, row_rank FROM seats
          WHERE event_id = $1::uuid ORDER BY idx",

@@ -337,7 +337,8 @@ export async function render(ctx) {
 
   seatMap = new SeatMap({
     eventId,
-    venueId: event.venue_id,
+    // Only SVG venues have a drawing to fetch; grid venues are drawn from the seats alone.
+    venueId: event.venue?.kind === 'svg' ? event.venue_id : null,
     api,
     classes: event.classes,
     maxSelect: event.max_seats_per_order,
