@@ -28,10 +28,21 @@ use crate::{
 };
 
 /// Connects with automatic recovery, so a broker restart does not need a process restart.
+/// For consumers; a [`Publisher`] connects without it (see there).
 pub async fn connect(config: &AmqpConfig, connection_name: &str) -> anyhow::Result<Connection> {
-    let properties = ConnectionProperties::default()
-        .with_connection_name(connection_name.into())
-        .enable_auto_recover();
+    connect_with(config, connection_name, true).await
+}
+
+async fn connect_with(
+    config: &AmqpConfig,
+    connection_name: &str,
+    auto_recover: bool,
+) -> anyhow::Result<Connection> {
+    let mut properties =
+        ConnectionProperties::default().with_connection_name(connection_name.into());
+    if auto_recover {
+        properties = properties.enable_auto_recover();
+    }
     Connection::connect(config.url.expose(), properties)
         .await
         .context("connecting to RabbitMQ")
@@ -212,7 +223,12 @@ impl Publisher {
             return Ok(channel.clone());
         }
         *open = None;
-        let connection = connect(&self.inner.config, &self.inner.connection_name).await?;
+        // No automatic recovery here: a recovering connection keeps a publish that timed out
+        // (and was answered 503) and sends it once the broker is back, so a refused
+        // registration would be booked after all. A failed publish drops the connection
+        // instead, and the next one opens a new one.
+        let connection =
+            connect_with(&self.inner.config, &self.inner.connection_name, false).await?;
         let channel = connection
             .create_channel()
             .await
@@ -305,14 +321,24 @@ impl Publisher {
                 }
             }
         };
-        let result = match tokio::time::timeout(PUBLISH_TIMEOUT, attempt).await {
-            Ok(result) => result,
-            Err(_) => Err(anyhow::anyhow!("the broker did not confirm in time")),
+        let (result, timed_out) = match tokio::time::timeout(PUBLISH_TIMEOUT, attempt).await {
+            Ok(result) => (result, false),
+            Err(_) => (
+                Err(anyhow::anyhow!("the broker did not confirm in time")),
+                true,
+            ),
         };
         if result.is_err() {
-            // Start afresh next time: a channel that failed once may be closed or stuck.
-            if let Ok(mut open) = self.inner.open.try_lock() {
-                *open = None;
+            // Start afresh next time: a channel that failed once may be closed or stuck. A
+            // stuck one is closed, so that nothing it still holds is sent after this answer.
+            if let Ok(mut open) = self.inner.open.try_lock()
+                && let Some((connection, _)) = open.take()
+                && timed_out
+            {
+                tokio::spawn(async move {
+                    let closing = connection.close(320, "publish timed out".into());
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), closing).await;
+                });
             }
         }
         result
