@@ -16,6 +16,9 @@
 --   dropped  SET   fans (raw) dropped for not being seen within the grace
 --   serving  STRING the number of the last fan the tick reached
 --   active   ZSET  user id (hyphenated) scored by the expiry of their admission, Unix ms
+--   admitted LIST  user ids (hyphenated) in the order the tick admitted them: the evidence of
+--                  the queue's fairness (the load test compares it with join order); expires
+--                  a day after the last admission
 --   meta     HASH  phase (pre|frozen|open), prebase, precount, seed, tick (last tick, ms),
 --                  carry (fraction of an admission owed), outflow (smoothed admissions/s),
 --                  soldout (0/1), shuffled (count)
@@ -38,6 +41,8 @@ local DROPPED = base .. 'dropped'
 local SERVING = base .. 'serving'
 local ACTIVE = base .. 'active'
 local META = base .. 'meta'
+local ADMITTED = base .. 'admitted'
+local ADMITTED_TTL_SECS = 86400
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -183,11 +188,14 @@ if op == 'tick' then
         redis.call('SADD', DROPPED, fan)
         dropped = dropped + 1
       else
-        redis.call('ZADD', ACTIVE, now + ttl, uuid_string(fan))
+        local uid = uuid_string(fan)
+        redis.call('ZADD', ACTIVE, now + ttl, uid)
+        redis.call('RPUSH', ADMITTED, uid)
         admitted = admitted + 1
       end
     end
   end
+  if admitted > 0 then redis.call('EXPIRE', ADMITTED, ADMITTED_TTL_SECS) end
   local waiting = redis.call('ZCARD', WAITING)
   -- Smoothed outflow (admissions/s), time constant 10 s, measured only while fans wait.
   if elapsed > 0 and (waiting > 0 or admitted > 0) then

@@ -408,6 +408,50 @@ async fn admissions_follow_the_rate_even_with_two_instances_on_one_redis(db: PgP
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn the_admission_log_lists_fans_in_the_order_they_were_admitted(db: PgPool) {
+    let app = spawn(&db, Duration::from_secs(60)).await;
+    // 600 a minute: 10 a second, so the 25 fans below are admitted over several ticks.
+    let event = create_event(&db, true, 600, 10_000, open_now()).await;
+    let mut joined = Vec::new();
+    for _ in 0..25 {
+        let user = UserId::new();
+        let (status, body) = app.join(event, user).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        joined.push(user.to_string());
+    }
+    let key = format!("{}admitted", app.redis_keys().queue_base(event));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let logged: Vec<String> = loop {
+        let logged: Vec<String> = redis::cmd("LRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut app.conn().await)
+            .await
+            .expect("lrange");
+        if logged.len() >= joined.len() {
+            break logged;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {} admitted",
+            logged.len(),
+            joined.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // FIFO after the opening: the log is the join order, each fan once.
+    assert_eq!(logged, joined);
+    assert_eq!(app.active_count(event).await, joined.len() as u64);
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&key)
+        .query_async(&mut app.conn().await)
+        .await
+        .expect("ttl");
+    assert!((1..=86_400).contains(&ttl), "the log expires: ttl {ttl}");
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn never_more_than_max_active_shoppers(db: PgPool) {
     let app = spawn(&db, Duration::from_secs(60)).await;
     let event = create_event(&db, true, 6_000, 5, open_now()).await;
