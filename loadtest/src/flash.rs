@@ -69,6 +69,9 @@ pub struct SaleArgs {
     pub organizer_email: String,
     #[arg(long, default_value = "organizer-pass-123")]
     pub organizer_password: String,
+    /// Requests the load generator keeps in flight at most (one connection each).
+    #[arg(long, default_value_t = 1500)]
+    pub max_in_flight: usize,
     /// Skip measuring the machine's limits (redis-benchmark, Postgres inserts).
     #[arg(long)]
     pub no_limits: bool,
@@ -165,7 +168,8 @@ pub async fn run(base: &str, args: SaleArgs, queued: bool) -> anyhow::Result<boo
         queued,
         args.tickets_per_fan,
         Duration::from_secs(args.duration),
-    ));
+        args.max_in_flight,
+    )?);
     scenario::install(run.clone())?;
     let attack_started = OffsetDateTime::now_utc() - run.clock.elapsed();
     let fans_scenario = scenario!("Fan").register_transaction(transaction!(fan_journey));

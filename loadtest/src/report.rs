@@ -461,6 +461,11 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         m,
+        "\nThe load generator shares one connection pool among the fans and keeps at most {} requests in flight; goose times each request from when it is sent, so time a fan spends waiting for a free slot in the generator is not in the latencies above.",
+        r.parameters.max_in_flight
+    );
+    let _ = writeln!(
+        m,
         "\nFans are not signed up through the API: their user rows are inserted in bulk and their access tokens signed with the stack's access key (argon2 for every fan would dominate the run)."
     );
     m

@@ -58,6 +58,11 @@ pub struct Run {
     pub booking_poll: Duration,
     pub clock: Instant,
     next: AtomicUsize,
+    /// One connection pool for every fan, and a cap on requests in flight (one connection
+    /// each): 100,000 fans with a connection of their own would exhaust the gateway's
+    /// connections and the generator's file descriptors on one machine.
+    client: reqwest::Client,
+    in_flight: tokio::sync::Semaphore,
     pub records: Mutex<Vec<FanRecord>>,
     pub errors: Mutex<BTreeMap<String, u64>>,
 }
@@ -69,8 +74,13 @@ impl Run {
         queued: bool,
         tickets_per_fan: u64,
         max_wait: Duration,
-    ) -> Self {
-        Self {
+        max_in_flight: usize,
+    ) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(max_in_flight)
+            .build()?;
+        Ok(Self {
             event,
             fans,
             queued,
@@ -79,9 +89,11 @@ impl Run {
             booking_poll: Duration::from_millis(500),
             clock: Instant::now(),
             next: AtomicUsize::new(0),
+            client,
+            in_flight: tokio::sync::Semaphore::new(max_in_flight),
             records: Mutex::new(Vec::new()),
             errors: Mutex::new(BTreeMap::new()),
-        }
+        })
     }
 
     fn now(&self) -> f64 {
@@ -175,6 +187,7 @@ pub async fn fan_journey(user: &mut GooseUser) -> TransactionResult {
     let Some(fan) = run.fans.get(index).cloned() else {
         return Ok(());
     };
+    user.client = run.client.clone();
     let mut record = FanRecord {
         user: fan.id.to_string(),
         ..FanRecord::default()
@@ -211,6 +224,7 @@ impl Answer {
 #[allow(clippy::too_many_arguments)]
 async fn send(
     user: &mut GooseUser,
+    run: &Run,
     method: GooseMethod,
     path: &str,
     name: &str,
@@ -236,6 +250,11 @@ async fn send(
         .expect_status_code(expect)
         .set_request_builder(builder)
         .build();
+    let _permit = run
+        .in_flight
+        .acquire()
+        .await
+        .map_err(|_| format!("{name}: closed"))?;
     let answered = user
         .request(request)
         .await
@@ -296,6 +315,7 @@ async fn journey(
         let body = json!({"class": class, "quantity": run.tickets_per_fan});
         let answer = send(
             user,
+            run,
             GooseMethod::Post,
             &hold_path,
             "hold",
@@ -330,6 +350,7 @@ async fn journey(
     let expect = if run.queued { 202 } else { 201 };
     let answer = send(
         user,
+        run,
         GooseMethod::Post,
         &format!("/api/events/{event}/registrations"),
         "register",
@@ -361,6 +382,7 @@ async fn journey(
         tokio::time::sleep(run.booking_poll).await;
         let answer = send(
             user,
+            run,
             GooseMethod::Get,
             &format!("/api/bookings/{booking}"),
             "booking",
@@ -396,6 +418,7 @@ async fn queue(
     record.join_sent = Some(run.now());
     let answer = send(
         user,
+        run,
         GooseMethod::Post,
         &format!("/api/queue/{event}/join"),
         "join",
@@ -440,6 +463,7 @@ async fn queue(
         tokio::time::sleep(Duration::from_millis(wait)).await;
         let answer = send(
             user,
+            run,
             GooseMethod::Get,
             &status_path,
             "status",
