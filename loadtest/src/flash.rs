@@ -69,9 +69,14 @@ pub struct SaleArgs {
     pub organizer_email: String,
     #[arg(long, default_value = "organizer-pass-123")]
     pub organizer_password: String,
-    /// Requests the load generator keeps in flight at most (one connection each).
+    /// Waiting-room requests (join, status) the load generator keeps in flight at most (one
+    /// connection each).
     #[arg(long, default_value_t = 1500)]
     pub max_in_flight: usize,
+    /// Purchase requests (hold, registration, booking) in flight at most, apart from the
+    /// waiting room's.
+    #[arg(long, default_value_t = 500)]
+    pub max_in_flight_purchase: usize,
     /// Skip measuring the machine's limits (redis-benchmark, Postgres inserts).
     #[arg(long)]
     pub no_limits: bool,
@@ -169,6 +174,7 @@ pub async fn run(base: &str, args: SaleArgs, queued: bool) -> anyhow::Result<boo
         args.tickets_per_fan,
         Duration::from_secs(args.duration),
         args.max_in_flight,
+        args.max_in_flight_purchase,
     )?);
     scenario::install(run.clone())?;
     let attack_started = OffsetDateTime::now_utc() - run.clock.elapsed();

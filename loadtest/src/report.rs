@@ -461,8 +461,8 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         m,
-        "\nThe load generator shares one connection pool among the fans and keeps at most {} requests in flight; goose times each request from when it is sent, so time a fan spends waiting for a free slot in the generator is not in the latencies above.",
-        r.parameters.max_in_flight
+        "\nThe load generator shares one connection pool among the fans and keeps at most {} waiting-room requests and {} purchase requests in flight; goose times each request from when it is sent, so time a fan spends waiting for a free slot in the generator is not in the latencies above.",
+        r.parameters.max_in_flight, r.parameters.max_in_flight_purchase
     );
     let _ = writeln!(
         m,

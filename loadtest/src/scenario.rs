@@ -62,7 +62,10 @@ pub struct Run {
     /// each): 100,000 fans with a connection of their own would exhaust the gateway's
     /// connections and the generator's file descriptors on one machine.
     client: reqwest::Client,
-    in_flight: tokio::sync::Semaphore,
+    /// Slots for the waiting room's calls (join, status) and, apart, for the purchase (hold,
+    /// registration, booking): a fan who was admitted does not wait behind other fans' polls.
+    queue_slots: tokio::sync::Semaphore,
+    purchase_slots: tokio::sync::Semaphore,
     pub records: Mutex<Vec<FanRecord>>,
     pub errors: Mutex<BTreeMap<String, u64>>,
 }
@@ -75,10 +78,11 @@ impl Run {
         tickets_per_fan: u64,
         max_wait: Duration,
         max_in_flight: usize,
+        max_in_flight_purchase: usize,
     ) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(max_in_flight)
+            .pool_max_idle_per_host(max_in_flight + max_in_flight_purchase)
             .build()?;
         Ok(Self {
             event,
@@ -90,7 +94,8 @@ impl Run {
             clock: Instant::now(),
             next: AtomicUsize::new(0),
             client,
-            in_flight: tokio::sync::Semaphore::new(max_in_flight),
+            queue_slots: tokio::sync::Semaphore::new(max_in_flight),
+            purchase_slots: tokio::sync::Semaphore::new(max_in_flight_purchase),
             records: Mutex::new(Vec::new()),
             errors: Mutex::new(BTreeMap::new()),
         })
@@ -250,8 +255,12 @@ async fn send(
         .expect_status_code(expect)
         .set_request_builder(builder)
         .build();
-    let _permit = run
-        .in_flight
+    let slots = if matches!(name, "join" | "status") {
+        &run.queue_slots
+    } else {
+        &run.purchase_slots
+    };
+    let _permit = slots
         .acquire()
         .await
         .map_err(|_| format!("{name}: closed"))?;
