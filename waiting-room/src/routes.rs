@@ -156,16 +156,25 @@ pub struct JoinBody {
 }
 
 /// When to poll again: sooner near the front, ±20% jitter so clients do not poll in lock-step.
+/// Far back, a quarter of the expected wait (5 to 30 s): a fan an hour from the front learns
+/// nothing from polling every few seconds, and 100,000 of them polling every 5 s would be
+/// 20,000 reads a second of nothing.
 fn poll_after_ms(standing: &Standing) -> u64 {
-    let base: u64 = match standing.state {
-        QueueState::Waiting if standing.position <= 100 => 1_000,
-        QueueState::Waiting if standing.position <= 2_000 => 2_000,
-        QueueState::Waiting => 5_000,
-        QueueState::PreQueue => (standing.eta_seconds * 1000).clamp(1_000, 5_000),
-        _ => 5_000,
-    };
+    let base = base_poll_ms(standing);
     let factor = rand::rng().random_range(0.8..=1.2);
     (base as f64 * factor) as u64
+}
+
+fn base_poll_ms(standing: &Standing) -> u64 {
+    let eta_ms = standing.eta_seconds.saturating_mul(1000);
+    match standing.state {
+        QueueState::Waiting if standing.position <= 100 => 1_000,
+        QueueState::Waiting if standing.position <= 2_000 => 2_000,
+        QueueState::Waiting => (eta_ms / 4).clamp(5_000, 30_000),
+        // Halving the time to the opening, so the last poll lands just after it.
+        QueueState::PreQueue => (eta_ms / 2).clamp(1_000, 30_000),
+        _ => 5_000,
+    }
 }
 
 fn body(state: &AppState, event: EventId, user: UserId, standing: &Standing) -> StatusBody {
@@ -360,4 +369,33 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn standing(state: QueueState, position: u64, eta_seconds: u64) -> Standing {
+        Standing {
+            state,
+            position,
+            eta_seconds,
+            admitted_until_ms: None,
+        }
+    }
+
+    #[test]
+    fn fans_far_back_poll_less_often_and_never_less_than_every_30_seconds() {
+        let poll = |state, position, eta| base_poll_ms(&standing(state, position, eta));
+        assert_eq!(poll(QueueState::Waiting, 1, 0), 1_000);
+        assert_eq!(poll(QueueState::Waiting, 1_500, 10), 2_000);
+        assert_eq!(poll(QueueState::Waiting, 5_000, 8), 5_000);
+        assert_eq!(poll(QueueState::Waiting, 50_000, 80), 20_000);
+        assert_eq!(poll(QueueState::Waiting, 90_000, 3_600), 30_000);
+        assert_eq!(poll(QueueState::PreQueue, 0, 600), 30_000);
+        assert_eq!(poll(QueueState::PreQueue, 0, 10), 5_000);
+        assert_eq!(poll(QueueState::PreQueue, 0, 0), 1_000);
+        let jittered = poll_after_ms(&standing(QueueState::Waiting, 90_000, 3_600));
+        assert!((24_000..=36_000).contains(&jittered), "{jittered}");
+    }
 }
