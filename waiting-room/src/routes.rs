@@ -156,9 +156,10 @@ pub struct JoinBody {
 }
 
 /// When to poll again: sooner near the front, ±20% jitter so clients do not poll in lock-step.
-/// Far back, a quarter of the expected wait (5 to 30 s): a fan an hour from the front learns
-/// nothing from polling every few seconds, and 100,000 of them polling every 5 s would be
-/// 20,000 reads a second of nothing.
+/// Far back, a quarter of the expected wait, 5 to 15 s: a fan an hour from the front learns
+/// nothing from polling every few seconds (100,000 of them polling every 5 s would be 20,000
+/// reads a second of nothing), and at most 15 s keeps four polls inside the 60 s grace after
+/// which a fan who was not seen is dropped (a load test with 30 s lost fans to slow polls).
 fn poll_after_ms(standing: &Standing) -> u64 {
     let base = base_poll_ms(standing);
     let factor = rand::rng().random_range(0.8..=1.2);
@@ -170,9 +171,9 @@ fn base_poll_ms(standing: &Standing) -> u64 {
     match standing.state {
         QueueState::Waiting if standing.position <= 100 => 1_000,
         QueueState::Waiting if standing.position <= 2_000 => 2_000,
-        QueueState::Waiting => (eta_ms / 4).clamp(5_000, 30_000),
+        QueueState::Waiting => (eta_ms / 4).clamp(5_000, 15_000),
         // Halving the time to the opening, so the last poll lands just after it.
-        QueueState::PreQueue => (eta_ms / 2).clamp(1_000, 30_000),
+        QueueState::PreQueue => (eta_ms / 2).clamp(1_000, 15_000),
         _ => 5_000,
     }
 }
@@ -385,17 +386,17 @@ mod tests {
     }
 
     #[test]
-    fn fans_far_back_poll_less_often_and_never_less_than_every_30_seconds() {
+    fn fans_far_back_poll_less_often_and_never_less_than_every_15_seconds() {
         let poll = |state, position, eta| base_poll_ms(&standing(state, position, eta));
         assert_eq!(poll(QueueState::Waiting, 1, 0), 1_000);
         assert_eq!(poll(QueueState::Waiting, 1_500, 10), 2_000);
         assert_eq!(poll(QueueState::Waiting, 5_000, 8), 5_000);
-        assert_eq!(poll(QueueState::Waiting, 50_000, 80), 20_000);
-        assert_eq!(poll(QueueState::Waiting, 90_000, 3_600), 30_000);
-        assert_eq!(poll(QueueState::PreQueue, 0, 600), 30_000);
+        assert_eq!(poll(QueueState::Waiting, 50_000, 40), 10_000);
+        assert_eq!(poll(QueueState::Waiting, 90_000, 3_600), 15_000);
+        assert_eq!(poll(QueueState::PreQueue, 0, 600), 15_000);
         assert_eq!(poll(QueueState::PreQueue, 0, 10), 5_000);
         assert_eq!(poll(QueueState::PreQueue, 0, 0), 1_000);
         let jittered = poll_after_ms(&standing(QueueState::Waiting, 90_000, 3_600));
-        assert!((24_000..=36_000).contains(&jittered), "{jittered}");
+        assert!((12_000..=18_000).contains(&jittered), "{jittered}");
     }
 }
