@@ -6,7 +6,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, PoisonError, RwLock},
+    sync::{
+        Arc, Mutex, PoisonError, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use sqlx::PgPool;
@@ -170,9 +173,15 @@ impl Catalog {
 /// The catalogs this process has loaded. Seats never change after creation, so an entry never
 /// goes stale; a deleted event is forgotten with [`CatalogCache::forget`]. A `RwLock`'d map
 /// suits it: reads on every hold, a write once per event per process.
+///
+/// Loading is single-flight per event: at a sale's opening thousands of admitted fans ask for
+/// the same uncached catalog at once, and one load (tens of milliseconds for a big venue)
+/// serves them all instead of each taking a pooled connection for its own copy.
 #[derive(Debug, Clone, Default)]
 pub struct CatalogCache {
     loaded: Arc<RwLock<HashMap<EventId, Arc<Catalog>>>>,
+    loading: Arc<Mutex<HashMap<EventId, Arc<tokio::sync::Mutex<()>>>>>,
+    loads: Arc<AtomicU64>,
 }
 
 impl CatalogCache {
@@ -186,23 +195,51 @@ impl CatalogCache {
         db: &PgPool,
         event: EventId,
     ) -> Result<Option<Arc<Catalog>>, sqlx::Error> {
-        if let Some(catalog) = self
-            .loaded
+        if let Some(catalog) = self.cached(event) {
+            return Ok(Some(catalog));
+        }
+        let gate = self
+            .loading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(event)
+            .or_default()
+            .clone();
+        let _loading = gate.lock().await;
+        // Whoever held the gate before us may have loaded it.
+        if let Some(catalog) = self.cached(event) {
+            return Ok(Some(catalog));
+        }
+        self.loads.fetch_add(1, Ordering::Relaxed);
+        let loaded = Catalog::load(db, event)
+            .await
+            .map(|found| found.map(Arc::new));
+        if let Ok(Some(catalog)) = &loaded {
+            self.loaded
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(event, catalog.clone());
+        }
+        // Loaded, missing or failed: the gate is done either way (ids that name no event must
+        // not pile up gates; a later caller retries a failed load).
+        self.loading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&event);
+        loaded
+    }
+
+    /// How many times this cache read a catalog from Postgres.
+    pub fn loads(&self) -> u64 {
+        self.loads.load(Ordering::Relaxed)
+    }
+
+    fn cached(&self, event: EventId) -> Option<Arc<Catalog>> {
+        self.loaded
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&event)
-        {
-            return Ok(Some(catalog.clone()));
-        }
-        let Some(catalog) = Catalog::load(db, event).await? else {
-            return Ok(None);
-        };
-        let catalog = Arc::new(catalog);
-        self.loaded
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(event, catalog.clone());
-        Ok(Some(catalog))
+            .cloned()
     }
 
     pub fn forget(&self, event: EventId) {

@@ -848,3 +848,40 @@ async fn the_compact_and_state_seat_maps_agree_with_the_json_one(db: PgPool) {
         .expect("text");
     assert_eq!(state, "fhfff");
 }
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn the_opening_rush_loads_an_events_catalog_once(db: PgPool) {
+    let app = spawn(db).await;
+    let event: shared::ids::EventId = small_sale(&app, 500).await.parse().expect("event id");
+    // A fresh process's cache, and 300 fans asking for the same event at the same moment.
+    let cache = shared::inventory::CatalogCache::new();
+    let rush = (0..300).map(|_| {
+        let (cache, db) = (cache.clone(), app.db.clone());
+        tokio::spawn(async move { cache.get(&db, event).await })
+    });
+    let catalogs: Vec<_> = futures_util::future::join_all(rush)
+        .await
+        .into_iter()
+        .map(|joined| {
+            joined
+                .expect("task")
+                .expect("loaded")
+                .expect("the event exists")
+        })
+        .collect();
+    assert_eq!(cache.loads(), 1, "one read of Postgres served the rush");
+    assert!(
+        catalogs
+            .iter()
+            .all(|c| std::sync::Arc::ptr_eq(c, &catalogs[0]))
+    );
+    assert_eq!(catalogs[0].seats.len(), 500);
+
+    // Ids that name no event are not cached (an event could never be found later otherwise)
+    // and leave nothing behind: each ask reads again.
+    let nowhere = shared::ids::EventId::new();
+    for _ in 0..3 {
+        assert!(cache.get(&app.db, nowhere).await.expect("read").is_none());
+    }
+    assert_eq!(cache.loads(), 4);
+}
