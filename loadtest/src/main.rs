@@ -219,24 +219,13 @@ async fn smoke(base: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One step of the smoke walk: the request must answer `expected`; prints the step.
 async fn call(
     request: reqwest::RequestBuilder,
     expected: u16,
     step: &str,
 ) -> anyhow::Result<Value> {
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("{step}: request"))?;
-    let status = response.status();
-    let body = response
-        .text()
-        .await
-        .with_context(|| format!("{step}: body"))?;
-    ensure!(
-        status.as_u16() == expected,
-        "{step}: expected {expected}, got {status}: {body}"
-    );
+    let body = setup::expect(request, expected, step).await?;
     println!("ok  {step}");
-    Ok(serde_json::from_str(&body).unwrap_or(Value::Null))
+    Ok(body)
 }
