@@ -75,19 +75,8 @@ async fn consume(
     config: &WorkerConfig,
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let channel = connection.create_channel().await?;
-    channel
-        .basic_qos(config.batch_size, BasicQosOptions::default())
-        .await?;
-    let tag = format!("registration-worker-{}-{slot}", std::process::id());
-    let mut consumer = channel
-        .basic_consume(
-            queue.into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    let (channel, mut consumer, tag) =
+        subscribe(connection, queue, config.batch_size, &slot.to_string()).await?;
     loop {
         let first = tokio::select! {
             next = consumer.next() => next,
@@ -117,6 +106,30 @@ async fn consume(
         .await?;
     channel.close(200, "shutting down".into()).await?;
     Ok(())
+}
+
+/// A consumer of `queue` on its own channel, with `prefetch` unacked deliveries at most; its
+/// tag names this process and `role`.
+pub(crate) async fn subscribe(
+    connection: &Connection,
+    queue: &str,
+    prefetch: u16,
+    role: &str,
+) -> anyhow::Result<(lapin::Channel, lapin::Consumer, String)> {
+    let channel = connection.create_channel().await?;
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    let tag = format!("registration-worker-{}-{role}", std::process::id());
+    let consumer = channel
+        .basic_consume(
+            queue.into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((channel, consumer, tag))
 }
 
 /// Persists one batch and settles every delivery in it.

@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use lapin::{
     Connection,
     message::Delivery,
-    options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
+    options::{BasicAckOptions, BasicNackOptions},
     types::{AMQPValue, FieldTable},
 };
 use shared::{
@@ -302,19 +302,8 @@ async fn consume(
     persister: &Persister,
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let channel = connection.create_channel().await?;
-    channel
-        .basic_qos(PREFETCH, BasicQosOptions::default())
-        .await?;
-    let tag = format!("registration-worker-{}-dead", std::process::id());
-    let mut consumer = channel
-        .basic_consume(
-            queue.into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    let (channel, mut consumer, _tag) =
+        crate::consumer::subscribe(connection, queue, PREFETCH, "dead").await?;
     loop {
         let next = tokio::select! {
             next = consumer.next() => next,
