@@ -65,8 +65,8 @@ async fn list_applications(
             "status is pending, approved or rejected.",
         ));
     }
-    let (page, per_page) = Pagination::new(filter.page, filter.per_page).resolve()?;
-    let items = organizers::list(&state.db, status, per_page, (page - 1) * per_page).await?;
+    let page = Pagination::new(filter.page, filter.per_page).resolve()?;
+    let items = organizers::list(&state.db, status, page.per_page, page.offset()).await?;
     Ok(Json(items))
 }
 
@@ -139,15 +139,13 @@ async fn search_users(
             "q has at most 200 characters.",
         ));
     }
-    let (page, per_page) = Pagination::new(search.page, search.per_page).resolve()?;
+    let page = Pagination::new(search.page, search.per_page).resolve()?;
     let (users, total) =
-        users::search(&state.db, search.q.trim(), per_page, (page - 1) * per_page).await?;
-    Ok(Json(Page {
-        items: users.into_iter().map(UserView::from).collect(),
-        page,
-        per_page,
+        users::search(&state.db, search.q.trim(), page.per_page, page.offset()).await?;
+    Ok(Json(page.answer(
+        users.into_iter().map(UserView::from).collect(),
         total,
-    }))
+    )))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -222,12 +220,7 @@ async fn audit_log(
     _admin: Admin,
     Query(pagination): Query<Pagination>,
 ) -> ApiResult<Json<Page<AuditEntry>>> {
-    let (page, per_page) = pagination.resolve()?;
-    let (items, total) = audit::list(&state.db, per_page, (page - 1) * per_page).await?;
-    Ok(Json(Page {
-        items,
-        page,
-        per_page,
-        total,
-    }))
+    let page = pagination.resolve()?;
+    let (items, total) = audit::list(&state.db, page.per_page, page.offset()).await?;
+    Ok(Json(page.answer(items, total)))
 }

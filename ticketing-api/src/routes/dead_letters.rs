@@ -96,13 +96,13 @@ async fn list_dead_letters(
             ));
         }
     };
-    let (page, per_page) = Pagination::new(filter.page, filter.per_page).resolve()?;
+    let page = Pagination::new(filter.page, filter.per_page).resolve()?;
     let items = sqlx::query_as::<_, DeadLetterView>(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM dead_letters d WHERE {condition}
          ORDER BY d.id DESC LIMIT $1 OFFSET $2"
     )))
-    .bind(per_page)
-    .bind((page - 1) * per_page)
+    .bind(page.per_page)
+    .bind(page.offset())
     .fetch_all(&state.db)
     .await?;
     let (total,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -110,12 +110,7 @@ async fn list_dead_letters(
     )))
     .fetch_one(&state.db)
     .await?;
-    Ok(Json(Page {
-        items,
-        page,
-        per_page,
-        total,
-    }))
+    Ok(Json(page.answer(items, total)))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -104,15 +104,10 @@ async fn list_events(
             "q has at most 200 characters.",
         ));
     }
-    let (page, per_page) = Pagination::new(search.page, search.per_page).resolve()?;
+    let page = Pagination::new(search.page, search.per_page).resolve()?;
     let (items, total) =
-        events::search(&state.db, search.q.trim(), per_page, (page - 1) * per_page).await?;
-    Ok(Json(Page {
-        items,
-        page,
-        per_page,
-        total,
-    }))
+        events::search(&state.db, search.q.trim(), page.per_page, page.offset()).await?;
+    Ok(Json(page.answer(items, total)))
 }
 
 /// One event with its venue, classes, prices and per-class capacity. Public; cancelled

@@ -150,8 +150,8 @@ impl Pagination {
         Self { page, per_page }
     }
 
-    /// `(page, per_page)` after checking the range.
-    pub fn resolve(&self) -> Result<(i64, i64), ApiError> {
+    /// The page asked for, after checking the range.
+    pub fn resolve(&self) -> Result<PageRequest, ApiError> {
         let page = self.page.unwrap_or(1);
         let per_page = self.per_page.unwrap_or(20);
         if !(1..=100_000).contains(&page) || !(1..=100).contains(&per_page) {
@@ -160,7 +160,30 @@ impl Pagination {
                 "page counts from 1; per_page is 1 to 100.",
             ));
         }
-        Ok((page, per_page))
+        Ok(PageRequest { page, per_page })
+    }
+}
+
+/// A checked page request: `LIMIT per_page OFFSET offset()`.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    pub page: i64,
+    pub per_page: i64,
+}
+
+impl PageRequest {
+    pub fn offset(&self) -> i64 {
+        (self.page - 1) * self.per_page
+    }
+
+    /// The answer: this page's items out of `total`.
+    pub fn answer<T>(&self, items: Vec<T>, total: i64) -> Page<T> {
+        Page {
+            items,
+            page: self.page,
+            per_page: self.per_page,
+            total,
+        }
     }
 }
 

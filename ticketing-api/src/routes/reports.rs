@@ -55,15 +55,10 @@ async fn my_events(
     Organizer(actor): Organizer,
     Query(pagination): Query<Pagination>,
 ) -> ApiResult<Json<Page<EventSummary>>> {
-    let (page, per_page) = pagination.resolve()?;
+    let page = pagination.resolve()?;
     let (items, total) =
-        events::organized_by(&state.db, actor.id, per_page, (page - 1) * per_page).await?;
-    Ok(Json(Page {
-        items,
-        page,
-        per_page,
-        total,
-    }))
+        events::organized_by(&state.db, actor.id, page.per_page, page.offset()).await?;
+    Ok(Json(page.answer(items, total)))
 }
 
 /// The live sale of one event: free / held / sold seats and revenue per class, bookings,

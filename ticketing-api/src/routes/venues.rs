@@ -103,14 +103,9 @@ async fn list_venues(
     Organizer(actor): Organizer,
     Query(pagination): Query<Pagination>,
 ) -> ApiResult<Json<Page<VenueSummary>>> {
-    let (page, per_page) = pagination.resolve()?;
-    let (items, total) = venues::list(&state.db, actor, per_page, (page - 1) * per_page).await?;
-    Ok(Json(Page {
-        items,
-        page,
-        per_page,
-        total,
-    }))
+    let page = pagination.resolve()?;
+    let (items, total) = venues::list(&state.db, actor, page.per_page, page.offset()).await?;
+    Ok(Json(page.answer(items, total)))
 }
 
 /// One of your venues, with its layout. Another organizer's venue is 404.
