@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
-    checker, fairness, limits, report,
+    checker, cpu, fairness, limits, report,
     scenario::{self, FanRecord, Run, fan_journey},
     setup,
 };
@@ -77,6 +77,10 @@ pub struct SaleArgs {
     /// waiting room's.
     #[arg(long, default_value_t = 500)]
     pub max_in_flight_purchase: usize,
+    /// Push streams (the waiting room's server-sent events) open at once: fans asked to poll
+    /// every second or two follow the stream instead while one is free (one connection each).
+    #[arg(long, default_value_t = 1500)]
+    pub max_push: usize,
     /// Skip measuring the machine's limits (redis-benchmark, Postgres inserts).
     #[arg(long)]
     pub no_limits: bool,
@@ -173,11 +177,15 @@ pub async fn run(base: &str, args: SaleArgs, queued: bool) -> anyhow::Result<boo
         queued,
         args.tickets_per_fan,
         Duration::from_secs(args.duration),
-        args.max_in_flight,
-        args.max_in_flight_purchase,
+        scenario::Slots {
+            queue: args.max_in_flight,
+            purchase: args.max_in_flight_purchase,
+            push: args.max_push,
+        },
     )?);
     scenario::install(run.clone())?;
     let attack_started = OffsetDateTime::now_utc() - run.clock.elapsed();
+    let cpu_before = cpu::snapshot();
     let fans_scenario = scenario!("Fan").register_transaction(transaction!(fan_journey));
     let metrics = scenario::attack(
         base,
@@ -189,6 +197,7 @@ pub async fn run(base: &str, args: SaleArgs, queued: bool) -> anyhow::Result<boo
     )
     .await?;
     let attack_secs = run.clock.elapsed().as_secs_f64();
+    let cpu = cpu::shares(&cpu_before, &cpu::snapshot(), attack_secs);
     println!("==> attack done in {attack_secs:.1} s; settling");
 
     let records: Vec<FanRecord> = run
@@ -236,6 +245,7 @@ pub async fn run(base: &str, args: SaleArgs, queued: bool) -> anyhow::Result<boo
     };
     let db_times = db_times(&db, event_id).await?;
     let errors = run.errors.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let slot_waits = std::mem::take(&mut *run.slot_waits.lock().unwrap_or_else(|e| e.into_inner()));
 
     let report = report::build(report::Inputs {
         scenario: name,
@@ -255,6 +265,8 @@ pub async fn run(base: &str, args: SaleArgs, queued: bool) -> anyhow::Result<boo
         verdict,
         fairness,
         loadavg_start,
+        slot_waits,
+        cpu,
     });
     report::write(&args.report_dir, &report)?;
     print!("{}", report::markdown(&report));

@@ -9,6 +9,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::{
     checker::{self, Verdict},
+    cpu,
     fairness::Fairness,
     flash::{DbTimes, SaleArgs, Settle},
     limits::{self, Limits},
@@ -34,6 +35,8 @@ pub struct Inputs<'a> {
     pub verdict: Verdict,
     pub fairness: Option<Fairness>,
     pub loadavg_start: String,
+    pub slot_waits: BTreeMap<&'static str, Vec<f32>>,
+    pub cpu: Vec<cpu::Share>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -46,6 +49,16 @@ pub struct Latency {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub status_codes: BTreeMap<u16, usize>,
+}
+
+/// How long requests of one kind waited for one of the generator's slots before being sent.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlotWait {
+    pub request: String,
+    pub count: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -80,6 +93,10 @@ pub struct Report {
     /// Seconds from 202 to the fan seeing `confirmed`: p50/p95/p99.
     pub registration_to_confirmed_ms: Option<(f64, f64, f64)>,
     pub latency: Vec<Latency>,
+    /// The generator's own lateness: time in its slot queue, which goose's latencies leave out.
+    pub slot_waits: Vec<SlotWait>,
+    /// CPU used by each process name over the attack (the generator is `loadtest`).
+    pub cpu: Vec<cpu::Share>,
     pub outcomes: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, u64>,
     pub settle: Settle,
@@ -229,6 +246,21 @@ pub fn build(i: Inputs<'_>) -> Report {
     });
 
     let latency = latency(i.metrics);
+    let slot_waits = i
+        .slot_waits
+        .into_iter()
+        .map(|(request, waits)| {
+            let mut sorted: Vec<f64> = waits.into_iter().map(f64::from).collect();
+            sorted.sort_by(f64::total_cmp);
+            SlotWait {
+                request: request.to_string(),
+                count: sorted.len(),
+                p50_ms: percentile(&sorted, 0.5),
+                p99_ms: percentile(&sorted, 0.99),
+                max_ms: sorted.last().copied().unwrap_or(0.0),
+            }
+        })
+        .collect();
 
     let mut errors = i.errors;
     errors.retain(|_, n| *n > 0);
@@ -256,6 +288,8 @@ pub fn build(i: Inputs<'_>) -> Report {
         rejected_bookings: d.rejected,
         registration_to_confirmed_ms,
         latency,
+        slot_waits,
+        cpu: i.cpu,
         outcomes: checker::tally(r.iter().map(|f| f.outcome.as_str())),
         errors,
         settle: i.settle,
@@ -400,6 +434,34 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(m, "\n## Latency per request (goose)\n");
     latency_table(&mut m, &r.latency);
+    if !r.slot_waits.is_empty() {
+        let _ = writeln!(
+            m,
+            "\nBefore those, each request waited for a generator slot (not in goose's figures):\n"
+        );
+        let _ = writeln!(
+            m,
+            "| request | count | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|"
+        );
+        for w in &r.slot_waits {
+            let _ = writeln!(
+                m,
+                "| {} | {} | {:.1} | {:.1} | {:.1} |",
+                w.request, w.count, w.p50_ms, w.p99_ms, w.max_ms
+            );
+        }
+    }
+    if !r.cpu.is_empty() {
+        let _ = writeln!(m, "\n## CPU during the attack ({} cores)\n", r.machine.cpus);
+        let _ = writeln!(m, "| process | CPU seconds | cores busy |\n|---|---:|---:|");
+        for c in &r.cpu {
+            let _ = writeln!(
+                m,
+                "| {} | {:.1} | {:.2} |",
+                c.process, c.cpu_seconds, c.cores
+            );
+        }
+    }
     let _ = writeln!(m, "\n## Outcomes and errors\n");
     let outcomes: Vec<String> = r.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let _ = writeln!(m, "Fans: {}.\n", outcomes.join(", "));
@@ -461,8 +523,8 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         m,
-        "\nThe load generator shares one connection pool among the fans and keeps at most {} waiting-room requests and {} purchase requests in flight; goose times each request from when it is sent, so time a fan spends waiting for a free slot in the generator is not in the latencies above.",
-        r.parameters.max_in_flight, r.parameters.max_in_flight_purchase
+        "\nThe load generator shares one connection pool among the fans and keeps at most {} waiting-room requests and {} purchase requests in flight, and {} push streams open (fans asked to poll every second or two follow the waiting room's stream while one is free; `GET events` above is the time to the stream's head); goose times each request from when it is sent, so the slot waits are listed apart.",
+        r.parameters.max_in_flight, r.parameters.max_in_flight_purchase, r.parameters.max_push
     );
     let _ = writeln!(
         m,

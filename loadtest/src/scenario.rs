@@ -66,8 +66,25 @@ pub struct Run {
     /// registration, booking): a fan who was admitted does not wait behind other fans' polls.
     queue_slots: tokio::sync::Semaphore,
     purchase_slots: tokio::sync::Semaphore,
+    /// Push streams open at once: fans near the front follow the waiting room's stream, as the
+    /// browser does, when one is free (each holds a connection for as long as it follows).
+    push_slots: tokio::sync::Semaphore,
     pub records: Mutex<Vec<FanRecord>>,
     pub errors: Mutex<BTreeMap<String, u64>>,
+    /// How long each request waited for a slot before it was sent, in ms, by request kind:
+    /// goose's latencies start after that wait, so this is the generator's own lateness.
+    pub slot_waits: Mutex<BTreeMap<&'static str, Vec<f32>>>,
+}
+
+/// How many requests of each kind the generator keeps in flight at most.
+#[derive(Debug, Clone, Copy)]
+pub struct Slots {
+    /// Waiting-room requests (join, status).
+    pub queue: usize,
+    /// Purchase requests (hold, registration, booking).
+    pub purchase: usize,
+    /// Push streams open at once.
+    pub push: usize,
 }
 
 impl Run {
@@ -77,12 +94,11 @@ impl Run {
         queued: bool,
         tickets_per_fan: u64,
         max_wait: Duration,
-        max_in_flight: usize,
-        max_in_flight_purchase: usize,
+        slots: Slots,
     ) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(max_in_flight + max_in_flight_purchase)
+            .pool_max_idle_per_host(slots.queue + slots.purchase + slots.push)
             .build()?;
         Ok(Self {
             event,
@@ -94,10 +110,12 @@ impl Run {
             clock: Instant::now(),
             next: AtomicUsize::new(0),
             client,
-            queue_slots: tokio::sync::Semaphore::new(max_in_flight),
-            purchase_slots: tokio::sync::Semaphore::new(max_in_flight_purchase),
+            queue_slots: tokio::sync::Semaphore::new(slots.queue),
+            purchase_slots: tokio::sync::Semaphore::new(slots.purchase),
+            push_slots: tokio::sync::Semaphore::new(slots.push),
             records: Mutex::new(Vec::new()),
             errors: Mutex::new(BTreeMap::new()),
+            slot_waits: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -232,12 +250,37 @@ async fn send(
     run: &Run,
     method: GooseMethod,
     path: &str,
-    name: &str,
+    name: &'static str,
     expect: u16,
     fan: &Fan,
     headers: &[(&str, &str)],
     body: Option<&Value>,
 ) -> Result<Answer, String> {
+    let response = request(user, run, method, path, name, expect, fan, headers, body).await?;
+    let status = response.status().as_u16();
+    let text = response
+        .text()
+        .await
+        .map_err(|_| format!("{name}: body cut"))?;
+    Ok(Answer {
+        status,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+    })
+}
+
+/// [`send`] up to the response's head, for a caller that reads the body itself (a stream).
+#[allow(clippy::too_many_arguments)]
+async fn request(
+    user: &mut GooseUser,
+    run: &Run,
+    method: GooseMethod,
+    path: &str,
+    name: &'static str,
+    expect: u16,
+    fan: &Fan,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Result<reqwest::Response, String> {
     let mut builder = user
         .get_request_builder(&method, path)
         .map_err(|err| format!("{name}: cannot build request: {err}"))?
@@ -255,20 +298,34 @@ async fn send(
         .expect_status_code(expect)
         .set_request_builder(builder)
         .build();
-    let slots = if matches!(name, "join" | "status") {
-        &run.queue_slots
-    } else {
-        &run.purchase_slots
+    // A push stream already holds one of the push slots.
+    let slots = match name {
+        "join" | "status" => Some(&run.queue_slots),
+        "events" => None,
+        _ => Some(&run.purchase_slots),
     };
-    let _permit = slots
-        .acquire()
-        .await
-        .map_err(|_| format!("{name}: closed"))?;
+    let waiting = Instant::now();
+    let _permit = match slots {
+        Some(slots) => Some(
+            slots
+                .acquire()
+                .await
+                .map_err(|_| format!("{name}: closed"))?,
+        ),
+        None => None,
+    };
+    let waited_ms = waiting.elapsed().as_secs_f32() * 1000.0;
+    run.slot_waits
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(name)
+        .or_default()
+        .push(waited_ms);
     let answered = user
         .request(request)
         .await
         .map_err(|err| format!("{name}: goose: {err}"))?;
-    let response = answered.response.map_err(|err| {
+    answered.response.map_err(|err| {
         let what = if err.is_timeout() {
             "timeout"
         } else if err.is_connect() {
@@ -277,15 +334,6 @@ async fn send(
             "transport"
         };
         format!("{name}: {what}")
-    })?;
-    let status = response.status().as_u16();
-    let text = response
-        .text()
-        .await
-        .map_err(|_| format!("{name}: body cut"))?;
-    Ok(Answer {
-        status,
-        body: serde_json::from_str(&text).unwrap_or(Value::Null),
     })
 }
 
@@ -465,10 +513,16 @@ async fn queue(
         if started.elapsed() > run.max_wait {
             return Ok(Err("gave_up_waiting"));
         }
-        let wait = body["poll_after_ms"]
-            .as_u64()
-            .unwrap_or(1000)
-            .clamp(50, 30_000);
+        let wait = poll_after_ms(&body);
+        // Asked to poll every second or two (near the front, or the opening is close): follow
+        // the push stream instead while a stream slot is free; back to polling when it ends.
+        if wait <= PUSH_BELOW_MS
+            && let Ok(_stream) = run.push_slots.try_acquire()
+            && let Some(pushed) = follow(user, run, fan, event, &queue_token, started).await?
+        {
+            body = pushed;
+            continue;
+        }
         tokio::time::sleep(Duration::from_millis(wait)).await;
         let answer = send(
             user,
@@ -486,5 +540,88 @@ async fn queue(
             return Err(unexpected("status", &answer));
         }
         body = answer.body;
+    }
+}
+
+/// Fans told to poll at least this often switch to the push stream (when one is free).
+const PUSH_BELOW_MS: u64 = 2_500;
+
+fn poll_after_ms(body: &Value) -> u64 {
+    body["poll_after_ms"]
+        .as_u64()
+        .unwrap_or(1000)
+        .clamp(50, 30_000)
+}
+
+/// Follows `GET /api/queue/{event}/events` (server-sent `status` events) until the fan's state
+/// is something to act on (admitted, sold out, expired) or the server's hint says they are far
+/// enough back to poll again: that status body. `None` when the stream ends first (the reqwest
+/// timeout cuts it after 30 s) or the fan's time is up; the caller polls then.
+async fn follow(
+    user: &mut GooseUser,
+    run: &Run,
+    fan: &Fan,
+    event: &str,
+    queue_token: &str,
+    started: Instant,
+) -> Result<Option<Value>, String> {
+    let path = format!("/api/queue/{event}/events?queue_token={queue_token}");
+    let mut response = request(
+        user,
+        run,
+        GooseMethod::Get,
+        &path,
+        "events",
+        200,
+        fan,
+        &[],
+        None,
+    )
+    .await?;
+    if response.status() != 200 {
+        return Ok(None);
+    }
+    let mut buffer = String::new();
+    while started.elapsed() <= run.max_wait {
+        let Ok(Some(chunk)) = response.chunk().await else {
+            return Ok(None);
+        };
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let Some(body) = sse_data(&block) else {
+                continue; // a keep-alive comment
+            };
+            let waiting = matches!(body["state"].as_str(), Some("waiting" | "pre_queue"));
+            if !waiting || poll_after_ms(&body) > 2 * PUSH_BELOW_MS {
+                return Ok(Some(body));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The JSON of one server-sent event's `data:` line(s).
+fn sse_data(block: &str) -> Option<Value> {
+    let data: String = block
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(str::trim_start)
+        .collect();
+    serde_json::from_str(&data).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_block_gives_its_json_and_a_keep_alive_gives_nothing() {
+        let block = "event: status\ndata: {\"state\":\"admitted\",\"position\":0}\n\n";
+        assert_eq!(
+            sse_data(block),
+            Some(json!({"state": "admitted", "position": 0}))
+        );
+        assert_eq!(sse_data(":\n\n"), None);
     }
 }
