@@ -108,7 +108,7 @@ fn queue_fan(state: &AppState, token: Option<&str>, event: EventId) -> Result<Us
     let verified = state
         .keys
         .admission
-        .verify::<QueueClaims>(token)
+        .open::<QueueClaims>(token)
         .map_err(|err| match err {
             TokenError::Expired => ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -226,7 +226,7 @@ async fn join(
     let queue_token = state
         .keys
         .admission
-        .sign(
+        .seal(
             QueueClaims {
                 sub: user,
                 evt: event,

@@ -621,27 +621,28 @@ async fn every_bad_token_and_hostile_input_gets_a_clear_4xx(db: PgPool) {
         }
     };
     let e = event.to_string();
+    let claims = QueueClaims {
+        sub: user,
+        evt: event,
+    };
     let expired = app
         .keys
         .admission
-        .sign_at(
-            QueueClaims {
-                sub: user,
-                evt: event,
-            },
+        .seal_at(
+            claims.clone(),
             OffsetDateTime::now_utc() - time::Duration::hours(2),
             Duration::from_secs(60),
         )
-        .expect("signs");
+        .expect("seals");
     let foreign = KeySet::generate()
         .admission
-        .sign(
-            QueueClaims {
-                sub: user,
-                evt: event,
-            },
-            Duration::from_secs(60),
-        )
+        .seal(claims.clone(), Duration::from_secs(60))
+        .expect("seals");
+    // Signed with the right private key, but queue tokens are sealed: not one of ours.
+    let signed = app
+        .keys
+        .admission
+        .sign(claims, Duration::from_secs(60))
         .expect("signs");
     let cases = [
         (e.clone(), None, 401, "queue_token_required"),
@@ -652,6 +653,7 @@ async fn every_bad_token_and_hostile_input_gets_a_clear_4xx(db: PgPool) {
             "invalid_queue_token",
         ),
         (e.clone(), Some(foreign), 401, "invalid_queue_token"),
+        (e.clone(), Some(signed), 401, "invalid_queue_token"),
         (e.clone(), Some(expired), 401, "queue_token_expired"),
         (
             e.clone(),
