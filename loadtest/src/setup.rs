@@ -202,6 +202,11 @@ pub async fn fans(
         .await
         .context("inserting the fans")?;
     }
+    // A bulk load: give the planner its statistics now rather than when autovacuum comes by.
+    sqlx::query("ANALYZE users")
+        .execute(db)
+        .await
+        .context("analyzing users")?;
     let signed = tokio::task::spawn_blocking(move || {
         ids.into_iter()
             .map(|id| {

@@ -656,6 +656,13 @@ pub async fn create(db: &PgPool, actor: Actor, new: NewEvent) -> Result<Event, E
     )
     .await?;
     tx.commit().await?;
+    // Fresh planner statistics for the rows just added: without them (autovacuum analyzes up
+    // to a minute later, in the middle of an on-sale, or never where it is off) Postgres reads
+    // every seat of every event to fetch one booking's tickets — a load test saw 1.9 billion
+    // rows scanned in one sale. Best effort: the event exists either way.
+    if let Err(err) = sqlx::query("ANALYZE seats").execute(db).await {
+        tracing::warn!(event.id = %id, error = %err, "could not analyze seats");
+    }
     tracing::info!(
         event.id = %id,
         capacity,
