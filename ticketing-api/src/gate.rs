@@ -9,7 +9,8 @@
 //!
 //! While the mode is on, a fan needs an admission token (signed by the waiting room, verified
 //! here with its public key, no network hop) naming them and the event. Once their purchase is
-//! confirmed they leave the active set (`RedisKeys::queue_active`) so the next fan can come in.
+//! accepted (the 202 of a queued registration) they leave the active set
+//! (`RedisKeys::queue_active`) so the next fan can come in.
 
 use serde::{Deserialize, Serialize};
 use shared::{
