@@ -304,23 +304,23 @@ async fn request(
         "events" => None,
         _ => Some(&run.purchase_slots),
     };
-    let waiting = Instant::now();
     let _permit = match slots {
-        Some(slots) => Some(
-            slots
+        Some(slots) => {
+            let waiting = Instant::now();
+            let permit = slots
                 .acquire()
                 .await
-                .map_err(|_| format!("{name}: closed"))?,
-        ),
+                .map_err(|_| format!("{name}: closed"))?;
+            run.slot_waits
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(name)
+                .or_default()
+                .push(waiting.elapsed().as_secs_f32() * 1000.0);
+            Some(permit)
+        }
         None => None,
     };
-    let waited_ms = waiting.elapsed().as_secs_f32() * 1000.0;
-    run.slot_waits
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(name)
-        .or_default()
-        .push(waited_ms);
     let answered = user
         .request(request)
         .await
