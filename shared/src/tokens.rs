@@ -1,9 +1,9 @@
 //! Signed tokens: access (accounts), queue and admission (waiting room), ticket (QR codes).
 //!
-//! All are JWTs signed with Ed25519 (EdDSA). Verification needs only the public key, so every
-//! service checks tokens locally with no network hop, and only the issuer of a kind holds its
-//! private key: the ticketing API signs access and ticket tokens, the waiting room signs queue and
-//! admission tokens, the registration worker signs ticket tokens.
+//! All but the queue token (below) are JWTs signed with Ed25519 (EdDSA). Verification needs only
+//! the public key, so every service checks tokens locally with no network hop, and only the
+//! issuer of a kind holds its private key: the ticketing API signs access and ticket tokens, the
+//! waiting room signs admission tokens, the registration worker signs ticket tokens.
 //!
 //! Each kind has its own audience (`aud`), so a token of one kind is never accepted as another,
 //! even where two kinds share a key. Algorithms are pinned per call: `alg: none` and HS256
