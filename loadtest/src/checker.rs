@@ -248,6 +248,8 @@ pub struct Sources<'a> {
     pub redis_keys: &'a shared::cache::RedisKeys,
     pub amqp: &'a shared::config::AmqpConfig,
     pub mail_dir: Option<PathBuf>,
+    /// When the run started: older files in the mail directory are earlier runs' mail.
+    pub mail_since: std::time::SystemTime,
 }
 
 /// Gathers the snapshot of `event` after a run. `accepted`: the run's 202s (or 201s) with the
@@ -305,7 +307,7 @@ pub async fn gather(
 
     let ids: HashSet<&String> = bookings.keys().collect();
     let mails = match &src.mail_dir {
-        Some(dir) => Some(count_mails(dir, &ids)?),
+        Some(dir) => Some(count_mails(dir, &ids, src.mail_since)?),
         None => None,
     };
 
@@ -427,8 +429,14 @@ async fn dead_letter_rows(db: &PgPool, event: Uuid) -> Option<Vec<(String, bool)
 }
 
 /// Counts the mails in the sink's directory per booking id, from their `Message-ID`
-/// (`<booking-ID@tickets.notifier>`, one per booking), for the bookings in `ids` only.
-pub fn count_mails(dir: &Path, ids: &HashSet<&String>) -> anyhow::Result<HashMap<String, u32>> {
+/// (`<booking-ID@tickets.notifier>`, one per booking), for the bookings in `ids` only. Files
+/// last written before `since` are not opened: a dev machine's sink keeps every earlier run's
+/// mail (a hundred thousand files after a full run).
+pub fn count_mails(
+    dir: &Path,
+    ids: &HashSet<&String>,
+    since: std::time::SystemTime,
+) -> anyhow::Result<HashMap<String, u32>> {
     let mut counts = HashMap::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -436,8 +444,10 @@ pub fn count_mails(dir: &Path, ids: &HashSet<&String>) -> anyhow::Result<HashMap
         Err(err) => return Err(err).with_context(|| format!("reading {}", dir.display())),
     };
     for entry in entries {
-        let path = entry?.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("eml") {
+        let entry = entry?;
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("eml") || written_before(&entry, since)
+        {
             continue;
         }
         if let Some(id) = mail_booking(&path)
@@ -447,6 +457,14 @@ pub fn count_mails(dir: &Path, ids: &HashSet<&String>) -> anyhow::Result<HashMap
         }
     }
     Ok(counts)
+}
+
+/// Whether a directory entry was last written before `since` (unknown: no).
+pub fn written_before(entry: &std::fs::DirEntry, since: std::time::SystemTime) -> bool {
+    entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .is_ok_and(|modified| modified < since)
 }
 
 /// The booking id in a mail's `Message-ID` header, read from the headers only.
@@ -616,10 +634,14 @@ mod tests {
         std::fs::write(dir.join("5.txt"), "Message-ID: <booking-b2@x>\r\n").expect("write");
         let (b1, b2) = ("b1".to_string(), "b2".to_string());
         let ids: HashSet<&String> = [&b1, &b2].into_iter().collect();
-        let counts = count_mails(&dir, &ids).expect("count");
+        let long_ago = std::time::SystemTime::UNIX_EPOCH;
+        let counts = count_mails(&dir, &ids, long_ago).expect("count");
         assert_eq!(counts.get("b1"), Some(&2));
         assert_eq!(counts.get("b2"), Some(&1));
         assert_eq!(counts.len(), 2);
+        // Mail older than the run is an earlier run's: not counted.
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+        assert!(count_mails(&dir, &ids, later).expect("count").is_empty());
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -228,6 +228,8 @@ pub async fn run(base: &str, args: SaleArgs, queued: bool) -> anyhow::Result<boo
         redis_keys: &redis_keys,
         amqp: &amqp,
         mail_dir: args.mail_dir.clone(),
+        // A minute of slack for the file system's clock and timestamps.
+        mail_since: std::time::SystemTime::from(started_wall) - Duration::from_secs(60),
     };
     let snapshot = checker::gather(
         &sources,
