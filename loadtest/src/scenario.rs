@@ -242,21 +242,60 @@ impl Answer {
     }
 }
 
-/// Sends one request through goose (timed under `name`); a transport failure is an error kind.
-/// (One flat call per request reads best at the call sites, hence the arguments.)
-#[allow(clippy::too_many_arguments)]
+/// One request of a fan: what to send, the name goose times it under, the status expected.
+struct Call<'a> {
+    method: GooseMethod,
+    path: &'a str,
+    name: &'static str,
+    expect: u16,
+    headers: &'a [(&'a str, &'a str)],
+    body: Option<&'a Value>,
+}
+
+impl<'a> Call<'a> {
+    fn get(path: &'a str, name: &'static str) -> Self {
+        Self {
+            method: GooseMethod::Get,
+            path,
+            name,
+            expect: 200,
+            headers: &[],
+            body: None,
+        }
+    }
+
+    fn post(path: &'a str, name: &'static str) -> Self {
+        Self {
+            method: GooseMethod::Post,
+            ..Self::get(path, name)
+        }
+    }
+
+    fn expect(self, expect: u16) -> Self {
+        Self { expect, ..self }
+    }
+
+    fn headers(self, headers: &'a [(&'a str, &'a str)]) -> Self {
+        Self { headers, ..self }
+    }
+
+    fn json(self, body: &'a Value) -> Self {
+        Self {
+            body: Some(body),
+            ..self
+        }
+    }
+}
+
+/// Sends one request through goose (timed under its name); a transport failure is an error kind.
 async fn send(
     user: &mut GooseUser,
     run: &Run,
-    method: GooseMethod,
-    path: &str,
-    name: &'static str,
-    expect: u16,
     fan: &Fan,
-    headers: &[(&str, &str)],
-    body: Option<&Value>,
+    call: Call<'_>,
 ) -> Result<Answer, String> {
-    let response = request(user, run, method, path, name, expect, fan, headers, body).await?;
+    let name = call.name;
+    let response = request(user, run, fan, call).await?;
     let status = response.status().as_u16();
     let text = response
         .text()
@@ -269,18 +308,20 @@ async fn send(
 }
 
 /// [`send`] up to the response's head, for a caller that reads the body itself (a stream).
-#[allow(clippy::too_many_arguments)]
 async fn request(
     user: &mut GooseUser,
     run: &Run,
-    method: GooseMethod,
-    path: &str,
-    name: &'static str,
-    expect: u16,
     fan: &Fan,
-    headers: &[(&str, &str)],
-    body: Option<&Value>,
+    call: Call<'_>,
 ) -> Result<reqwest::Response, String> {
+    let Call {
+        method,
+        path,
+        name,
+        expect,
+        headers,
+        body,
+    } = call;
     let mut builder = user
         .get_request_builder(&method, path)
         .map_err(|err| format!("{name}: cannot build request: {err}"))?
@@ -370,18 +411,11 @@ async fn journey(
     let mut hold = None;
     for class in &classes {
         let body = json!({"class": class, "quantity": run.tickets_per_fan});
-        let answer = send(
-            user,
-            run,
-            GooseMethod::Post,
-            &hold_path,
-            "hold",
-            201,
-            fan,
-            &headers,
-            Some(&body),
-        )
-        .await?;
+        let call = Call::post(&hold_path, "hold")
+            .expect(201)
+            .headers(&headers)
+            .json(&body);
+        let answer = send(user, run, fan, call).await?;
         match answer.status {
             201 => {
                 hold = Some(answer.body);
@@ -405,18 +439,13 @@ async fn journey(
     let key = uuid::Uuid::new_v4().to_string();
     headers.push(("Idempotency-Key", &key));
     let expect = if run.queued { 202 } else { 201 };
-    let answer = send(
-        user,
-        run,
-        GooseMethod::Post,
-        &format!("/api/events/{event}/registrations"),
-        "register",
-        expect,
-        fan,
-        &headers,
-        Some(&json!({"hold_id": hold_id})),
-    )
-    .await?;
+    let path = format!("/api/events/{event}/registrations");
+    let body = json!({"hold_id": hold_id});
+    let call = Call::post(&path, "register")
+        .expect(expect)
+        .headers(&headers)
+        .json(&body);
+    let answer = send(user, run, fan, call).await?;
     if answer.status != expect {
         return Err(unexpected("register", &answer));
     }
@@ -437,18 +466,8 @@ async fn journey(
             return Ok("pending_at_end");
         }
         tokio::time::sleep(run.booking_poll).await;
-        let answer = send(
-            user,
-            run,
-            GooseMethod::Get,
-            &format!("/api/bookings/{booking}"),
-            "booking",
-            200,
-            fan,
-            &[],
-            None,
-        )
-        .await?;
+        let path = format!("/api/bookings/{booking}");
+        let answer = send(user, run, fan, Call::get(&path, "booking")).await?;
         if answer.status != 200 {
             return Err(unexpected("booking", &answer));
         }
@@ -473,18 +492,8 @@ async fn queue(
     event: &str,
 ) -> Result<Result<String, &'static str>, String> {
     record.join_sent = Some(run.now());
-    let answer = send(
-        user,
-        run,
-        GooseMethod::Post,
-        &format!("/api/queue/{event}/join"),
-        "join",
-        200,
-        fan,
-        &[],
-        None,
-    )
-    .await?;
+    let path = format!("/api/queue/{event}/join");
+    let answer = send(user, run, fan, Call::post(&path, "join")).await?;
     if answer.status != 200 {
         return Err(unexpected("join", &answer));
     }
@@ -524,18 +533,9 @@ async fn queue(
             continue;
         }
         tokio::time::sleep(Duration::from_millis(wait)).await;
-        let answer = send(
-            user,
-            run,
-            GooseMethod::Get,
-            &status_path,
-            "status",
-            200,
-            fan,
-            &[("X-Queue-Token", &queue_token)],
-            None,
-        )
-        .await?;
+        let token = [("X-Queue-Token", queue_token.as_str())];
+        let call = Call::get(&status_path, "status").headers(&token);
+        let answer = send(user, run, fan, call).await?;
         if answer.status != 200 {
             return Err(unexpected("status", &answer));
         }
@@ -566,18 +566,7 @@ async fn follow(
     started: Instant,
 ) -> Result<Option<Value>, String> {
     let path = format!("/api/queue/{event}/events?queue_token={queue_token}");
-    let mut response = request(
-        user,
-        run,
-        GooseMethod::Get,
-        &path,
-        "events",
-        200,
-        fan,
-        &[],
-        None,
-    )
-    .await?;
+    let mut response = request(user, run, fan, Call::get(&path, "events")).await?;
     if response.status() != 200 {
         return Ok(None);
     }
