@@ -144,8 +144,9 @@ impl Persister {
         Ok(results)
     }
 
-    /// After the commit (and the ack): seats sold in Redis, the fan out of the active
-    /// shoppers, the pending marker gone. Failures are logged: Postgres has the final word.
+    /// After the commit (and the ack): seats sold in Redis, the pending marker gone. (The fan
+    /// left the active shoppers at the API's 202.) Failures are logged: Postgres has the final
+    /// word.
     pub async fn after_commit(&self, results: &[Persisted]) {
         let mut conn = self.redis.conn();
         for result in results {
@@ -169,16 +170,6 @@ impl Persister {
                     Ok(None) => {}
                     Err(err) => tracing::error!(booking.id = %result.booking_id, error = %err,
                         "could not load the event's catalog"),
-                }
-                // The purchase is done: make room for the next fan in the waiting room.
-                let removed = redis::cmd("ZREM")
-                    .arg(self.keys.queue_active(result.event_id))
-                    .arg(result.user_id.to_string())
-                    .query_async::<i64>(&mut conn)
-                    .await;
-                if let Err(err) = removed {
-                    tracing::warn!(booking.id = %result.booking_id, error = %err,
-                        "could not remove the fan from the active shoppers");
                 }
             }
             let deleted = redis::cmd("DEL")

@@ -331,7 +331,7 @@ async fn register_queued(
         tracing::warn!(booking.id = %booking_id, error = %err, "could not mark the booking queued");
     }
     // The fan is done shopping (their seats stay held for the worker): the next fan may come
-    // in now rather than when the worker confirms, which also removes them, as a backstop.
+    // in now rather than when the worker confirms. If this fails, the admission expires anyway.
     crate::gate::leave_active(state, event, fan).await;
     metrics::counter!("bookings_queued_total").increment(1);
     Ok(Registration::Queued(booking_id))
