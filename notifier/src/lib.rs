@@ -1,6 +1,7 @@
 //! The notifier: consumes booking events, renders PDF tickets with QR codes, sends them by
-//! email ([`mail`]) and pushes confirmations over WebSocket (issue 6), next to the ops
-//! endpoints.
+//! email ([`mail`]) and pushes confirmations over WebSocket ([`push`]: capped per user and per
+//! instance, each socket closed at its access token's expiry and at its user's ban), next to the
+//! ops endpoints.
 
 use std::{
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
@@ -12,7 +13,10 @@ pub mod push;
 
 use anyhow::Context;
 use shared::{
-    config::{AmqpConfig, HttpConfig, KeysConfig, LogFormat, PostgresConfig, SmtpConfig},
+    bans::BanList,
+    config::{
+        AmqpConfig, HttpConfig, KeysConfig, LogFormat, PostgresConfig, PushConfig, SmtpConfig,
+    },
     http::{Readiness, Server, apply_common_layers, ops_router},
     messaging::{self, Names},
     tokens::{KeyPurpose, TokenKeys},
@@ -27,6 +31,8 @@ pub struct Config {
     pub smtp: SmtpConfig,
     /// The access tokens' public key (WebSocket logins).
     pub keys: KeysConfig,
+    /// The WebSocket caps.
+    pub push: PushConfig,
     pub log_format: LogFormat,
 }
 
@@ -41,6 +47,7 @@ impl Config {
             amqp: AmqpConfig::from_env()?,
             smtp: SmtpConfig::from_env()?,
             keys: KeysConfig::from_env()?,
+            push: PushConfig::from_env()?,
             log_format: LogFormat::from_env()?,
         })
     }
@@ -99,7 +106,15 @@ pub async fn build_with(config: &Config, access: TokenKeys) -> anyhow::Result<No
     messaging::declare_topology(&channel, &Names::new(config.amqp.prefix.clone())).await?;
     let mailer = mail::Mailer::new(db.clone(), &config.smtp)?;
     tokio::spawn(mail::run(mailer, config.amqp.clone(), stopped.clone()));
-    let hub = push::Hub::default();
+    let hub = push::Hub::new(config.push);
+    // Open sockets end at their user's ban (the upgrade checks the same list).
+    let bans = BanList::new();
+    tokio::spawn(push::enforce_bans(
+        hub.clone(),
+        bans.clone(),
+        db.clone(),
+        stopped.clone(),
+    ));
     tokio::spawn(push::run(
         hub.clone(),
         config.amqp.clone(),
@@ -120,6 +135,7 @@ pub async fn build_with(config: &Config, access: TokenKeys) -> anyhow::Result<No
         .with_state(push::PushState {
             hub,
             access: Arc::new(access),
+            bans,
         });
     // `/ws` upgrades; the ops endpoints at the root and under `/ws/` (through the gateway).
     let router = ws.nest("/ws", ops.clone()).merge(ops);

@@ -6,12 +6,36 @@
 //! and serves the sockets it holds. Per socket a bounded channel: a client too slow to take its
 //! messages is disconnected (it can reconnect and read `GET /api/bookings/ID`) rather than
 //! holding up the others. Pings every [`HEARTBEAT`]; a socket silent for two of them is dropped.
+//!
+//! # What a socket may cost, and how long it lives
+//!
+//! - **Caps.** One user holds at most `WS_MAX_PER_USER` sockets on an instance (a phone, a
+//!   laptop, a few tabs), and the instance at most `WS_MAX_SOCKETS` in all, so neither one fan's
+//!   script nor a crowd can exhaust its memory or file descriptors. A slot is taken before the
+//!   upgrade and given back when the socket's task ends, by a drop guard ([`Slot`]), so no path
+//!   (a failed handshake, a client gone without a close, a write timeout) leaks one. A socket the
+//!   hub has stopped feeding keeps its slot until its task has really ended: the slot counts
+//!   memory, not subscriptions.
+//! - **At the cap the newest is refused** (429 `too_many_connections` before the upgrade; 503
+//!   with `Retry-After` when the whole instance is full), rather than the oldest closed.
+//!   Refusing is simpler to reason about: a socket, once open, stays open until its own token,
+//!   ban, heartbeat or client ends it, and a script holding a stolen token cannot knock the fan's
+//!   own tabs off by opening new ones. What closing the oldest would buy, a fan who reopened a
+//!   tab after a dead connection, is served anyway: a dead socket is dropped within three
+//!   heartbeats, the browser retries with backoff, and a booking's state is always readable over
+//!   HTTP (the booking page polls).
+//! - **A socket does not outlive its access token.** At the token's `exp` the server closes it
+//!   with code [`CLOSE_TOKEN_EXPIRED`] (4001, `token_expired`); the browser refreshes the token
+//!   and reconnects.
+//! - **Nor its user's ban.** The ban list ([`shared::bans`]) is reloaded every [`BAN_RELOAD`];
+//!   after each reload a banned user's sockets are closed with [`CLOSE_BANNED`] (4003, `banned`),
+//!   and their upgrades are refused with 403 `banned`.
 
 use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -20,8 +44,9 @@ use anyhow::Context;
 use axum::{
     extract::{
         Query, State, WebSocketUpgrade,
-        ws::{Message, Utf8Bytes, WebSocket},
+        ws::{CloseFrame, Message, Utf8Bytes, WebSocket},
     },
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use futures_util::{SinkExt, StreamExt};
@@ -32,58 +57,208 @@ use lapin::{
 use serde::Deserialize;
 use serde_json::json;
 use shared::{
-    config::AmqpConfig,
+    bans::BanList,
+    config::{AmqpConfig, PushConfig},
+    http::error_response,
     ids::UserId,
     messaging::{self, BookingConfirmed, BookingRejected, Names, routing},
     tokens::TokenKeys,
 };
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 /// How often the server pings each socket.
 pub const HEARTBEAT: Duration = Duration::from_secs(20);
+/// How often the ban list is reloaded and the banned users' sockets closed: a ban reaches an
+/// open socket within this.
+pub const BAN_RELOAD: Duration = Duration::from_secs(2);
+/// Bans older than this are not loaded: their users' access tokens have expired (they live at
+/// most 15 minutes), and with them every socket they opened.
+const BAN_WINDOW: Duration = Duration::from_secs(960);
+/// The close code at the access token's expiry: refresh the token, then reconnect.
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+/// The close code when the user is banned: do not reconnect.
+pub const CLOSE_BANNED: u16 = 4003;
 /// Messages queued for one socket before it counts as too slow.
 const SOCKET_BUFFER: usize = 64;
 /// How long one write to a socket may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the server waits for the client's answer to its close frame before it drops the
+/// connection (dropping it with the client's bytes unread would reset it, and the client could
+/// lose the close frame and its code).
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// The largest message a client may send. Clients send only pongs and close frames; the
+/// default (64 MiB) would let a few sockets hold gigabytes.
+const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
 
-/// The open sockets of this instance, by user.
-#[derive(Clone, Default)]
+/// Why the server ends a socket with an application close code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    TokenExpired,
+    Banned,
+}
+
+impl Ending {
+    pub fn code(self) -> u16 {
+        match self {
+            Self::TokenExpired => CLOSE_TOKEN_EXPIRED,
+            Self::Banned => CLOSE_BANNED,
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::TokenExpired => "token_expired",
+            Self::Banned => "banned",
+        }
+    }
+
+    fn frame(self) -> Message {
+        Message::Close(Some(CloseFrame {
+            code: self.code(),
+            reason: Utf8Bytes::from_static(self.reason()),
+        }))
+    }
+}
+
+/// The open sockets of this instance, by user, within the configured caps.
+#[derive(Clone)]
 pub struct Hub {
     inner: Arc<HubInner>,
 }
 
-#[derive(Default)]
 struct HubInner {
     /// Is this instance's push queue bound and consumed (readiness)?
-    consuming: std::sync::atomic::AtomicBool,
-    sockets: Mutex<HashMap<UserId, HashMap<u64, tokio::sync::mpsc::Sender<Utf8Bytes>>>>,
+    consuming: AtomicBool,
+    limits: PushConfig,
+    /// One lock over the counts and the outboxes, so a cap check and the slot it grants are one
+    /// step. Held for a hash lookup or a sweep, never across an await.
+    sockets: Mutex<Sockets>,
     next_id: AtomicU64,
 }
 
-impl Hub {
-    fn register(&self, user: UserId) -> (u64, tokio::sync::mpsc::Receiver<Utf8Bytes>) {
-        let (tx, rx) = tokio::sync::mpsc::channel(SOCKET_BUFFER);
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        self.lock().entry(user).or_default().insert(id, tx);
-        (id, rx)
-    }
+#[derive(Default)]
+struct Sockets {
+    users: HashMap<UserId, UserSockets>,
+    /// Slots held on this instance.
+    open: usize,
+}
 
-    fn unregister(&self, user: UserId, id: u64) {
-        let mut sockets = self.lock();
-        if let Some(mine) = sockets.get_mut(&user) {
-            mine.remove(&id);
-            if mine.is_empty() {
-                sockets.remove(&user);
+#[derive(Default)]
+struct UserSockets {
+    /// Slots held by this user: from the admission to the end of the socket's task.
+    open: usize,
+    /// Where pushes go, by socket. A socket dropped as too slow, or told to close, leaves this
+    /// map at once, but keeps its slot until its task has ended.
+    outboxes: HashMap<u64, Outbox>,
+}
+
+struct Outbox {
+    messages: mpsc::Sender<Utf8Bytes>,
+    close: oneshot::Sender<Ending>,
+}
+
+/// Why an upgrade is refused before it happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// The user holds `WS_MAX_PER_USER` sockets here.
+    User,
+    /// This instance holds `WS_MAX_SOCKETS`.
+    Instance,
+}
+
+impl IntoResponse for Full {
+    fn into_response(self) -> Response {
+        match self {
+            Self::User => error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_connections",
+                "This account has too many live-update connections open; close another tab or device and try again.",
+            ),
+            Self::Instance => {
+                let mut response = error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too_many_connections",
+                    "This server holds as many live-update connections as it can; try again shortly.",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(5));
+                response
             }
         }
     }
+}
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        HashMap<UserId, HashMap<u64, tokio::sync::mpsc::Sender<Utf8Bytes>>>,
-    > {
+/// One admitted socket's place in the hub: its outbox, the hub's order to close, and the count
+/// it holds, given back when this is dropped (whichever way the socket ends).
+pub struct Slot {
+    hub: Hub,
+    user: UserId,
+    id: u64,
+    messages: mpsc::Receiver<Utf8Bytes>,
+    close: oneshot::Receiver<Ending>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut sockets = self.hub.lock();
+        sockets.open -= 1;
+        if let Some(mine) = sockets.users.get_mut(&self.user) {
+            mine.outboxes.remove(&self.id);
+            mine.open -= 1;
+            if mine.open == 0 {
+                sockets.users.remove(&self.user);
+            }
+        }
+        drop(sockets);
+        metrics::gauge!("notifier_sockets").decrement(1.0);
+    }
+}
+
+impl Hub {
+    pub fn new(limits: PushConfig) -> Self {
+        Self {
+            inner: Arc::new(HubInner {
+                consuming: AtomicBool::new(false),
+                limits,
+                sockets: Mutex::default(),
+                next_id: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Takes a slot for one more socket of `user`, unless a cap is reached.
+    pub fn admit(&self, user: UserId) -> Result<Slot, Full> {
+        let limits = self.inner.limits;
+        let mut sockets = self.lock();
+        if sockets.open >= limits.max_sockets {
+            return Err(Full::Instance);
+        }
+        let mine = sockets.users.entry(user).or_default();
+        if mine.open >= limits.max_per_user {
+            return Err(Full::User);
+        }
+        let (messages, inbox) = mpsc::channel(SOCKET_BUFFER);
+        let (close, told) = oneshot::channel();
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        mine.open += 1;
+        mine.outboxes.insert(id, Outbox { messages, close });
+        sockets.open += 1;
+        drop(sockets);
+        metrics::gauge!("notifier_sockets").increment(1.0);
+        Ok(Slot {
+            hub: self.clone(),
+            user,
+            id,
+            messages: inbox,
+            close: told,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sockets> {
         self.inner
             .sockets
             .lock()
@@ -95,19 +270,35 @@ impl Hub {
     pub fn send(&self, user: UserId, text: &str) -> usize {
         let text = Utf8Bytes::from(text);
         let mut sockets = self.lock();
-        let Some(mine) = sockets.get_mut(&user) else {
+        let Some(mine) = sockets.users.get_mut(&user) else {
             return 0;
         };
-        let before = mine.len();
-        mine.retain(|_, tx| tx.try_send(text.clone()).is_ok());
-        let sent = mine.len();
+        let before = mine.outboxes.len();
+        mine.outboxes
+            .retain(|_, outbox| outbox.messages.try_send(text.clone()).is_ok());
+        let sent = mine.outboxes.len();
         if sent < before {
             tracing::info!(user.id = %user, dropped = before - sent, "slow or closed sockets dropped");
         }
-        if mine.is_empty() {
-            sockets.remove(&user);
-        }
         sent
+    }
+
+    /// Tells every socket of a user on `bans` to close with [`CLOSE_BANNED`]; returns how many.
+    pub fn close_banned(&self, bans: &BanList) -> usize {
+        let mut sockets = self.lock();
+        let mut closed = 0;
+        for (user, mine) in &mut sockets.users {
+            if mine.outboxes.is_empty() || !bans.is_banned(*user) {
+                continue;
+            }
+            for (_, outbox) in mine.outboxes.drain() {
+                // A socket whose task is already ending has dropped its receiver: nothing to tell.
+                let _ = outbox.close.send(Ending::Banned);
+                closed += 1;
+            }
+            tracing::info!(user.id = %user, "a banned user's sockets closed");
+        }
+        closed
     }
 
     /// Is the push queue bound and consumed right now?
@@ -115,9 +306,17 @@ impl Hub {
         self.inner.consuming.load(Ordering::SeqCst)
     }
 
-    /// Open sockets of `user` on this instance.
+    /// Sockets of `user` on this instance that receive pushes.
     pub fn sockets_of(&self, user: UserId) -> usize {
-        self.lock().get(&user).map_or(0, HashMap::len)
+        self.lock()
+            .users
+            .get(&user)
+            .map_or(0, |mine| mine.outboxes.len())
+    }
+
+    /// Slots held on this instance (sockets open or still ending).
+    pub fn open(&self) -> usize {
+        self.lock().open
     }
 }
 
@@ -126,6 +325,7 @@ impl Hub {
 pub struct PushState {
     pub hub: Hub,
     pub access: Arc<TokenKeys>,
+    pub bans: BanList,
 }
 
 #[derive(Deserialize)]
@@ -133,49 +333,79 @@ pub struct WsQuery {
     access_token: Option<String>,
 }
 
-/// `GET /ws?access_token=...`: 401 without a valid access token, else the upgrade.
+/// `GET /ws?access_token=...`: 401 without a valid access token, 403 `banned`, 429 or 503
+/// `too_many_connections` at a cap, else the upgrade.
 pub async fn upgrade(
     State(state): State<PushState>,
     Query(query): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    // No ban list here: a banned fan's token dies within its lifetime (at most 15 minutes),
-    // and pushes only ever carry their own bookings.
-    let user = match shared::http::authenticate_token(
+    let verified = match shared::http::authenticate_token_verified(
         query.access_token.as_deref(),
         &state.access,
-        None,
+        Some(&state.bans),
     ) {
-        Ok(claims) => claims.sub,
+        Ok(verified) => verified,
         Err(failure) => return failure.into_response(),
     };
-    ws.on_upgrade(move |socket| serve(socket, state.hub, user))
+    let slot = match state.hub.admit(verified.claims.sub) {
+        Ok(slot) => slot,
+        Err(full) => {
+            let cap = match full {
+                Full::User => "user",
+                Full::Instance => "instance",
+            };
+            metrics::counter!("notifier_sockets_refused_total", "cap" => cap).increment(1);
+            tracing::debug!(user.id = %verified.claims.sub, cap, "socket refused at a cap");
+            return full.into_response();
+        }
+    };
+    let expires = deadline(verified.expires_at);
+    // If the handshake fails, axum drops the callback, and with it the slot.
+    ws.max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| serve(socket, slot, expires))
         .into_response()
 }
 
-async fn serve(socket: WebSocket, hub: Hub, user: UserId) {
-    let (id, mut outbox) = hub.register(user);
-    metrics::gauge!("notifier_sockets").increment(1.0);
+/// The instant of this process's clock at which a token expiring at `expires_at` has expired.
+fn deadline(expires_at: OffsetDateTime) -> tokio::time::Instant {
+    // Negative (a token within the verifier's clock-skew leeway) closes at once; the cap only
+    // keeps the arithmetic safe (access tokens live at most 15 minutes).
+    let left = Duration::try_from(expires_at - OffsetDateTime::now_utc())
+        .unwrap_or(Duration::ZERO)
+        .min(Duration::from_secs(24 * 3600));
+    tokio::time::Instant::now() + left
+}
+
+async fn serve(socket: WebSocket, mut slot: Slot, expires: tokio::time::Instant) {
+    let user = slot.user;
     let (mut sink, mut stream) = socket.split();
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.tick().await;
+    let expiry = tokio::time::sleep_until(expires);
+    tokio::pin!(expiry);
     let mut missed = 0u32;
-    loop {
+    // The last frame to send, if any: a close with a code the browser acts on.
+    let last = loop {
         tokio::select! {
-            message = outbox.recv() => {
+            // The hub's order and the token's end come before anything still queued.
+            biased;
+            Ok(ending) = &mut slot.close => break Some(ending.frame()),
+            () = &mut expiry => break Some(Ending::TokenExpired.frame()),
+            message = slot.messages.recv() => {
                 let Some(text) = message else {
                     // Dropped by the hub as too slow.
-                    let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Close(None))).await;
-                    break;
+                    break Some(Message::Close(None));
                 };
                 match tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Text(text))).await {
                     Ok(Ok(())) => {}
-                    _ => break,
+                    _ => break None,
                 }
             }
             incoming = stream.next() => {
                 match incoming {
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
                     // Pongs, and anything else the client says, prove it is alive.
                     Some(Ok(_)) => missed = 0,
                 }
@@ -184,17 +414,58 @@ async fn serve(socket: WebSocket, hub: Hub, user: UserId) {
                 missed += 1;
                 if missed > 2 {
                     tracing::debug!(user.id = %user, "socket silent; dropped");
-                    break;
+                    break None;
                 }
                 match tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Ping(Default::default()))).await {
                     Ok(Ok(())) => {}
-                    _ => break,
+                    _ => break None,
                 }
             }
         }
+    };
+    if let Some(last) = last {
+        if let Message::Close(Some(frame)) = &last {
+            metrics::counter!("notifier_sockets_closed_total", "reason" => frame.reason.to_string())
+                .increment(1);
+            tracing::debug!(user.id = %user, code = frame.code, reason = %frame.reason, "socket closed");
+        }
+        if let Ok(Ok(())) = tokio::time::timeout(WRITE_TIMEOUT, sink.send(last)).await {
+            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                while let Some(Ok(message)) = stream.next().await {
+                    if matches!(message, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
     }
-    hub.unregister(user, id);
-    metrics::gauge!("notifier_sockets").decrement(1.0);
+    // `slot` drops here: the counts go down and the outbox (if still listed) goes.
+}
+
+/// Reloads the ban list every [`BAN_RELOAD`] and closes the sockets of the users on it, until
+/// `stop` turns true. A failed reload keeps the previous list (and says so).
+pub async fn enforce_bans(
+    hub: Hub,
+    bans: BanList,
+    db: PgPool,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(BAN_RELOAD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        if let Err(err) = bans.reload(&db, BAN_WINDOW).await {
+            tracing::warn!(error = %err, "could not reload the ban list");
+        }
+        let closed = hub.close_banned(&bans);
+        if closed > 0 {
+            tracing::info!(sockets = closed, "banned users' sockets closed");
+        }
+    }
 }
 
 /// The JSON a socket receives for a booking event, and whose it is.
@@ -326,20 +597,88 @@ async fn consume(hub: &Hub, amqp: &AmqpConfig, instance: Uuid) -> anyhow::Result
 mod tests {
     use super::*;
 
+    fn hub(max_per_user: usize, max_sockets: usize) -> Hub {
+        Hub::new(PushConfig {
+            max_per_user,
+            max_sockets,
+        })
+    }
+
     #[test]
     fn a_socket_that_does_not_keep_up_is_dropped_and_the_others_still_get_messages() {
-        let hub = Hub::default();
+        let hub = hub(8, 100);
         let user = UserId::new();
-        let (_, mut fast) = hub.register(user);
-        let (_, _slow) = hub.register(user);
+        let mut fast = hub.admit(user).expect("room");
+        let _slow = hub.admit(user).expect("room");
         for _ in 0..SOCKET_BUFFER {
             assert_eq!(hub.send(user, "{}"), 2);
-            fast.try_recv().expect("the fast one reads");
+            fast.messages.try_recv().expect("the fast one reads");
         }
         // The slow one's buffer is full: it is dropped, the fast one still gets the message.
         assert_eq!(hub.send(user, "{}"), 1);
         assert_eq!(hub.sockets_of(user), 1);
-        assert_eq!(fast.try_recv().expect("delivered").as_str(), "{}");
+        assert_eq!(fast.messages.try_recv().expect("delivered").as_str(), "{}");
         assert_eq!(hub.send(UserId::new(), "{}"), 0);
+        // The slow one keeps its slot until its task ends (it still holds its memory).
+        assert_eq!(hub.open(), 2);
+    }
+
+    #[test]
+    fn slots_are_capped_per_user_and_per_instance_and_given_back_once_on_drop() {
+        let hub = hub(2, 3);
+        let (fan, other) = (UserId::new(), UserId::new());
+        let first = hub.admit(fan).expect("room");
+        let second = hub.admit(fan).expect("room");
+        assert_eq!(hub.admit(fan).err(), Some(Full::User));
+        let third = hub.admit(other).expect("another user has room");
+        assert_eq!(hub.admit(UserId::new()).err(), Some(Full::Instance));
+
+        // Dropped from the outboxes first (too slow), then ended: counted back once.
+        for _ in 0..=SOCKET_BUFFER {
+            hub.send(fan, "{}");
+        }
+        assert_eq!(hub.sockets_of(fan), 0);
+        drop(first);
+        drop(second);
+        assert_eq!(hub.open(), 1);
+        let again = [hub.admit(fan).expect("room"), hub.admit(fan).expect("room")];
+        assert_eq!(hub.admit(fan).err(), Some(Full::Instance));
+        drop(again);
+        drop(third);
+        assert_eq!(hub.open(), 0);
+        assert!(hub.lock().users.is_empty(), "no entry left behind");
+    }
+
+    #[test]
+    fn a_banned_users_sockets_are_told_to_close_and_nobody_elses() {
+        let hub = hub(8, 100);
+        let bans = BanList::new();
+        let (banned, other) = (UserId::new(), UserId::new());
+        let mut tabs = [
+            hub.admit(banned).expect("room"),
+            hub.admit(banned).expect("room"),
+        ];
+        let mut bystander = hub.admit(other).expect("room");
+        assert_eq!(hub.close_banned(&bans), 0);
+        bans.insert(banned);
+        assert_eq!(hub.close_banned(&bans), 2);
+        for tab in &mut tabs {
+            assert_eq!(tab.close.try_recv(), Ok(Ending::Banned));
+        }
+        assert!(bystander.close.try_recv().is_err());
+        assert_eq!(hub.send(banned, "{}"), 0, "no pushes after the ban");
+        assert_eq!(hub.send(other, "{}"), 1);
+        // Told to close, but their slots are held until their tasks end.
+        assert_eq!(hub.open(), 3);
+        assert_eq!(hub.close_banned(&bans), 0, "told once");
+    }
+
+    #[test]
+    fn the_deadline_is_the_tokens_expiry_on_this_clock() {
+        let now = tokio::time::Instant::now();
+        let later = deadline(OffsetDateTime::now_utc() + time::Duration::seconds(60));
+        assert!(later >= now + Duration::from_secs(59) && later <= now + Duration::from_secs(61));
+        let past = deadline(OffsetDateTime::now_utc() - time::Duration::seconds(3));
+        assert!(past <= tokio::time::Instant::now());
     }
 }

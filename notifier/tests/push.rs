@@ -1,5 +1,6 @@
 //! WebSocket pushes: fans' open sockets receive their bookings' events, from any notifier
-//! instance; nobody else's; no token, no socket.
+//! instance; nobody else's; no token, no socket. A socket ends with its token and with its
+//! user's ban, and one user (or everyone together) holds at most the configured number.
 
 mod support;
 
@@ -58,15 +59,113 @@ async fn finish(config: &notifier::Config, stoppers: &[&notifier::Stopper]) {
 }
 
 fn token(access: &TokenKeys, user: UserId) -> String {
+    token_for(access, user, Duration::from_secs(600))
+}
+
+fn token_for(access: &TokenKeys, user: UserId, ttl: Duration) -> String {
     access
         .sign(
             AccessClaims {
                 sub: user,
                 role: Role::Fan,
             },
-            Duration::from_secs(600),
+            ttl,
         )
         .expect("signs")
+}
+
+/// Tries to open a socket; the refusal's status and JSON body, or `None` when it opened.
+async fn refused(addr: &str, token: &str) -> Option<(u16, Value)> {
+    match connect_async(format!("ws://{addr}/ws?access_token={token}")).await {
+        Ok(_) => None,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response.body().as_deref().unwrap_or_default();
+            Some((
+                response.status().as_u16(),
+                serde_json::from_slice(body).unwrap_or(Value::Null),
+            ))
+        }
+        Err(other) => panic!("expected an answer, got {other:?}"),
+    }
+}
+
+/// The close frame's code and reason the server ends `socket` with within `wait` (answering
+/// pings, skipping pushes), or `None` when it stays open that long.
+async fn closed_with(socket: &mut Socket, wait: Duration) -> Option<(u16, String)> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, socket.next()).await {
+            Err(_) => return None,
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                return Some(frame.map_or((0, String::new()), |frame| {
+                    (u16::from(frame.code), frame.reason.to_string())
+                }));
+            }
+            Ok(Some(Ok(Message::Ping(data)))) => {
+                let _ = socket.send(Message::Pong(data)).await;
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(other) => panic!("the socket ended without a close frame: {other:?}"),
+        }
+    }
+}
+
+/// Does the server still answer a ping on `socket`?
+async fn answers(socket: &mut Socket) -> bool {
+    if socket.send(Message::Ping(b"hi"[..].into())).await.is_err() {
+        return false;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, socket.next()).await {
+            Ok(Some(Ok(Message::Pong(_)))) => return true,
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => {
+                return false;
+            }
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+/// Closes `socket` as a browser tab does and waits for the server's side of the handshake.
+async fn close(mut socket: Socket) {
+    let _ = socket.close(None).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(_)) = socket.next().await {}
+    })
+    .await;
+}
+
+/// Opens a socket for `token` as soon as the server frees a slot (within a few seconds).
+async fn open_when_free(addr: &str, token: &str) -> Option<Socket> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok((socket, _)) = connect_async(format!("ws://{addr}/ws?access_token={token}")).await
+        {
+            return Some(socket);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A fan account in Postgres (the ban list reads `users.banned_at`).
+async fn fan(db: &PgPool) -> UserId {
+    let id = UserId::new();
+    sqlx::query(
+        "INSERT INTO users (id, email, name, password_hash, role)
+         VALUES ($1, $2, 'Frida Fan', 'x', 'fan')",
+    )
+    .bind(id)
+    .bind(format!("{id}@example.test"))
+    .execute(db)
+    .await
+    .expect("user");
+    id
 }
 
 async fn open(addr: &str, token: &str) -> Socket {
@@ -164,5 +263,128 @@ async fn no_valid_access_token_no_socket(db: PgPool) {
             other => panic!("{url}: expected a 401, got {other:?}"),
         }
     }
+    finish(&config, &[&stopper]).await;
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn one_user_holds_at_most_the_cap_of_sockets_and_closing_one_frees_its_slot(db: PgPool) {
+    let smtp = FakeSmtp::start().await;
+    let mut config = support::config(&db, smtp.port);
+    config.push.max_per_user = 3;
+    let access = TokenKeys::generate(KeyPurpose::Access);
+    let (addr, stopper) = instance(&config, &access).await;
+
+    let fan = token(&access, UserId::new());
+    let mut tabs = Vec::new();
+    for _ in 0..3 {
+        tabs.push(open(&addr, &fan).await);
+    }
+    let (status, body) = refused(&addr, &fan).await.expect("the fourth is refused");
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"], "too_many_connections", "{body}");
+    assert!(body["message"].is_string(), "{body}");
+    // Someone else is not held up by this fan's tabs.
+    let mut other = open(&addr, &token(&access, UserId::new())).await;
+    assert!(answers(&mut other).await);
+    for tab in &mut tabs {
+        assert!(answers(tab).await, "the fan's first three still work");
+    }
+
+    // One tab closed properly, one gone without a goodbye (a laptop lid): both slots free up.
+    close(tabs.pop().expect("three")).await;
+    drop(tabs.pop().expect("two"));
+    let mut reopened = vec![
+        open_when_free(&addr, &fan).await.expect("a slot freed"),
+        open_when_free(&addr, &fan)
+            .await
+            .expect("the second slot freed"),
+    ];
+    // And counted once each: the cap holds again.
+    let (status, body) = refused(&addr, &fan).await.expect("the cap holds again");
+    assert_eq!(status, 429, "{body}");
+    for tab in &mut reopened {
+        assert!(answers(tab).await);
+    }
+    finish(&config, &[&stopper]).await;
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn an_instance_holds_at_most_its_cap_of_sockets_in_all(db: PgPool) {
+    let smtp = FakeSmtp::start().await;
+    let mut config = support::config(&db, smtp.port);
+    config.push.max_sockets = 3;
+    let access = TokenKeys::generate(KeyPurpose::Access);
+    let (addr, stopper) = instance(&config, &access).await;
+
+    let first = token(&access, UserId::new());
+    let mut held = vec![
+        open(&addr, &first).await,
+        open(&addr, &first).await,
+        open(&addr, &token(&access, UserId::new())).await,
+    ];
+    let late = token(&access, UserId::new());
+    let (status, body) = refused(&addr, &late).await.expect("the instance is full");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "too_many_connections", "{body}");
+
+    close(held.pop().expect("three")).await;
+    let mut socket = open_when_free(&addr, &late).await.expect("a slot freed");
+    assert!(answers(&mut socket).await);
+    finish(&config, &[&stopper]).await;
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_socket_is_closed_when_its_access_token_expires(db: PgPool) {
+    let smtp = FakeSmtp::start().await;
+    let config = support::config(&db, smtp.port);
+    let access = TokenKeys::generate(KeyPurpose::Access);
+    let (addr, stopper) = instance(&config, &access).await;
+
+    let user = UserId::new();
+    // Expires at the next second but one: 1 to 2 seconds from now.
+    let mut short = open(&addr, &token_for(&access, user, Duration::from_secs(2))).await;
+    let opened = tokio::time::Instant::now();
+    let mut long = open(&addr, &token(&access, user)).await;
+
+    let closed = closed_with(&mut short, Duration::from_secs(5)).await;
+    assert_eq!(closed, Some((4001, "token_expired".to_string())));
+    let after = opened.elapsed();
+    assert!(
+        after >= Duration::from_millis(500),
+        "closed at its expiry, not at once ({after:?})"
+    );
+    assert!(answers(&mut long).await, "a live token's socket stays open");
+    finish(&config, &[&stopper]).await;
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn banning_a_user_closes_their_open_sockets_and_refuses_new_ones(db: PgPool) {
+    let smtp = FakeSmtp::start().await;
+    let config = support::config(&db, smtp.port);
+    let access = TokenKeys::generate(KeyPurpose::Access);
+    let (addr, stopper) = instance(&config, &access).await;
+
+    let user = fan(&db).await;
+    let fan_token = token(&access, user);
+    let mut tabs = vec![open(&addr, &fan_token).await, open(&addr, &fan_token).await];
+    let mut bystander = open(&addr, &token(&access, fan(&db).await)).await;
+    assert!(answers(&mut tabs[0]).await);
+
+    sqlx::query("UPDATE users SET banned_at = now() WHERE id = $1")
+        .bind(user)
+        .execute(&db)
+        .await
+        .expect("banned");
+    // The ban list reloads every 2 s.
+    for tab in &mut tabs {
+        assert_eq!(
+            closed_with(tab, Duration::from_secs(5)).await,
+            Some((4003, "banned".to_string()))
+        );
+    }
+    let (status, body) = refused(&addr, &fan_token).await.expect("refused");
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], "banned", "{body}");
+    assert!(answers(&mut bystander).await, "nobody else is touched");
     finish(&config, &[&stopper]).await;
 }

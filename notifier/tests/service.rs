@@ -17,6 +17,7 @@ async fn it_declares_its_queues_and_reports_ready(db: PgPool) {
         keys: shared::config::KeysConfig {
             dir: "/nonexistent".into(),
         },
+        push: shared::config::PushConfig::from_env().expect("push config"),
         log_format: LogFormat::Pretty,
     };
     let access = shared::tokens::TokenKeys::generate(shared::tokens::KeyPurpose::Access);

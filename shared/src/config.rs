@@ -36,6 +36,8 @@
 //! | `QUEUE_TOKEN_TTL_SECS` | `21600` | lifetime of a queue token (a place in a waiting room) |
 //! | `QUEUE_GRACE_SECS` | `60` | a waiting fan not seen (status poll, push stream) for this long is dropped when their turn comes |
 //! | `QUEUE_TICK_MS` | `250` | how often each waiting-room instance runs the admission tick of every queue |
+//! | `WS_MAX_PER_USER` | `8` | open WebSocket pushes one user may hold on one notifier instance (a phone, a laptop, a few tabs); the next upgrade gets 429 `too_many_connections` |
+//! | `WS_MAX_SOCKETS` | `10000` | open WebSocket pushes one notifier instance holds in all; the next upgrade gets 503 `too_many_connections` |
 //! | `LOG_FORMAT` | `pretty` | `pretty` for people, `json` for production log shipping |
 //! | `RUST_LOG` | `info` | the tracing filter |
 
@@ -282,6 +284,25 @@ impl WorkerConfig {
             batch_wait: Duration::from_millis(var("WORKER_BATCH_WAIT_MS", 5u64)?.min(1_000)),
             relay: var("OUTBOX_RELAY", true)?,
             outbox_poll: Duration::from_millis(var("OUTBOX_POLL_MS", 50u64)?.clamp(1, 10_000)),
+        })
+    }
+}
+
+/// The notifier's WebSocket pushes: how many sockets one instance holds, per user and in all
+/// (each costs a task, two buffers and a file descriptor).
+#[derive(Debug, Clone, Copy)]
+pub struct PushConfig {
+    /// `WS_MAX_PER_USER` (default 8).
+    pub max_per_user: usize,
+    /// `WS_MAX_SOCKETS` (default 10,000).
+    pub max_sockets: usize,
+}
+
+impl PushConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            max_per_user: var("WS_MAX_PER_USER", 8usize)?.max(1),
+            max_sockets: var("WS_MAX_SOCKETS", 10_000usize)?.max(1),
         })
     }
 }

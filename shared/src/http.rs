@@ -486,20 +486,29 @@ pub fn authenticate_token(
     keys: &crate::tokens::TokenKeys,
     bans: Option<&crate::bans::BanList>,
 ) -> Result<crate::tokens::AccessClaims, AuthFailure> {
+    authenticate_token_verified(token, keys, bans).map(|verified| verified.claims)
+}
+
+/// [`authenticate_token`] with the token's times, for a caller that must stop serving at its
+/// expiry (a WebSocket outlives the request that opened it).
+pub fn authenticate_token_verified(
+    token: Option<&str>,
+    keys: &crate::tokens::TokenKeys,
+    bans: Option<&crate::bans::BanList>,
+) -> Result<crate::tokens::Verified<crate::tokens::AccessClaims>, AuthFailure> {
     use crate::tokens::{AccessClaims, TokenError};
     let token = token
         .map(str::trim)
         .filter(|token| !token.is_empty())
         .ok_or(AuthFailure::Missing)?;
-    let claims = keys
+    let verified = keys
         .verify::<AccessClaims>(token)
         .map_err(|err| match err {
             TokenError::Expired => AuthFailure::Expired,
             _ => AuthFailure::Invalid,
-        })?
-        .claims;
-    if bans.is_some_and(|bans| bans.is_banned(claims.sub)) {
+        })?;
+    if bans.is_some_and(|bans| bans.is_banned(verified.claims.sub)) {
         return Err(AuthFailure::Banned);
     }
-    Ok(claims)
+    Ok(verified)
 }

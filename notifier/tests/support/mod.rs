@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use lapin::{BasicProperties, options::BasicPublishOptions, options::ConfirmSelectOptions};
 use shared::{
-    config::{AmqpConfig, KeysConfig, LogFormat, SmtpConfig, SmtpTls, testing},
+    config::{AmqpConfig, KeysConfig, LogFormat, PushConfig, SmtpConfig, SmtpTls, testing},
     ids::{BookingId, EventId, TicketId, UserId},
     messaging::{self, BookingConfirmed, BookingRejected, Names, TicketSummary, routing},
     tokens::{KeySet, TicketClaims},
@@ -33,6 +33,10 @@ pub fn config(db: &PgPool, smtp_port: u16) -> notifier::Config {
         // Unused: the tests hand `build_with` the access key they sign with.
         keys: KeysConfig {
             dir: "/nonexistent".into(),
+        },
+        push: PushConfig {
+            max_per_user: 8,
+            max_sockets: 10_000,
         },
         log_format: LogFormat::Pretty,
     }
