@@ -135,6 +135,20 @@ async fn sell_one(
     )
     .await?;
     let booking = queued["booking_id"].as_str().context("no booking id")?;
+    // One admission, one order: the 202 spent it, so the same token holds nothing more.
+    let refused = call(
+        fan.post(format!("{base}/api/events/{id}/holds"))
+            .bearer_auth(fan_token)
+            .header("X-Admission-Token", admission)
+            .json(&json!({"class": "Normal", "quantity": 1})),
+        403,
+        "a second hold on a spent admission",
+    )
+    .await?;
+    ensure!(
+        refused["error"] == "invalid_admission",
+        "a spent admission was refused for the wrong reason: {refused}"
+    );
     let started = Instant::now();
     loop {
         let state: Value = fan

@@ -403,6 +403,7 @@ impl Bench {
                 seat_ids: Vec::new(),
                 idempotency_key: None,
                 requested_at: time::OffsetDateTime::now_utc(),
+                prices: Vec::new(),
             });
         }
         Ok(commands)

@@ -205,6 +205,7 @@ async fn persist_one(
             hold: command.hold_id,
             idempotency_key: command.idempotency_key.as_deref(),
             seat_idx: &seats,
+            quote: Some(&command.prices),
         },
     )
     .await;

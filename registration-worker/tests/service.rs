@@ -284,7 +284,19 @@ impl Sale {
         (id, token)
     }
 
-    fn admission(&self, fan: UserId) -> String {
+    /// Lets `fan` in as the waiting room's admission tick would (the admitted set) and hands
+    /// them the admission token it signs.
+    async fn admit(&self, fan: UserId) -> String {
+        let keys = shared::cache::RedisKeys::new(self.redis.key_prefix.clone());
+        let until = time::OffsetDateTime::now_utc().unix_timestamp() * 1000 + 300_000;
+        let redis = shared::cache::connect(&self.redis).expect("redis");
+        shared::cache::redis::cmd("ZADD")
+            .arg(keys.queue_active(self.event))
+            .arg(until)
+            .arg(fan.to_string())
+            .query_async::<()>(&mut redis.conn())
+            .await
+            .expect("ZADD");
         self.keys
             .admission
             .sign(
@@ -327,7 +339,7 @@ impl Sale {
             .client
             .post(format!("{}/api/events/{}/holds", self.base, self.event))
             .bearer_auth(&token)
-            .header("X-Admission-Token", self.admission(fan))
+            .header("X-Admission-Token", self.admit(fan).await)
             .json(&json!({"class": "Normal", "quantity": 1}))
             .send()
             .await
@@ -347,7 +359,7 @@ impl Sale {
                 self.base, self.event
             ))
             .bearer_auth(token)
-            .header("X-Admission-Token", self.admission(fan))
+            .header("X-Admission-Token", self.admit(fan).await)
             .header("x-request-id", "req-e2e")
             .json(&json!({"hold_id": hold}))
             .send()
@@ -552,6 +564,7 @@ async fn the_same_command_delivered_twice_makes_one_booking(db: PgPool) {
         seat_ids: Vec::new(),
         idempotency_key: None,
         requested_at: time::OffsetDateTime::now_utc(),
+        prices: Vec::new(),
     };
     let payload = serde_json::to_vec(&command).expect("json");
     sale.publish_raw(&payload).await;
@@ -572,6 +585,45 @@ async fn the_same_command_delivered_twice_makes_one_booking(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_price_changed_after_the_202_does_not_reach_that_booking(db: PgPool) {
+    let sale = Sale::open(db, 10).await;
+    let (fan, token, hold) = sale.fan_with_hold().await;
+    let booking = sale.register(fan, &token, hold).await;
+    // The organizer raises the price before any worker has written the booking: Postgres has
+    // no row of it yet, so the change is allowed, and must not reach the fan who was accepted.
+    let event: Value = sale
+        .send(
+            reqwest::Method::GET,
+            &format!("/api/events/{}", sale.event),
+            &token,
+            &Value::Null,
+            StatusCode::OK,
+        )
+        .await;
+    let class = &event["classes"][0]["id"];
+    let _: Value = sale
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/events/{}", sale.event),
+            &sale.organizer.clone(),
+            &json!({"classes": [{"id": class, "price": 9000}]}),
+            StatusCode::OK,
+        )
+        .await;
+
+    let _worker = sale.spawn_worker().await;
+    let confirmed = sale.settled(&token, booking).await;
+    assert_eq!(confirmed["status"], "confirmed", "{confirmed}");
+    assert_eq!(confirmed["total"], 5000, "{confirmed}");
+    assert_eq!(confirmed["tickets"][0]["price"], 5000, "{confirmed}");
+    // The next fan pays the new price.
+    let (fan, token, hold) = sale.fan_with_hold().await;
+    let booking = sale.register(fan, &token, hold).await;
+    assert_eq!(sale.settled(&token, booking).await["total"], 9000);
+    sale.cleanup().await;
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_seat_sold_meanwhile_rejects_that_booking_and_its_batch_mates_are_confirmed(db: PgPool) {
     let sale = Sale::open(db, 10).await;
     let worker = sale.worker(worker_config()).await;
@@ -587,6 +639,7 @@ async fn a_seat_sold_meanwhile_rejects_that_booking_and_its_batch_mates_are_conf
             seat_ids: Vec::new(),
             idempotency_key: None,
             requested_at: time::OffsetDateTime::now_utc(),
+            prices: Vec::new(),
         });
     }
     // The middle fan's seat is sold behind Redis' back (as after a lost Redis).
@@ -665,6 +718,7 @@ async fn a_hold_that_expired_before_the_worker_gives_a_rejected_booking_with_its
         seat_ids: Vec::new(),
         idempotency_key: Some("key-1".into()),
         requested_at: time::OffsetDateTime::now_utc(),
+        prices: Vec::new(),
     };
     let results = persister
         .persist(std::slice::from_ref(&command))
@@ -799,7 +853,7 @@ async fn a_broker_that_is_down_gives_503_and_queues_nothing(db: PgPool) {
         .client
         .post(format!("{base}/api/events/{}/registrations", sale.event))
         .bearer_auth(&token)
-        .header("X-Admission-Token", sale.admission(fan))
+        .header("X-Admission-Token", sale.admit(fan).await)
         .json(&json!({"hold_id": hold}))
         .send()
         .await
@@ -1082,6 +1136,7 @@ async fn postgres_unavailable_for_a_while_loses_no_command_and_the_worker_recove
             seat_ids: Vec::new(),
             idempotency_key: None,
             requested_at: time::OffsetDateTime::now_utc(),
+            prices: Vec::new(),
         };
         publisher
             .publish_command(&command, None)
@@ -1344,7 +1399,7 @@ async fn a_broker_restart_during_a_burst_loses_no_202_and_a_503_leaves_nothing_b
                     sale.base, sale.event
                 ))
                 .bearer_auth(&token)
-                .header("X-Admission-Token", sale.admission(fan))
+                .header("X-Admission-Token", sale.admit(fan).await)
                 .json(&json!({"hold_id": hold}));
             tasks.push(tokio::spawn(async move {
                 let response = request.send().await.expect("sent");
@@ -1467,6 +1522,7 @@ async fn a_command_that_keeps_failing_is_dead_lettered_its_booking_rejected_and_
         seat_ids: Vec::new(),
         idempotency_key: Some("k".repeat(300)),
         requested_at: time::OffsetDateTime::now_utc(),
+        prices: Vec::new(),
     };
     sale.publish_raw(&serde_json::to_vec(&doomed).expect("json"))
         .await;

@@ -3,7 +3,8 @@
 //!
 //!     cargo bench -p shared --bench holds
 //!
-//! Environment: `BENCH_CONCURRENCY` (default 50), `BENCH_HOLDS` (default 50000), `REDIS_URL`,
+//! Environment: `BENCH_CONCURRENCY` (default 50), `BENCH_HOLDS` (default 50000), `BENCH_GATED`
+//! (1: every hold is behind the high-demand gate, each fan admitted beforehand), `REDIS_URL`,
 //! `REDIS_CONNECTIONS` (default 4, as the services use),
 //! `DATABASE_URL` (any database with the schema; only read to build the inventory).
 //! Each hold is one fan taking one seat of a 100,000-seat event through `inventory.lua` — the
@@ -15,7 +16,7 @@ use shared::{
     cache::RedisKeys,
     config::{PostgresConfig, RedisConfig},
     ids::{ClassId, EventId, HoldId, SeatId, UserId},
-    inventory::{Catalog, ClassInfo, HoldOutcome, Inventory, SeatInfo},
+    inventory::{Catalog, ClassInfo, HoldOutcome, HoldTerms, Inventory, SeatInfo},
 };
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -29,6 +30,7 @@ fn env_or(name: &str, default: usize) -> usize {
 async fn main() -> anyhow::Result<()> {
     let concurrency = env_or("BENCH_CONCURRENCY", 50);
     let holds = env_or("BENCH_HOLDS", 50_000).min(100_000);
+    let gated = env_or("BENCH_GATED", 0) == 1;
     let mut redis_config = RedisConfig::from_env()?;
 
     redis_config.key_prefix = format!("bench:{}:", uuid::Uuid::new_v4());
@@ -61,11 +63,31 @@ async fn main() -> anyhow::Result<()> {
     }];
     let catalog = Arc::new(Catalog::from_parts(EventId::new(), classes, seats));
     inventory.ensure_loaded(&catalog).await?;
+    // One fan per hold; behind the gate each is in the waiting room's admitted set first.
+    let fans: Arc<Vec<UserId>> = Arc::new((0..holds).map(|_| UserId::new()).collect());
+    if gated {
+        let until = time::OffsetDateTime::now_utc().unix_timestamp() * 1000 + 3_600_000;
+        let active = inventory.keys().queue_active(catalog.event_id);
+        for chunk in fans.chunks(1000) {
+            let mut zadd = shared::cache::redis::cmd("ZADD");
+            zadd.arg(&active);
+            for fan in chunk {
+                zadd.arg(until).arg(fan.to_string());
+            }
+            zadd.query_async::<()>(&mut redis.conn()).await?;
+        }
+    }
+    let ttl = std::time::Duration::from_secs(600);
+    let terms = if gated {
+        HoldTerms::gated(ttl)
+    } else {
+        HoldTerms::from(ttl)
+    };
 
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|worker| {
-            let (inventory, catalog) = (inventory.clone(), catalog.clone());
+            let (inventory, catalog, fans) = (inventory.clone(), catalog.clone(), fans.clone());
             tokio::spawn(async move {
                 let mut done = 0usize;
                 let mut seat = worker;
@@ -74,8 +96,8 @@ async fn main() -> anyhow::Result<()> {
                         .hold_seats(
                             &catalog,
                             HoldId::new(),
-                            UserId::new(),
-                            std::time::Duration::from_secs(600),
+                            fans[seat],
+                            terms,
                             &[u32::try_from(seat).expect("fits")],
                         )
                         .await
@@ -95,7 +117,7 @@ async fn main() -> anyhow::Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
     let holds_per_sec = total as f64 / elapsed;
 
-    // Clean up the event's keys.
+    // Clean up the event's keys (inventory and waiting room).
     let mut conn = redis.conn();
     let keys: Vec<String> = shared::cache::redis::cmd("KEYS")
         .arg(format!("{}*", redis_config.key_prefix))
@@ -110,7 +132,8 @@ async fn main() -> anyhow::Result<()> {
 
     let raw = redis_benchmark_set(concurrency, holds)?;
     println!(
-        "holds:           {total} in {elapsed:.2} s = {holds_per_sec:.0} holds/s (concurrency {concurrency})"
+        "holds{}:   {total} in {elapsed:.2} s = {holds_per_sec:.0} holds/s (concurrency {concurrency})",
+        if gated { " (gated)" } else { "         " }
     );
     println!(
         "redis-benchmark: SET {raw:.0} requests/s (-c {concurrency} -n {holds}, no pipelining)"

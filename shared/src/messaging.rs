@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::{
     config::AmqpConfig,
     domain::Money,
-    ids::{BookingId, EventId, HoldId, SeatId, TicketId, UserId},
+    ids::{BookingId, ClassId, EventId, HoldId, SeatId, TicketId, UserId},
 };
 
 /// Connects with automatic recovery, so a broker restart does not need a process restart.
@@ -427,6 +427,18 @@ pub struct ProcessBookingCommand {
     pub idempotency_key: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub requested_at: OffsetDateTime,
+    /// Each class's price when the registration was accepted (the 202): what the fan pays,
+    /// whatever the organizer changes before a worker writes the booking. Empty in commands
+    /// published before quotes existed; the worker then charges the prices of the moment.
+    #[serde(default)]
+    pub prices: Vec<ClassPrice>,
+}
+
+/// A class's price in minor units of the event's currency, as quoted to a fan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassPrice {
+    pub class_id: ClassId,
+    pub price_minor: i64,
 }
 
 /// One ticket as the notifier needs it.

@@ -1,8 +1,9 @@
 //! Persisting a booking: what the simple path (in the API's request) and the queued path (in the
 //! registration worker) both write, in the caller's transaction.
 //!
-//! Prices are read from the event's classes under the event's `FOR KEY SHARE` lock, never taken
-//! from a request. Booking, tickets (with signed codes) and the outbox event go in together;
+//! Prices are the server's, never a request's: read from the event's classes under the event's
+//! `FOR KEY SHARE` lock (the simple path, in the request), or as quoted when a queued
+//! registration was accepted (carried by the command: the fan pays what they were told). Booking, tickets (with signed codes) and the outbox event go in together;
 //! `UNIQUE (event_id, seat_id)` on tickets is the final word against selling a seat twice, and a
 //! violation of it comes back as [`WriteError::SeatSold`] for this booking alone.
 
@@ -14,7 +15,7 @@ use time::OffsetDateTime;
 use crate::{
     domain::{Currency, Money},
     ids::{BookingId, ClassId, EventId, HoldId, SeatId, TicketId, UserId},
-    messaging::{BookingConfirmed, BookingRejected, TicketSummary, routing},
+    messaging::{BookingConfirmed, BookingRejected, ClassPrice, TicketSummary, routing},
     tokens::{TicketClaims, TokenKeys},
 };
 
@@ -59,6 +60,9 @@ pub struct NewBooking<'a> {
     pub hold: HoldId,
     pub idempotency_key: Option<&'a str>,
     pub seat_idx: &'a [u32],
+    /// The prices quoted when the registration was accepted; `None` (or a class missing from
+    /// it) charges the class's price now.
+    pub quote: Option<&'a [ClassPrice]>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -107,6 +111,23 @@ pub async fn write_booking(
     .bind(&idx)
     .fetch_all(&mut *tx)
     .await?;
+    let seats: Vec<PricedSeat> = seats
+        .into_iter()
+        .map(|seat| {
+            let quoted = new
+                .quote
+                .unwrap_or_default()
+                .iter()
+                .find(|quoted| quoted.class_id == seat.class_id);
+            match quoted {
+                Some(quoted) => PricedSeat {
+                    price_minor: quoted.price_minor,
+                    ..seat
+                },
+                None => seat,
+            }
+        })
+        .collect();
     let currency = seats
         .first()
         .map(|seat| seat.currency.clone())

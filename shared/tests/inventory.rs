@@ -9,7 +9,8 @@ use shared::{
     config::testing,
     ids::{ClassId, EventId, HoldId, SeatId, UserId},
     inventory::{
-        Catalog, ClassCounts, ClassInfo, HoldOutcome, HoldState, Inventory, SeatInfo, SeatState,
+        Catalog, ClassCounts, ClassInfo, HoldOutcome, HoldState, HoldTerms, Inventory, SeatInfo,
+        SeatState,
     },
 };
 use sqlx::PgPool;
@@ -380,5 +381,64 @@ async fn a_lost_redis_is_rebuilt_with_nothing_held_and_nothing_unsold(db: PgPool
             .hold_seats(&catalog, HoldId::new(), UserId::new(), MINUTE, &[0])
             .await
             .expect("ok"),
+    );
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_gated_hold_needs_the_fan_admitted_now_and_ends_with_the_admission(db: PgPool) {
+    let (inventory, catalog, redis) = fixture(db, 1, 10);
+    let active = inventory.keys().queue_active(catalog.event_id);
+    let (ada, bob, cy) = (UserId::new(), UserId::new(), UserId::new());
+    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    // Ada is admitted for 20 more seconds, Bob's admission ended a second ago, Cy never was.
+    let _: () = shared::cache::redis::cmd("ZADD")
+        .arg(&active)
+        .arg(now_ms + 20_000)
+        .arg(ada.to_string())
+        .arg(now_ms - 1_000)
+        .arg(bob.to_string())
+        .query_async(&mut redis.conn())
+        .await
+        .expect("ZADD");
+
+    for fan in [bob, cy] {
+        let refused = inventory
+            .hold_seats(&catalog, HoldId::new(), fan, HoldTerms::gated(MINUTE), &[0])
+            .await
+            .expect("hold");
+        assert_eq!(refused, HoldOutcome::NotAdmitted);
+        let refused = inventory
+            .hold_best(&catalog, HoldId::new(), fan, HoldTerms::gated(MINUTE), 0, 1)
+            .await
+            .expect("best");
+        assert_eq!(refused, HoldOutcome::NotAdmitted);
+    }
+    // Nothing was taken by the refusals.
+    assert_eq!(
+        inventory.counts(&catalog).await.expect("counts")[0].free,
+        10
+    );
+
+    // Ada's ten-minute hold ends when her admission does, twenty seconds from now.
+    let HoldOutcome::Held { expires_at_ms, .. } = inventory
+        .hold_seats(
+            &catalog,
+            HoldId::new(),
+            ada,
+            HoldTerms::gated(Duration::from_secs(600)),
+            &[0],
+        )
+        .await
+        .expect("hold")
+    else {
+        panic!("Ada is admitted");
+    };
+    assert_eq!(expires_at_ms, now_ms + 20_000);
+    // The same hold without the gate is not Cy's business: ungated holds ignore the set.
+    held(
+        inventory
+            .hold_best(&catalog, HoldId::new(), cy, MINUTE, 0, 1)
+            .await
+            .expect("best"),
     );
 }

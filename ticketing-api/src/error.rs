@@ -235,7 +235,9 @@ impl From<crate::gate::GateError> for ApiError {
         let message = err.to_string();
         match err {
             E::AdmissionRequired => Self::forbidden("admission_required", message),
-            E::InvalidAdmission(_) => Self::forbidden("invalid_admission", message),
+            E::InvalidAdmission(_) | E::NotAdmitted => {
+                Self::forbidden("invalid_admission", message)
+            }
         }
     }
 }

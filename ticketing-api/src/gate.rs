@@ -7,13 +7,24 @@
 //! `RedisKeys::queue_gate(event)` with the fields `high_demand` ("1"/"0"), `admit_per_minute`,
 //! `max_active`, `sale_opens_at_ms` and `updated_at_ms` (Unix ms), written in one HSET.
 //!
-//! While the mode is on, a fan needs an admission token (signed by the waiting room, verified
-//! here with its public key, no network hop) naming them and the event. Once their purchase is
-//! accepted (the 202 of a queued registration) they leave the active set
-//! (`RedisKeys::queue_active`) so the next fan can come in.
+//! While the mode is on, a fan needs a *live admission*, checked in two parts:
+//!
+//! - the admission token (signed by the waiting room, verified here with its public key, no
+//!   network hop) must name them and the event: it says who is asking;
+//! - the waiting room's set of admitted fans (`RedisKeys::queue_active`: user id scored by the
+//!   end of their admission) must hold them *now*: it says whether they may. This set is the
+//!   truth. Only the waiting room's admission tick adds to it, and only while the gate is on, so
+//!   a token handed out while the gate was off (a join answers `admitted` at once then) buys
+//!   nothing once it is on. A hold checks it inside the inventory script (one round trip, see
+//!   `shared::inventory::HoldTerms`); a registration *spends* it ([`spend`]): the fan leaves
+//!   the set in the same step that checks them, so one admission makes one order, and the room
+//!   may let the next fan in. A retry of that registration finds its booking before any check.
+
+use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
 use shared::{
+    cache::redis::{self, Script},
     ids::{EventId, UserId},
     tokens::{AdmissionClaims, TokenError, TokenKeys},
 };
@@ -35,6 +46,10 @@ pub enum GateError {
     /// The admission token was sent but cannot be used; the text says why.
     #[error("the admission token is {0}")]
     InvalidAdmission(&'static str),
+    /// The token is sound but the fan is not admitted now: their admission was spent on a
+    /// purchase, has ended, or was handed out while the gate was off.
+    #[error("your admission is used or over: take a place in the waiting room again")]
+    NotAdmitted,
 }
 
 /// May `fan` shop `event` with this admission token? Only called for high-demand events.
@@ -64,16 +79,20 @@ pub fn check(
     Ok(())
 }
 
-/// What the organizer sets with `PUT /api/events/{id}/demand-mode`.
+/// What the organizer sets with `PUT /api/events/{id}/demand-mode`. The rate and the cap
+/// keep their last values (600 a minute and 1,000 at first) when not sent, so turning the gate
+/// off, or on again, needs nothing else.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DemandMode {
-    /// Fans need an admission token from the waiting room to hold and register.
+    /// Fans need an admission from the waiting room to hold and register.
     pub high_demand: bool,
-    /// Fans the waiting room admits per minute, 1 to 1,000,000.
-    pub admit_per_minute: i64,
-    /// Fans shopping at once, at most; 1 to 1,000,000.
-    pub max_active: i64,
+    /// Fans the waiting room admits per minute, 1 to 1,000,000; unchanged when absent.
+    #[serde(default)]
+    pub admit_per_minute: Option<i64>,
+    /// Fans shopping at once, at most; 1 to 1,000,000; unchanged when absent.
+    #[serde(default)]
+    pub max_active: Option<i64>,
 }
 
 /// The event's demand mode as it now is.
@@ -110,8 +129,14 @@ pub async fn set_demand_mode(
     event: EventId,
     mode: DemandMode,
 ) -> Result<DemandModeView, EventError> {
-    let admit_per_minute = rate("admit_per_minute", mode.admit_per_minute)?;
-    let max_active = rate("max_active", mode.max_active)?;
+    let admit_per_minute = mode
+        .admit_per_minute
+        .map(|value| rate("admit_per_minute", value))
+        .transpose()?;
+    let max_active = mode
+        .max_active
+        .map(|value| rate("max_active", value))
+        .transpose()?;
 
     let mut tx = state.db.begin().await?;
     let row = sqlx::query_as::<_, GateRow>(
@@ -125,16 +150,19 @@ pub async fn set_demand_mode(
     if row.cancelled_at.is_some() {
         return Err(EventError::Cancelled);
     }
-    sqlx::query(
-        "UPDATE events SET high_demand = $2, admit_per_minute = $3, max_active = $4,
+    let (admit_per_minute, max_active): (i32, i32) = sqlx::query_as(
+        "UPDATE events SET high_demand = $2,
+                           admit_per_minute = COALESCE($3, admit_per_minute),
+                           max_active = COALESCE($4, max_active),
                            updated_at = now()
-         WHERE id = $1",
+         WHERE id = $1
+         RETURNING admit_per_minute, max_active",
     )
     .bind(event)
     .bind(mode.high_demand)
     .bind(admit_per_minute)
     .bind(max_active)
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
     audit::record(
         &mut tx,
@@ -152,7 +180,7 @@ pub async fn set_demand_mode(
     // Written while the row is locked, so concurrent changes reach Redis in the order they
     // reach Postgres; a failed write rolls the change back (the organizer retries the PUT).
     let now_ms = unix_ms(OffsetDateTime::now_utc());
-    shared::cache::redis::cmd("HSET")
+    redis::cmd("HSET")
         .arg(state.redis_keys.queue_gate(event))
         .arg("high_demand")
         .arg(if mode.high_demand { "1" } else { "0" })
@@ -184,17 +212,98 @@ pub async fn set_demand_mode(
     })
 }
 
-/// The fan's purchase is done: free their place among the active shoppers. Best effort (the
-/// admission expires anyway); a failure is logged, never returned.
-pub async fn leave_active(state: &AppState, event: EventId, fan: UserId) {
-    let removed = shared::cache::redis::cmd("ZREM")
-        .arg(state.redis_keys.queue_active(event))
+/// The sale's opening moved (an organizer's PATCH, before the sale opened): the waiting room's
+/// gate follows, so the pre-queue is shuffled and admissions start at the new time. Called
+/// while the event row is locked, like [`set_demand_mode`]'s write. A gate hash the waiting room
+/// has not written yet gets this field now and the rest from Postgres when it is first needed.
+pub async fn move_opening(
+    state: &AppState,
+    event: EventId,
+    opens_at: OffsetDateTime,
+) -> anyhow::Result<()> {
+    redis::cmd("HSET")
+        .arg(state.redis_keys.queue_gate(event))
+        .arg("sale_opens_at_ms")
+        .arg(unix_ms(opens_at))
+        .arg("updated_at_ms")
+        .arg(unix_ms(OffsetDateTime::now_utc()))
+        .query_async::<()>(&mut state.redis.conn())
+        .await
+        .map_err(|err| anyhow::Error::new(err).context("moving the waiting room's opening"))
+}
+
+/// Takes the fan out of the admitted set if their admission is live, atomically: returns when
+/// it would have ended (Unix ms), or `None` if there was none to spend.
+static SPEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local t = redis.call('TIME')
+         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+         local ends = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
+         if not ends or ends <= now then return false end
+         redis.call('ZREM', KEYS[1], ARGV[1])
+         return string.format('%d', ends)",
+    )
+});
+
+/// A spent admission, to give back if the purchase it paid for could not be accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "give it back with `restore` if the purchase is not accepted"]
+pub struct Spent {
+    event: EventId,
+    fan: UserId,
+    ends_at_ms: i64,
+}
+
+/// Spends the fan's live admission to `event`: one admission, one order. `NotAdmitted` when
+/// there is none (already spent, over, or never granted while the gate was on).
+pub async fn spend(state: &AppState, event: EventId, fan: UserId) -> Result<Spent, SpendError> {
+    let ends: Option<String> = SPEND
+        .key(state.redis_keys.queue_active(event))
         .arg(fan.to_string())
+        .invoke_async(&mut state.redis.conn())
+        .await?;
+    let ends_at_ms = ends
+        .and_then(|ms| ms.parse().ok())
+        .ok_or(SpendError::Gate(GateError::NotAdmitted))?;
+    Ok(Spent {
+        event,
+        fan,
+        ends_at_ms,
+    })
+}
+
+/// Why an admission could not be spent.
+#[derive(Debug, thiserror::Error)]
+pub enum SpendError {
+    #[error(transparent)]
+    Gate(#[from] GateError),
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Gives a spent admission back (the purchase it paid for was not accepted), unless it has
+/// ended meanwhile. Best effort: on failure the fan rejoins the waiting room.
+pub async fn restore(state: &AppState, spent: Spent) {
+    let restored = redis::cmd("ZADD")
+        .arg(state.redis_keys.queue_active(spent.event))
+        .arg("NX")
+        .arg(spent.ends_at_ms)
+        .arg(spent.fan.to_string())
         .query_async::<i64>(&mut state.redis.conn())
         .await;
-    if let Err(err) = removed {
+    if let Err(err) = restored {
+        tracing::warn!(event.id = %spent.event, user.id = %spent.fan, error = %err,
+            "could not give an unused admission back");
+    }
+}
+
+/// The fan bought without the gate (it was off by the time they registered): an admission
+/// they still hold is spent all the same, so it cannot buy again if the gate comes back on.
+/// Best effort (an admission ends by itself); a failure is logged, never returned.
+pub async fn spend_if_any(state: &AppState, event: EventId, fan: UserId) {
+    if let Err(SpendError::Redis(err)) = spend(state, event, fan).await {
         tracing::warn!(event.id = %event, user.id = %fan, error = %err,
-            "could not remove the fan from the active shoppers");
+            "could not spend the fan's admission");
     }
 }
 

@@ -15,7 +15,11 @@
 --                  each bucket stays a small listpack (~25 B a fan instead of ~80 B)
 --   dropped  SET   fans (raw) dropped for not being seen within the grace
 --   serving  STRING the number of the last fan the tick reached
---   active   ZSET  user id (hyphenated) scored by the expiry of their admission, Unix ms
+--   active   ZSET  user id (hyphenated) scored by the expiry of their admission, Unix ms: the
+--                  truth of who may shop now. Only the tick adds to it, so a join while the
+--                  gate is off (answered 'admitted' at once) is never in it; the ticketing API
+--                  checks it with every gated hold and removes the fan when a registration
+--                  spends the admission
 --   admitted LIST  user ids (hyphenated) in the order the tick admitted them: the evidence of
 --                  the queue's fairness (the load test compares it with join order); expires
 --                  a day after the last admission

@@ -868,3 +868,86 @@ async fn the_openapi_document_describes_the_queue(db: PgPool) {
         "bearer"
     );
 }
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn joins_racing_the_switch_count_only_fans_the_line_admitted(db: PgPool) {
+    let app = spawn(&db, Duration::from_secs(60)).await;
+    let event = create_event(&db, false, 600, 10_000, open_now()).await;
+    // A fan who joins while the gate is off is let in at once (and the gate hash is loaded).
+    let early = UserId::new();
+    let (status, body) = app.join(event, early).await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (StatusCode::OK, Some("admitted"))
+    );
+
+    // Sixty fans join at once while the organizer turns the gate on (the API's HSET).
+    let fans: Vec<UserId> = (0..60).map(|_| UserId::new()).collect();
+    let app = &app;
+    let joins = fans
+        .iter()
+        .map(|&fan| async move { (fan, app.join(event, fan).await) });
+    let flip = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _: () = redis::cmd("HSET")
+            .arg(app.redis_keys().queue_gate(event))
+            .arg("high_demand")
+            .arg("1")
+            .query_async(&mut app.conn().await)
+            .await
+            .expect("hset");
+    };
+    let (answers, ()) = tokio::join!(futures_util::future::join_all(joins), flip);
+    let mut admitted_while_off = vec![early.to_string()];
+    for (fan, (status, body)) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        match body["state"].as_str() {
+            Some("admitted") => admitted_while_off.push(fan.to_string()),
+            Some("waiting") => {}
+            other => panic!("{other:?}: {body}"),
+        }
+    }
+    // Fans who join after the switch queue; the tick lets the line move.
+    join_many(app, event, 5).await;
+    let base = app.redis_keys().queue_base(event);
+    let mut conn = app.conn().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while redis::cmd("LLEN")
+        .arg(format!("{base}admitted"))
+        .query_async::<u64>(&mut conn)
+        .await
+        .expect("llen")
+        == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the line never moved"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let active: Vec<String> = redis::cmd("ZRANGE")
+        .arg(app.redis_keys().queue_active(event))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .expect("zrange");
+    let logged: Vec<String> = redis::cmd("LRANGE")
+        .arg(format!("{base}admitted"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .expect("lrange");
+    // The truth the ticketing API checks holds only fans the line let in, each logged.
+    for fan in &active {
+        assert!(
+            logged.contains(fan),
+            "{fan} is active but was never admitted"
+        );
+        assert!(
+            !admitted_while_off.contains(fan),
+            "{fan} was let in by a join while the gate was off"
+        );
+    }
+}

@@ -12,6 +12,12 @@
 --   sold           HASH   c -> seats of class c sold
 --   loaded         STRING present once the inventory was built from Postgres
 --
+-- The high-demand gate: KEYS[2], when given to 'hold' or 'best', is the waiting room's set of
+-- admitted fans (`wr:{evt:ID}:active`: user id scored by the end of their admission, Unix ms;
+-- the same hash tag, so the same Redis Cluster slot). The owner must be admitted at this very
+-- moment, and the hold ends no later than their admission does. Checking it here keeps a gated
+-- hold one round trip, and atomic with the seats it takes.
+--
 -- A hold expires by itself: once its score passes, its seats count as free to every check.
 -- Expired holds are swept (seats back into free:<c>) by best-available, the counts, the seat
 -- map and the periodic sweeper. Records live in per-event hashes rather than keys of their
@@ -71,6 +77,18 @@ local function sweep(now, limit)
   local expired = redis.call('ZRANGEBYSCORE', HOLDS, '-inf', now, 'LIMIT', 0, limit)
   for _, id in ipairs(expired) do drop_hold(id) end
   return #expired
+end
+
+-- When a hold for `owner` taken now for `ttl` ms ends; nil when the gate (KEYS[2]) is given and
+-- the owner is not admitted now.
+local function hold_expiry(owner, now, ttl)
+  local expires = now + ttl
+  if KEYS[2] then
+    local admitted_until = tonumber(redis.call('ZSCORE', KEYS[2], owner))
+    if not admitted_until or admitted_until <= now then return nil end
+    expires = math.min(expires, admitted_until)
+  end
+  return expires
 end
 
 local function write_record(id, owner, expires, seats)
@@ -145,6 +163,8 @@ if op == 'hold' then
   -- ARGV: hold id, owner, ttl ms, then idx, c, score for each seat
   -- No sweep here: liveness is checked per seat, so expired holds cost nothing to skip.
   local id, owner, ttl = ARGV[2], ARGV[3], tonumber(ARGV[4])
+  local expires = hold_expiry(owner, now, ttl)
+  if not expires then return { 'not_admitted' } end
   local previous_id = redis.call('HGET', FANS, owner)
   local taken, entries = {}, {}
   for i = 5, #ARGV, 3 do
@@ -160,7 +180,6 @@ if op == 'hold' then
     return taken
   end
   release_previous(previous_id, now)
-  local expires = now + ttl
   take(id, owner, entries, expires)
   return { 'ok', string.format('%d', expires) }
 
@@ -168,6 +187,8 @@ elseif op == 'best' then
   -- ARGV: hold id, owner, ttl ms, class c, quantity, how many free seats to scan at most
   local id, owner, ttl, c = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
   local quantity, scan_limit = tonumber(ARGV[6]), tonumber(ARGV[7])
+  local expires = hold_expiry(owner, now, ttl)
+  if not expires then return { 'not_admitted' } end
   sweep(now, SWEEP_BATCH)
   local previous = release_previous(redis.call('HGET', FANS, owner), now)
   -- Walk the class's free seats best first; the first run of `quantity` seats in one row with
@@ -201,7 +222,6 @@ elseif op == 'best' then
     restore(previous, owner)
     return { 'not_enough', string.format('%d', redis.call('ZCARD', free_key(c))) }
   end
-  local expires = now + ttl
   take(id, owner, chosen, expires)
   local reply = { 'ok', string.format('%d', expires) }
   for _, e in ipairs(chosen) do reply[#reply + 1] = e[1] end

@@ -43,6 +43,29 @@ pub enum InventoryError {
     Loading,
 }
 
+/// How long a hold may last, and whether the high-demand gate applies to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldTerms {
+    pub ttl: Duration,
+    /// The fan must be admitted by the waiting room at this moment (in its active set); the
+    /// hold then ends no later than the admission.
+    pub gated: bool,
+}
+
+impl HoldTerms {
+    /// A hold behind the high-demand gate.
+    pub fn gated(ttl: Duration) -> Self {
+        Self { ttl, gated: true }
+    }
+}
+
+/// An ungated hold of this length.
+impl From<Duration> for HoldTerms {
+    fn from(ttl: Duration) -> Self {
+        Self { ttl, gated: false }
+    }
+}
+
 /// What happened to a request for a hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HoldOutcome {
@@ -52,6 +75,9 @@ pub enum HoldOutcome {
     Taken(Vec<u32>),
     /// The class has fewer free seats than asked for; nothing was held.
     NotEnough { free: u64 },
+    /// The hold was gated and the fan is not admitted now (never was, spent their admission
+    /// on a purchase, or it ended); nothing was held.
+    NotAdmitted,
 }
 
 /// The state of a live hold after extending it.
@@ -96,8 +122,21 @@ impl Inventory {
     }
 
     async fn call(&self, event: EventId, args: &[String]) -> Result<Vec<String>, InventoryError> {
+        self.call_gated(event, false, args).await
+    }
+
+    /// The script, with the waiting room's admitted fans as its second key when `gated`.
+    async fn call_gated(
+        &self,
+        event: EventId,
+        gated: bool,
+        args: &[String],
+    ) -> Result<Vec<String>, InventoryError> {
         let mut conn = self.redis.conn();
         let mut invocation = SCRIPT.key(self.keys.inventory(event));
+        if gated {
+            invocation.key(self.keys.queue_active(event));
+        }
         for arg in args {
             invocation.arg(arg);
         }
@@ -110,12 +149,21 @@ impl Inventory {
         catalog: &Catalog,
         args: &[String],
     ) -> Result<Vec<String>, InventoryError> {
-        let reply = self.call(catalog.event_id, args).await?;
+        self.call_loaded_gated(catalog, false, args).await
+    }
+
+    async fn call_loaded_gated(
+        &self,
+        catalog: &Catalog,
+        gated: bool,
+        args: &[String],
+    ) -> Result<Vec<String>, InventoryError> {
+        let reply = self.call_gated(catalog.event_id, gated, args).await?;
         if reply.first().map(String::as_str) != Some("not_loaded") {
             return Ok(reply);
         }
         self.ensure_loaded(catalog).await?;
-        self.call(catalog.event_id, args).await
+        self.call_gated(catalog.event_id, gated, args).await
     }
 
     /// Holds exactly these seats (by idx) for `owner`, all or nothing.
@@ -124,14 +172,15 @@ impl Inventory {
         catalog: &Catalog,
         hold: HoldId,
         owner: UserId,
-        ttl: Duration,
+        terms: impl Into<HoldTerms>,
         seats: &[u32],
     ) -> Result<HoldOutcome, InventoryError> {
+        let terms = terms.into();
         let mut args = vec![
             "hold".to_string(),
             hold.to_string(),
             owner.to_string(),
-            ttl.as_millis().to_string(),
+            terms.ttl.as_millis().to_string(),
         ];
         for &idx in seats {
             let seat = catalog
@@ -143,13 +192,14 @@ impl Inventory {
                 seat.score().to_string(),
             ]);
         }
-        let reply = self.call_loaded(catalog, &args).await?;
+        let reply = self.call_loaded_gated(catalog, terms.gated, &args).await?;
         match reply.first().map(String::as_str) {
             Some("ok") => Ok(HoldOutcome::Held {
                 expires_at_ms: parse(&reply, 1)?,
                 seats: seats.to_vec(),
             }),
             Some("taken") => Ok(HoldOutcome::Taken(parse_all(&reply, 1)?)),
+            Some("not_admitted") => Ok(HoldOutcome::NotAdmitted),
             _ => Err(InventoryError::Protocol(reply)),
         }
     }
@@ -161,20 +211,21 @@ impl Inventory {
         catalog: &Catalog,
         hold: HoldId,
         owner: UserId,
-        ttl: Duration,
+        terms: impl Into<HoldTerms>,
         class: u16,
         quantity: u32,
     ) -> Result<HoldOutcome, InventoryError> {
+        let terms = terms.into();
         let args = [
             "best".to_string(),
             hold.to_string(),
             owner.to_string(),
-            ttl.as_millis().to_string(),
+            terms.ttl.as_millis().to_string(),
             class.to_string(),
             quantity.to_string(),
             BEST_SCAN_LIMIT.to_string(),
         ];
-        let reply = self.call_loaded(catalog, &args).await?;
+        let reply = self.call_loaded_gated(catalog, terms.gated, &args).await?;
         match reply.first().map(String::as_str) {
             Some("ok") => Ok(HoldOutcome::Held {
                 expires_at_ms: parse(&reply, 1)?,
@@ -183,6 +234,7 @@ impl Inventory {
             Some("not_enough") => Ok(HoldOutcome::NotEnough {
                 free: parse(&reply, 1)?,
             }),
+            Some("not_admitted") => Ok(HoldOutcome::NotAdmitted),
             _ => Err(InventoryError::Protocol(reply)),
         }
     }

@@ -24,6 +24,7 @@ use time::OffsetDateTime;
 
 use crate::{
     AppState,
+    gate::SpendError,
     holds::{HoldError, SaleRules},
 };
 
@@ -119,8 +120,9 @@ pub struct QueuedView {
 /// How long a queued registration keeps the hold alive, for the worker to re-check it.
 const QUEUE_GRACE: Duration = Duration::from_secs(120);
 
-/// Registers the fan's hold. In high-demand mode `admission` (the `X-Admission-Token`) must
-/// admit this fan to this event, and the registration is queued to the workers
+/// Registers the fan's hold. In high-demand mode the fan must hold a live admission (the
+/// `X-Admission-Token` names them; the waiting room's admitted set says they are admitted now),
+/// which the registration spends, and the registration is queued to the workers
 /// ([`register_queued`]); otherwise it is booked now (the simple path).
 pub async fn register(
     state: &AppState,
@@ -131,15 +133,22 @@ pub async fn register(
     admission: Option<&str>,
     request_id: Option<&str>,
 ) -> Result<Registration, BookingError> {
-    // A retry of a booking already made answers with it, even once the admission has expired.
+    // A retry of a booking already made answers with it, even once the admission is spent.
     if let Some(existing) = find_previous(&state.db, fan, hold, idempotency_key.as_deref()).await? {
         return Ok(Registration::Booked(existing));
     }
     let rules = SaleRules::load(&state.db, event).await?;
     rules.check_open()?;
-    rules.check_admission(state, admission, fan, event)?;
     if rules.high_demand {
-        return register_queued(state, event, fan, hold, idempotency_key, request_id).await;
+        let request = QueuedRequest {
+            event,
+            fan,
+            hold,
+            idempotency_key,
+            admission,
+            request_id,
+        };
+        return register_queued(state, &rules, request).await;
     }
     let catalog = state
         .catalogs
@@ -171,6 +180,7 @@ pub async fn register(
             hold,
             idempotency_key: idempotency_key.as_deref(),
             seat_idx: &seats,
+            quote: None,
         },
     )
     .await;
@@ -204,12 +214,14 @@ pub async fn register(
 
     // Postgres has spoken; now tell Redis. If this fails the seats are still sold (Postgres
     // refuses them to anyone else) and the inventory is corrected when it is next rebuilt.
-    if let Err(err) = state.inventory.convert(&catalog, hold, fan, &seats).await {
+    // An admission the fan still holds (the gate was turned off after they were let in) is
+    // spent too, in the same round trip.
+    let (converted, ()) = tokio::join!(
+        state.inventory.convert(&catalog, hold, fan, &seats),
+        crate::gate::spend_if_any(state, event, fan),
+    );
+    if let Err(err) = converted {
         tracing::error!(booking.id = %booking_id, error = %err, "could not mark seats sold in Redis");
-    }
-    if rules.high_demand {
-        // The purchase is done: make room for the next fan in the waiting room.
-        crate::gate::leave_active(state, event, fan).await;
     }
     Ok(Registration::Booked(
         get(&state.db, booking_id, fan, false).await?,
@@ -220,27 +232,46 @@ pub async fn register(
 const COMPARE_AND_DELETE: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
-/// The queued path: the hold is checked (owner, life) and kept alive for the worker; the
-/// booking id is claimed in Redis for the hold and the idempotency key (so retries answer with
-/// the same booking, without a Postgres write); the command is published with publisher
-/// confirms, and only then is the registration accepted.
-async fn register_queued(
-    state: &AppState,
+/// A registration on the queued path, as the request made it.
+struct QueuedRequest<'a> {
     event: EventId,
     fan: UserId,
     hold: HoldId,
     idempotency_key: Option<String>,
-    request_id: Option<&str>,
+    admission: Option<&'a str>,
+    request_id: Option<&'a str>,
+}
+
+/// The queued path. A retry (the same key, or the same hold) answers with the booking it made,
+/// before any check. Otherwise: the admission token must name this fan and event; the hold is
+/// checked (owner, life) and kept alive for the worker; the booking id is claimed in Redis for
+/// the hold and the idempotency key (so retries answer with the same booking, without a
+/// Postgres write); the fan's admission is spent (one admission, one order); the command, with
+/// the prices as quoted now, is published with publisher confirms, and only then is the
+/// registration accepted. If anything fails after the claims, they are dropped and the
+/// admission given back, so a retry can succeed at once.
+async fn register_queued(
+    state: &AppState,
+    rules: &SaleRules,
+    request: QueuedRequest<'_>,
 ) -> Result<Registration, BookingError> {
+    let QueuedRequest {
+        event,
+        fan,
+        hold,
+        idempotency_key,
+        admission,
+        request_id,
+    } = request;
     let keys = &state.redis_keys;
     let mut conn = state.redis.conn();
     let key_slot = idempotency_key
         .as_deref()
         .map(|key| keys.booking_by_key(fan, key));
-    // A retry of this registration: the same key, or the same hold.
     if let Some(previous) = queued_previous(state, fan, hold, key_slot.as_deref()).await? {
         return Ok(previous);
     }
+    crate::gate::check(&state.keys.admission, admission, fan, event).map_err(HoldError::from)?;
     // Owner-checked, and kept alive until a worker has re-checked it.
     let seats = match state
         .inventory
@@ -275,47 +306,75 @@ async fn register_queued(
     // One booking per hold, and per key: whoever claims first owns them.
     let mut claimed = Vec::new();
     for slot in std::iter::once(keys.booking_by_hold(hold)).chain(key_slot.clone()) {
-        let won: Option<String> = redis::cmd("SET")
+        let won: Result<Option<String>, _> = redis::cmd("SET")
             .arg(&slot)
             .arg(&id)
             .arg("NX")
             .arg("EX")
             .arg(PENDING_TTL_SECS)
             .query_async(&mut conn)
-            .await?;
-        if won.is_none() {
+            .await;
+        match won {
+            Ok(Some(_)) => claimed.push(slot),
             // A concurrent retry claimed it first: answer with its booking.
-            undo_claims(state, &pending_key, &claimed, &id).await;
-            return queued_previous(state, fan, hold, key_slot.as_deref())
-                .await?
-                .ok_or(BookingError::InProgress);
+            Ok(None) => {
+                undo_claims(state, &pending_key, &claimed, &id).await;
+                return queued_previous(state, fan, hold, key_slot.as_deref())
+                    .await?
+                    .ok_or(BookingError::InProgress);
+            }
+            Err(err) => {
+                undo_claims(state, &pending_key, &claimed, &id).await;
+                return Err(err.into());
+            }
         }
-        claimed.push(slot);
     }
 
-    let catalog = state
-        .catalogs
-        .get(&state.db, event)
-        .await?
-        .ok_or(HoldError::EventNotFound)?;
-    let command = ProcessBookingCommand {
-        booking_id,
-        event_id: event,
-        user_id: fan,
-        hold_id: hold,
-        seat_ids: seats
-            .iter()
-            .filter_map(|&idx| catalog.seat(idx).map(|seat| seat.id))
-            .collect(),
-        idempotency_key,
-        requested_at: marker.created_at,
+    // This registration owns the hold now: spend the admission that paid for it.
+    let spent = match crate::gate::spend(state, event, fan).await {
+        Ok(spent) => spent,
+        Err(err) => {
+            undo_claims(state, &pending_key, &claimed, &id).await;
+            return Err(match err {
+                SpendError::Gate(err) => HoldError::from(err).into(),
+                SpendError::Redis(err) => err.into(),
+            });
+        }
     };
-    if let Err(err) = state.publisher.publish_command(&command, request_id).await {
-        tracing::error!(booking.id = %booking_id, error = format!("{err:#}"),
-            "the broker did not take the booking command");
-        metrics::counter!("bookings_queue_failures_total").increment(1);
+    let published = async {
+        let catalog = state
+            .catalogs
+            .get(&state.db, event)
+            .await?
+            .ok_or(HoldError::EventNotFound)?;
+        let command = ProcessBookingCommand {
+            booking_id,
+            event_id: event,
+            user_id: fan,
+            hold_id: hold,
+            seat_ids: seats
+                .iter()
+                .filter_map(|&idx| catalog.seat(idx).map(|seat| seat.id))
+                .collect(),
+            idempotency_key,
+            requested_at: marker.created_at,
+            prices: rules.quote(),
+        };
+        state
+            .publisher
+            .publish_command(&command, request_id)
+            .await
+            .map_err(|err| {
+                tracing::error!(booking.id = %booking_id, error = format!("{err:#}"),
+                    "the broker did not take the booking command");
+                metrics::counter!("bookings_queue_failures_total").increment(1);
+                BookingError::QueueUnavailable
+            })
+    };
+    if let Err(err) = published.await {
         undo_claims(state, &pending_key, &claimed, &id).await;
-        return Err(BookingError::QueueUnavailable);
+        crate::gate::restore(state, spent).await;
+        return Err(err);
     }
     // The broker has it. XX: a fast worker may have written the booking and dropped the marker.
     marker.published = true;
@@ -330,9 +389,6 @@ async fn register_queued(
         // Harmless: a retry meanwhile answers "in progress" until the worker is done.
         tracing::warn!(booking.id = %booking_id, error = %err, "could not mark the booking queued");
     }
-    // The fan is done shopping (their seats stay held for the worker): the next fan may come
-    // in now rather than when the worker confirms. If this fails, the admission expires anyway.
-    crate::gate::leave_active(state, event, fan).await;
     metrics::counter!("bookings_queued_total").increment(1);
     Ok(Registration::Queued(booking_id))
 }

@@ -10,6 +10,8 @@
 //!   exist. Every change is audited in its own transaction.
 //! - Class prices change only while nothing is sold; an event with bookings is never deleted
 //!   (cancelled instead).
+//! - The sale's opening moves only until the sale has opened, and a move reaches the waiting
+//!   room's gate in the same step (a postponed sale neither shuffles nor admits at the old time).
 
 pub mod seating;
 
@@ -24,6 +26,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{
+    AppState,
     accounts::audit,
     venues::{self, Actor},
 };
@@ -63,6 +66,8 @@ pub enum EventError {
     NotFound,
     #[error("{0}")]
     HasSales(&'static str),
+    #[error("the sale has opened: its opening time can no longer move")]
+    SaleOpened,
     #[error("this event is cancelled")]
     Cancelled,
     #[error(transparent)]
@@ -902,11 +907,12 @@ async fn has_live_bookings(conn: &mut PgConnection, id: EventId) -> Result<bool,
 
 /// Changes what may change. Audited with the fields that were sent.
 pub async fn update(
-    db: &PgPool,
+    state: &AppState,
     actor: Actor,
     id: EventId,
     patch: EventPatch,
 ) -> Result<Event, EventError> {
+    let db = &state.db;
     let now = OffsetDateTime::now_utc();
     let title = patch
         .title
@@ -955,6 +961,11 @@ pub async fn update(
             "sale_opens_at must be at or before starts_at.".into(),
         ));
     }
+    // Fans already in an opened sale cannot be sent back to a pre-queue.
+    let opening_moves = sale_opens_at != current.sale_opens_at;
+    if opening_moves && current.sale_opens_at <= now {
+        return Err(EventError::SaleOpened);
+    }
     if !prices.is_empty() {
         let known: Vec<(ClassId,)> =
             sqlx::query_as("SELECT id FROM ticket_classes WHERE event_id = $1")
@@ -997,6 +1008,10 @@ pub async fn update(
     .bind(max_seats_per_order)
     .execute(&mut *tx)
     .await?;
+    if opening_moves {
+        // While the row is locked, as the demand mode does: moves reach Redis in order.
+        crate::gate::move_opening(state, id, sale_opens_at).await?;
+    }
     let prices_json: Vec<serde_json::Value> = prices
         .iter()
         .map(|p| serde_json::json!({"id": p.id, "price": p.price}))

@@ -9,8 +9,9 @@ use std::{collections::HashSet, time::Duration};
 
 use serde::Serialize;
 use shared::{
-    ids::{EventId, HoldId, SeatId, UserId},
-    inventory::{Catalog, HoldOutcome, HoldState, InventoryError},
+    ids::{ClassId, EventId, HoldId, SeatId, UserId},
+    inventory::{Catalog, HoldOutcome, HoldState, HoldTerms, InventoryError},
+    messaging::ClassPrice,
 };
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -61,7 +62,8 @@ pub enum HoldError {
     Database(#[from] sqlx::Error),
 }
 
-/// The event's rules for holds, read fresh from Postgres (the organizer may change them).
+/// The event's rules for holds and registrations, read fresh from Postgres (the organizer may
+/// change them), with its classes' prices of the moment (a queued registration's quote).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SaleRules {
     pub hold_seconds: i32,
@@ -70,14 +72,20 @@ pub struct SaleRules {
     pub starts_at: OffsetDateTime,
     pub cancelled_at: Option<OffsetDateTime>,
     pub high_demand: bool,
+    class_ids: Vec<ClassId>,
+    class_prices: Vec<i64>,
 }
 
 impl SaleRules {
     pub async fn load(db: &PgPool, event: EventId) -> Result<Self, HoldError> {
         sqlx::query_as::<_, SaleRules>(
             "SELECT hold_seconds, max_seats_per_order, sale_opens_at, starts_at, cancelled_at,
-                    high_demand
-             FROM events WHERE id = $1",
+                    high_demand,
+                    ARRAY(SELECT id FROM ticket_classes WHERE event_id = e.id
+                          ORDER BY position) AS class_ids,
+                    ARRAY(SELECT price_minor FROM ticket_classes WHERE event_id = e.id
+                          ORDER BY position) AS class_prices
+             FROM events e WHERE id = $1",
         )
         .bind(event)
         .fetch_optional(db)
@@ -114,8 +122,27 @@ impl SaleRules {
         Ok(())
     }
 
-    pub fn hold_ttl(&self) -> Duration {
-        Duration::from_secs(u64::try_from(self.hold_seconds).unwrap_or(600))
+    /// Every class's price as it is now: what a registration accepted now will charge.
+    pub fn quote(&self) -> Vec<ClassPrice> {
+        self.class_ids
+            .iter()
+            .zip(&self.class_prices)
+            .map(|(&class_id, &price_minor)| ClassPrice {
+                class_id,
+                price_minor,
+            })
+            .collect()
+    }
+
+    /// The terms of a new hold: the event's hold length, behind the gate in high demand (the
+    /// fan must be admitted at that moment, checked with the seats, in one step).
+    pub fn hold_terms(&self) -> HoldTerms {
+        let ttl = Duration::from_secs(u64::try_from(self.hold_seconds).unwrap_or(600));
+        if self.high_demand {
+            HoldTerms::gated(ttl)
+        } else {
+            HoldTerms::from(ttl)
+        }
     }
 }
 
@@ -181,14 +208,14 @@ pub async fn place(
         .await?
         .ok_or(HoldError::EventNotFound)?;
     let hold_id = HoldId::new();
-    let ttl = rules.hold_ttl();
+    let terms = rules.hold_terms();
     let take = async {
         let outcome: Result<HoldOutcome, HoldError> = match request {
             HoldRequest::Seats(seat_ids) => {
                 let seats = resolve_seats(&catalog, &seat_ids, rules.max_seats_per_order)?;
                 Ok(state
                     .inventory
-                    .hold_seats(&catalog, hold_id, fan, ttl, &seats)
+                    .hold_seats(&catalog, hold_id, fan, terms, &seats)
                     .await?)
             }
             HoldRequest::Best { class, quantity } => {
@@ -199,7 +226,7 @@ pub async fn place(
                     .position;
                 Ok(state
                     .inventory
-                    .hold_best(&catalog, hold_id, fan, ttl, class, quantity)
+                    .hold_best(&catalog, hold_id, fan, terms, class, quantity)
                     .await?)
             }
         };
@@ -207,7 +234,7 @@ pub async fn place(
     };
     // The hold's event index goes out with the hold itself (one round trip on the shared
     // connection, not two): an index entry for a hold that was refused names no hold and expires.
-    let (outcome, indexed) = tokio::join!(take, remember_event(state, hold_id, event, ttl));
+    let (outcome, indexed) = tokio::join!(take, remember_event(state, hold_id, event, terms.ttl));
     let outcome = outcome?;
     match outcome {
         HoldOutcome::Held {
@@ -231,6 +258,10 @@ pub async fn place(
         HoldOutcome::NotEnough { free } => {
             metrics::counter!("holds_refused_total", "reason" => "not_enough").increment(1);
             Err(HoldError::NotEnoughSeats { free })
+        }
+        HoldOutcome::NotAdmitted => {
+            metrics::counter!("holds_refused_total", "reason" => "not_admitted").increment(1);
+            Err(crate::gate::GateError::NotAdmitted.into())
         }
     }
 }

@@ -48,7 +48,7 @@ struct RegistrationBody {
         (status = 201, description = "Confirmed (simple path), or a retry of a booking already written", body = BookingView),
         (status = 202, description = "Queued (high-demand mode): the broker has the command; follow it at `GET /api/bookings/ID` from `pending` to `confirmed` or `rejected`", body = QueuedView),
         (status = 503, description = "`unavailable`: the broker could not take the registration; nothing was queued, retry", body = ErrorBody),
-        (status = 403, description = "`admission_required` (high-demand mode, no token), `invalid_admission` (expired, another fan's, another event's, or not valid)", body = ErrorBody),
+        (status = 403, description = "`admission_required` (high-demand mode, no token), `invalid_admission` (expired, another fan's, another event's, not valid, or the fan is not admitted now: their admission was spent on an order, has ended, or was handed out while the gate was off)", body = ErrorBody),
         (status = 409, description = "`hold_expired`, `seats_already_sold`, `sale_closed`, `event_cancelled`, `registration_in_progress` (a retry while the first attempt still waits for the broker)", body = ErrorBody),
         (status = 422, description = "`invalid_idempotency_key`", body = ErrorBody),
     ),

@@ -42,6 +42,7 @@ impl From<EventError> for ApiError {
             EventError::UnknownClass(_) => Self::invalid("unknown_class", message),
             EventError::NotFound => Self::NotFound("event"),
             EventError::HasSales(_) => Self::conflict("event_has_sales", message),
+            EventError::SaleOpened => Self::conflict("sale_opened", message),
             EventError::Cancelled => Self::conflict("event_cancelled", message),
             EventError::Database(err) => err.into(),
             EventError::Internal(err) => Self::Internal(err),
@@ -140,7 +141,7 @@ async fn get_event(
         (status = 200, body = Event),
         (status = 403, description = "`forbidden`", body = ErrorBody),
         (status = 404, description = "`not_found` (also another organizer's event)", body = ErrorBody),
-        (status = 409, description = "`event_has_sales` (prices), `event_cancelled`", body = ErrorBody),
+        (status = 409, description = "`event_has_sales` (prices), `sale_opened` (moving `sale_opens_at` of a sale that has opened), `event_cancelled`", body = ErrorBody),
         (status = 422, description = "`invalid_field`, `invalid_time`, `unknown_class`, `invalid_body` (also unknown fields such as `venue_id`)", body = ErrorBody),
     ),
 )]
@@ -150,7 +151,7 @@ async fn update_event(
     Path(id): Path<EventId>,
     Json(patch): Json<EventPatch>,
 ) -> ApiResult<Json<Event>> {
-    Ok(Json(events::update(&state.db, actor, id, patch).await?))
+    Ok(Json(events::update(&state, actor, id, patch).await?))
 }
 
 /// Cancel the event (idempotent). Audited once.

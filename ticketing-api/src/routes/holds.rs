@@ -59,7 +59,7 @@ impl HoldBody {
     request_body = HoldBody,
     responses(
         (status = 201, body = PlacedHold),
-        (status = 403, description = "`admission_required` (high-demand mode, no token), `invalid_admission` (expired, another fan's, another event's, or not valid)", body = ErrorBody),
+        (status = 403, description = "`admission_required` (high-demand mode, no token), `invalid_admission` (expired, another fan's, another event's, not valid, or the fan is not admitted now: their admission was spent on an order, has ended, or was handed out while the gate was off)", body = ErrorBody),
         (status = 404, description = "`not_found`: no such event", body = ErrorBody),
         (status = 409, description = "`seats_unavailable` (with `seat_ids`), `sale_not_open`, `sale_closed`, `event_cancelled`", body = ErrorBody),
         (status = 422, description = "`no_seats`, `too_many_seats`, `duplicate_seats`, `unknown_seats`, `unknown_class`, `invalid_hold_request`", body = ErrorBody),

@@ -366,10 +366,7 @@ async fn bad_bodies_are_refused_and_change_nothing(db: PgPool) {
     }
     let invalid_body = [
         json!({}),
-        json!({"high_demand": false}),
         json!({"admit_per_minute": 10, "max_active": 10}),
-        json!({"high_demand": false, "max_active": 10}),
-        json!({"high_demand": false, "admit_per_minute": 10}),
         json!({"high_demand": "false", "admit_per_minute": 10, "max_active": 10}),
         json!({"high_demand": 0, "admit_per_minute": 10, "max_active": 10}),
         json!({"high_demand": null, "admit_per_minute": 10, "max_active": 10}),
@@ -520,6 +517,14 @@ async fn in_high_demand_a_hold_needs_this_fans_valid_admission_for_this_event(db
         "a refused request held a seat"
     );
 
+    // A sound token, but the waiting room has not let the fan in: nothing.
+    assert_error(
+        hold_with(app, &fan, &event, Some(&mine)).await,
+        StatusCode::FORBIDDEN,
+        "invalid_admission",
+    )
+    .await;
+    gated.add_active(&event, fan_id).await;
     held(hold_with(app, &fan, &event, Some(&mine)).await).await;
     // The other event is not in high demand: no token needed there.
     held(hold_with(app, &fan, &other_event, None).await).await;
@@ -597,10 +602,12 @@ async fn low_demand_ignores_the_header_and_switching_counts_on_the_next_request(
     let hold_id = held(hold_with(app, &fan, &event, Some("garbage")).await).await;
     let booked = register_with(app, &fan, &event, &hold_id, Some("garbage")).await;
     assert_eq!(booked.status(), StatusCode::CREATED);
-    // Only high-demand purchases touch the active set.
-    assert!(gated.active_score(&event, fan_id).await.is_some());
+    // An admission the fan held (from an earlier high-demand spell) is spent by the purchase,
+    // so it cannot buy again if the gate comes back on.
+    assert!(gated.active_score(&event, fan_id).await.is_none());
 
     turn(app, &organizer, &event, true).await;
+    gated.add_active(&event, fan_id).await;
     assert_error(
         hold_with(app, &fan, &event, None).await,
         StatusCode::FORBIDDEN,
@@ -650,4 +657,384 @@ async fn the_openapi_document_describes_the_gate(db: PgPool) {
         );
         assert!(post["responses"]["403"].is_object(), "{path} lacks its 403");
     }
+}
+
+async fn register_keyed(
+    app: &TestApp,
+    fan: &str,
+    event: &str,
+    hold_id: &str,
+    admission: &str,
+    key: &str,
+) -> Response {
+    app.client
+        .post(app.url(&format!("/api/events/{event}/registrations")))
+        .bearer_auth(fan)
+        .header("X-Admission-Token", admission)
+        .header("Idempotency-Key", key)
+        .json(&json!({"hold_id": hold_id}))
+        .send()
+        .await
+        .expect("sent")
+}
+
+async fn booking_count(app: &TestApp) -> i64 {
+    let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM bookings")
+        .fetch_one(&app.db)
+        .await
+        .expect("count");
+    count
+}
+
+async fn held_seats(app: &TestApp, event: &str) -> usize {
+    let map = app.get_json(&format!("/api/events/{event}/seats")).await;
+    map["seats"]
+        .as_array()
+        .expect("seats")
+        .iter()
+        .filter(|seat| seat["state"] == "held")
+        .count()
+}
+
+async fn accepted(response: Response) -> String {
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+    let body: Value = serde_json::from_str(&text).expect("json");
+    body["booking_id"].as_str().expect("booking id").to_string()
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_token_from_before_the_switch_buys_nothing_once_the_gate_is_on(db: PgPool) {
+    let gated = spawn_gated(db).await;
+    let app = &gated.app;
+    let (organizer, event) = sale(app).await;
+    let (fan_id, fan) = app.mint(Role::Fan).await;
+    // While the gate is off the waiting room answers a join with an admission token at once,
+    // valid for ten minutes; a bot collects one before the organizer flips the switch.
+    let early = admission(app, fan_id, &event);
+    let hold_before = held(hold_with(app, &fan, &event, Some(&early)).await).await;
+
+    turn(app, &organizer, &event, true).await;
+    assert_error(
+        hold_with(app, &fan, &event, Some(&early)).await,
+        StatusCode::FORBIDDEN,
+        "invalid_admission",
+    )
+    .await;
+    assert_error(
+        register_with(app, &fan, &event, &hold_before, Some(&early)).await,
+        StatusCode::FORBIDDEN,
+        "invalid_admission",
+    )
+    .await;
+    assert_eq!(booking_count(app).await, 0);
+    assert_eq!(
+        held_seats(app, &event).await,
+        1,
+        "the refused hold took a seat"
+    );
+    assert!(gated.active_score(&event, fan_id).await.is_none());
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn one_admission_buys_one_order_and_a_retry_still_answers_it(db: PgPool) {
+    let gated = spawn_gated(db).await;
+    let app = &gated.app;
+    let (organizer, event) = sale(app).await;
+    turn(app, &organizer, &event, true).await;
+    let (fan_id, fan) = app.mint(Role::Fan).await;
+    gated.add_active(&event, fan_id).await;
+    let token = admission(app, fan_id, &event);
+
+    let hold_id = held(hold_with(app, &fan, &event, Some(&token)).await).await;
+    let booking =
+        accepted(register_keyed(app, &fan, &event, &hold_id, &token, "order-1").await).await;
+    assert!(
+        gated.active_score(&event, fan_id).await.is_none(),
+        "not spent"
+    );
+
+    // Retries of that registration, by key and by hold, answer the same booking.
+    let again =
+        accepted(register_keyed(app, &fan, &event, &hold_id, &token, "order-1").await).await;
+    assert_eq!(again, booking);
+    let by_hold = accepted(register_with(app, &fan, &event, &hold_id, Some(&token)).await).await;
+    assert_eq!(by_hold, booking);
+
+    // A second order with the same (still unexpired) token: no hold, no registration.
+    assert_error(
+        hold_with(app, &fan, &event, Some(&token)).await,
+        StatusCode::FORBIDDEN,
+        "invalid_admission",
+    )
+    .await;
+    assert_eq!(
+        held_seats(app, &event).await,
+        1,
+        "only the first order's seat"
+    );
+    let names = shared::messaging::Names::new(app.amqp.prefix.clone());
+    shared::messaging::testing::delete_topology(&app.amqp, &names).await;
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn two_registrations_racing_on_one_admission_make_one_order(db: PgPool) {
+    let gated = spawn_gated(db).await;
+    let app = &gated.app;
+    let (organizer, event) = sale(app).await;
+    turn(app, &organizer, &event, true).await;
+    let (fan_id, fan) = app.mint(Role::Fan).await;
+    gated.add_active(&event, fan_id).await;
+    let token = admission(app, fan_id, &event);
+    let hold_id = held(hold_with(app, &fan, &event, Some(&token)).await).await;
+
+    // Twenty tabs register the same hold under twenty keys at once: one order is accepted, the
+    // others are told it is in progress or answered with it, or find the admission spent.
+    let attempts = (0..20).map(|n| {
+        let (fan, event, hold_id, token) = (&fan, &event, &hold_id, &token);
+        async move { register_keyed(app, fan, event, hold_id, token, &format!("tab-{n}")).await }
+    });
+    let mut bookings = std::collections::HashSet::new();
+    for response in futures_util::future::join_all(attempts).await {
+        let status = response.status();
+        let body: Value = response.json().await.expect("json");
+        match status {
+            StatusCode::ACCEPTED => {
+                bookings.insert(body["booking_id"].as_str().expect("id").to_string());
+            }
+            StatusCode::CONFLICT => assert_eq!(body["error"], "registration_in_progress"),
+            StatusCode::FORBIDDEN => assert_eq!(body["error"], "invalid_admission"),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(bookings.len(), 1, "{bookings:?}");
+    assert!(gated.active_score(&event, fan_id).await.is_none());
+    let names = shared::messaging::Names::new(app.amqp.prefix.clone());
+    shared::messaging::testing::delete_topology(&app.amqp, &names).await;
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn tokens_minted_while_the_switch_flips_buy_nothing_after_it(db: PgPool) {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    let gated = spawn_gated(db).await;
+    let app = &gated.app;
+    let (organizer, event) = sale(app).await;
+    let mut fans = Vec::new();
+    for _ in 0..10 {
+        fans.push(app.mint(Role::Fan).await);
+    }
+    let flipped = Arc::new(AtomicBool::new(false));
+    // Every fan keeps minting tokens (as the waiting room does while the gate is off) and
+    // asking for holds, before, during and after the organizer turns the gate on.
+    let shoppers = fans.iter().map(|(fan_id, fan)| {
+        let (flipped, event) = (flipped.clone(), event.clone());
+        async move {
+            let mut after_flip = Vec::new();
+            let mut held_before = None;
+            let mut rounds_after = 0;
+            while rounds_after < 5 {
+                let sent_after_flip = flipped.load(Ordering::SeqCst);
+                let token = admission(app, *fan_id, &event);
+                let response = hold_with(app, fan, &event, Some(&token)).await;
+                let status = response.status();
+                let body: Value = response.json().await.expect("json");
+                if sent_after_flip {
+                    after_flip.push((status, body));
+                    rounds_after += 1;
+                } else if status == StatusCode::CREATED {
+                    held_before = Some((body["hold_id"].as_str().expect("id").to_string(), token));
+                }
+            }
+            (after_flip, held_before)
+        }
+    });
+    let flip = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        turn(app, &organizer, &event, true).await;
+        flipped.store(true, Ordering::SeqCst);
+    };
+    let (outcomes, ()) = tokio::join!(futures_util::future::join_all(shoppers), flip);
+
+    let mut holds_before = 0;
+    for ((_, fan), (after_flip, held_before)) in fans.iter().zip(outcomes) {
+        for (status, body) in after_flip {
+            assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+            assert_eq!(body["error"], "invalid_admission", "{body}");
+        }
+        // A hold from before the switch cannot be bought after it.
+        if let Some((hold_id, token)) = held_before {
+            holds_before += 1;
+            assert_error(
+                register_with(app, fan, &event, &hold_id, Some(&token)).await,
+                StatusCode::FORBIDDEN,
+                "invalid_admission",
+            )
+            .await;
+        }
+    }
+    assert!(holds_before > 0, "the race never ran before the switch");
+    assert_eq!(booking_count(app).await, 0);
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_registration_the_broker_refuses_gives_the_admission_back(db: PgPool) {
+    let mut config = test_config();
+    // Nothing listens on port 1: every publish fails at once.
+    config.amqp.url = shared::config::Secret::new("amqp://guest:guest@127.0.0.1:1/%2f".into());
+    let redis = shared::cache::connect(&config.redis).expect("redis");
+    let keys = RedisKeys::new(config.redis.key_prefix.clone());
+    let app = spawn_with(db, config).await;
+    let gated = Gated { app, redis, keys };
+    let app = &gated.app;
+    let (organizer, event) = sale(app).await;
+    turn(app, &organizer, &event, true).await;
+    let (fan_id, fan) = app.mint(Role::Fan).await;
+    gated.add_active(&event, fan_id).await;
+    let admitted_until = gated.active_score(&event, fan_id).await;
+    let token = admission(app, fan_id, &event);
+    let hold_id = held(hold_with(app, &fan, &event, Some(&token)).await).await;
+
+    for _ in 0..2 {
+        assert_error(
+            register_keyed(app, &fan, &event, &hold_id, &token, "k").await,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+        )
+        .await;
+        // Nothing was queued: the admission and the claims are back, so the retry is not
+        // refused as spent or in progress.
+        assert_eq!(gated.active_score(&event, fan_id).await, admitted_until);
+    }
+    assert_eq!(booking_count(app).await, 0);
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn turning_the_gate_off_and_on_keeps_the_rate_and_cap_when_not_sent(db: PgPool) {
+    let gated = spawn_gated(db).await;
+    let app = &gated.app;
+    let (organizer, event) = sale(app).await;
+    let on = set_mode(app, &organizer, &event, &json!({"high_demand": true})).await;
+    assert_eq!(on.status(), StatusCode::OK);
+    // The defaults until someone sets them.
+    let expect = |high_demand, admit_per_minute, max_active| Mode {
+        high_demand,
+        admit_per_minute,
+        max_active,
+    };
+    assert_eq!(row(app, &event).await, expect(true, 600, 1000));
+    turn(app, &organizer, &event, true).await;
+    assert_eq!(row(app, &event).await, expect(true, 120, 50));
+
+    let off = set_mode(app, &organizer, &event, &json!({"high_demand": false})).await;
+    let body: Value = off.json().await.expect("json");
+    assert_eq!(
+        body,
+        json!({"event_id": event, "high_demand": false, "admit_per_minute": 120, "max_active": 50})
+    );
+    assert_eq!(row(app, &event).await, expect(false, 120, 50));
+    let hash = gated.gate_hash(&event).await;
+    assert_eq!(hash["high_demand"], "0");
+    assert_eq!(hash["admit_per_minute"], "120");
+    assert_eq!(hash["max_active"], "50");
+
+    let cap_only = json!({"high_demand": true, "max_active": 7, "admit_per_minute": null});
+    assert_eq!(
+        set_mode(app, &organizer, &event, &cap_only).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(row(app, &event).await, expect(true, 120, 7));
+    // A value that is sent is still checked.
+    assert_error(
+        set_mode(
+            app,
+            &organizer,
+            &event,
+            &json!({"high_demand": false, "max_active": 0}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(row(app, &event).await, expect(true, 120, 7));
+    assert_eq!(
+        audits(app, &event).await.last(),
+        Some(&json!({"high_demand": true, "admit_per_minute": 120, "max_active": 7}))
+    );
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn moving_the_sale_opening_reaches_the_waiting_room_until_the_sale_opens(db: PgPool) {
+    let gated = spawn_gated(db).await;
+    let app = &gated.app;
+    let (_, organizer) = app.mint(Role::Organizer).await;
+    let venue = grid_venue(app, &organizer, &[("A", 1, 10)]).await;
+    let mut body = event_body(
+        &venue,
+        json!([{"name": "Normal", "price": 5000, "currency": "EUR"}]),
+    );
+    body["sale_opens_at"] = json!(crate::helpers::rfc3339_in(time::Duration::hours(1)));
+    let event = create_event(app, &organizer, &body).await;
+    let event = event["id"].as_str().expect("id").to_string();
+    turn(app, &organizer, &event, true).await;
+    let patch = |sale_opens_at: OffsetDateTime| {
+        let (event, organizer) = (&event, &organizer);
+        let body = json!({"sale_opens_at": sale_opens_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("formats")});
+        async move {
+            send_as(
+                app,
+                Method::PATCH,
+                &format!("/api/events/{event}"),
+                organizer,
+                Some(&body),
+            )
+            .await
+        }
+    };
+    let opens_ms = |at: OffsetDateTime| (at.unix_timestamp_nanos() / 1_000_000).to_string();
+
+    // Postponed by a day: the waiting room's gate opens a day later too.
+    let later = OffsetDateTime::now_utc() + time::Duration::days(1);
+    assert_eq!(patch(later).await.status(), StatusCode::OK);
+    assert_eq!(
+        gated.gate_hash(&event).await["sale_opens_at_ms"],
+        opens_ms(later)
+    );
+    // Brought forward to now: the sale opens at once.
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(patch(now).await.status(), StatusCode::OK);
+    assert_eq!(
+        gated.gate_hash(&event).await["sale_opens_at_ms"],
+        opens_ms(now)
+    );
+
+    // Once open, fans are in line and shopping: the opening cannot move back.
+    assert_error(patch(later).await, StatusCode::CONFLICT, "sale_opened").await;
+    assert_eq!(
+        gated.gate_hash(&event).await["sale_opens_at_ms"],
+        opens_ms(now)
+    );
+    let (opens,): (OffsetDateTime,) =
+        sqlx::query_as("SELECT sale_opens_at FROM events WHERE id = $1")
+            .bind(event_id(&event))
+            .fetch_one(&app.db)
+            .await
+            .expect("row");
+    assert_eq!(opens_ms(opens), opens_ms(now));
+    // Other changes still go through.
+    let renamed = send_as(
+        app,
+        Method::PATCH,
+        &format!("/api/events/{event}"),
+        &organizer,
+        Some(&json!({"title": "Still on"})),
+    )
+    .await;
+    assert_eq!(renamed.status(), StatusCode::OK);
 }
