@@ -3,6 +3,7 @@
 
 mod accounts;
 mod admin;
+mod bootstrap;
 mod dead_letters;
 mod events;
 mod gate;
