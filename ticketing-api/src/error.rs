@@ -267,6 +267,19 @@ impl From<crate::gate::GateError> for ApiError {
     }
 }
 
+impl From<crate::rate_limit::LoginRefused> for ApiError {
+    fn from(refused: crate::rate_limit::LoginRefused) -> Self {
+        use crate::rate_limit::LoginRefused as E;
+        match refused {
+            E::Limited(retry_after) => Self::RateLimited { retry_after },
+            E::Unavailable(err) => {
+                tracing::warn!(error = %err, "login limits unavailable");
+                Self::Unavailable("Logging in is briefly unavailable; try again.".into())
+            }
+        }
+    }
+}
+
 impl From<shared::http::AuthFailure> for ApiError {
     fn from(failure: shared::http::AuthFailure) -> Self {
         let message = failure.message().to_string();

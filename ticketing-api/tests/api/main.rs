@@ -9,6 +9,7 @@ mod events;
 mod gate;
 mod helpers;
 mod hostile;
+mod login_limits;
 mod ops;
 mod reports;
 mod sale;
