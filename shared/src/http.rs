@@ -282,7 +282,7 @@ impl IntoResponse for JsonError {
 }
 
 /// `axum::extract::Path`, but a malformed id answers 400 `invalid_path` with the contract body,
-/// and a segment with an encoded NUL 422 `invalid_text`.
+/// and a segment that parses but holds an encoded NUL (a text segment) 422 `invalid_text`.
 #[derive(Debug, Clone, Copy)]
 pub struct Path<T>(pub T);
 
@@ -294,12 +294,13 @@ where
     type Rejection = PathError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, PathError> {
-        if uri_has_nul(parts.uri.path()) {
-            return Err(PathError::Nul);
-        }
         let axum::extract::Path(value) = axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map_err(PathError::Rejected)?;
+        // After the parse: a segment that is not even a valid id is `invalid_path` first.
+        if uri_has_nul(parts.uri.path()) {
+            return Err(PathError::Nul);
+        }
         Ok(Self(value))
     }
 }
