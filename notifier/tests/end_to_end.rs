@@ -34,8 +34,7 @@ async fn api(db: &PgPool, amqp: &shared::config::AmqpConfig, keys: &KeySet) -> S
             access_token_ttl: Duration::from_secs(900),
             refresh_token_ttl: Duration::from_secs(3600),
             cookie_secure: false,
-            rate_per_minute: 10_000,
-            rate_burst: 10_000,
+            limits: shared::config::testing::auth_limits(),
             admin: Some(AdminBootstrap {
                 email: "admin@example.test".into(),
                 password: Secret::new("admin-pass-123".into()),

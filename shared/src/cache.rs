@@ -8,6 +8,7 @@
 //! places, never cause an oversell.
 
 use std::{
+    net::IpAddr,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -196,6 +197,35 @@ impl RedisKeys {
     pub fn active_events(&self) -> String {
         format!("{}inv:active-events", self.prefix)
     }
+
+    // --- login limits (`login:{acct:HASH}:...`, see the ticketing API's `rate_limit`) ----------
+
+    /// The base of every login-limit key of one account (`account`: its normalized email).
+    /// The address is hashed so that Redis holds no email addresses, and the hash is the hash
+    /// tag, so the limit's script can use all of an account's keys on Redis Cluster.
+    fn login(&self, account: &str) -> String {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, account.as_bytes());
+        let tag: String = digest.as_ref()[..16]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        format!("{}login:{{acct:{tag}}}", self.prefix)
+    }
+
+    /// Failed logins of the account from every address, in the current window.
+    pub fn login_failures(&self, account: &str) -> String {
+        format!("{}:failures", self.login(account))
+    }
+
+    /// Failed logins of the account from one client address, in the current window.
+    pub fn login_failures_from(&self, account: &str, address: IpAddr) -> String {
+        format!("{}:failures:{address}", self.login(account))
+    }
+
+    /// Set while the account has logged in successfully from this address recently.
+    pub fn login_known_address(&self, account: &str, address: IpAddr) -> String {
+        format!("{}:known:{address}", self.login(account))
+    }
 }
 
 #[cfg(test)]
@@ -223,5 +253,28 @@ mod tests {
             assert!(key.starts_with("t1:"), "{key} lacks the prefix");
             assert!(key.contains(&tag), "{key} lacks the event's hash tag");
         }
+    }
+
+    #[test]
+    fn an_accounts_login_keys_share_a_hash_tag_and_hold_no_email() {
+        let keys = RedisKeys::new("t1:");
+        let address: IpAddr = "203.0.113.9".parse().expect("ip");
+        let all = [
+            keys.login_failures("fan@example.test"),
+            keys.login_failures_from("fan@example.test", address),
+            keys.login_known_address("fan@example.test", address),
+        ];
+        let tag =
+            |key: &str| key[key.find('{').expect("{")..=key.find('}').expect("}")].to_string();
+        for key in &all {
+            assert!(key.starts_with("t1:login:"), "{key}");
+            assert!(!key.contains("example"), "{key} shows the email");
+            assert_eq!(tag(key), tag(&all[0]));
+        }
+        assert_ne!(
+            tag(&keys.login_failures("other@example.test")),
+            tag(&all[0])
+        );
+        assert_ne!(all[1], all[2]);
     }
 }

@@ -24,8 +24,13 @@
 //! | `ACCESS_TOKEN_TTL_SECS` | `900` | access-token lifetime; a ban takes effect within it (at most 15 minutes) |
 //! | `REFRESH_TOKEN_TTL_SECS` | `2592000` | refresh-token lifetime (30 days) |
 //! | `COOKIE_SECURE` | `false` | mark the refresh cookie `Secure` (set it behind HTTPS) |
-//! | `AUTH_RATE_PER_MINUTE` | `20` | login and register attempts per client IP per minute |
-//! | `AUTH_RATE_BURST` | `10` | how many of those may come at once |
+//! | `LOGIN_RATE_PER_MINUTE` | `600` | login attempts per client address per minute, per API instance (an IPv6 address counts by its /64); sized for a carrier NAT or a campus at an on-sale |
+//! | `LOGIN_RATE_BURST` | `600` | how many of those may come at once (an on-sale opens at one instant) |
+//! | `LOGIN_FAILURES_PER_ADDRESS` | `5` | failed logins of one account from one client address per window; then that account is refused from that address until the window ends (429 with `Retry-After`) |
+//! | `LOGIN_FAILURES_PER_ACCOUNT` | `50` | failed logins of one account from all addresses per window; then it is refused from every address where it has not logged in successfully within `REFRESH_TOKEN_TTL_SECS` |
+//! | `LOGIN_FAILURE_WINDOW_SECS` | `900` | the window of both failure counts (fixed, from the first failure), so the longest any refusal lasts |
+//! | `REGISTER_RATE_PER_MINUTE` | `20` | sign-ups per client address per minute, per API instance |
+//! | `REGISTER_RATE_BURST` | `10` | how many of those may come at once |
 //! | `ADMIN_EMAIL` / `ADMIN_PASSWORD` | unset | when both are set, the ticketing API makes sure this admin exists at start-up (password is secret) |
 //! | `WEB_ROOT` | `ticketing-api/web` | the browser UI's static files |
 //! | `SMTP_HOST` / `SMTP_PORT` | `127.0.0.1` / `1025` | the SMTP relay (the dev sink by default) |
@@ -195,15 +200,83 @@ impl KeysConfig {
     }
 }
 
-/// Accounts: token lifetimes, the refresh cookie, the auth rate limit, the bootstrap admin.
+/// Accounts: token lifetimes, the refresh cookie, the login and sign-up limits, the bootstrap
+/// admin.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub cookie_secure: bool,
-    pub rate_per_minute: u32,
-    pub rate_burst: u32,
+    pub limits: AuthLimits,
     pub admin: Option<AdminBootstrap>,
+}
+
+/// The limits on logging in and signing up (the variables are in the module's table; the
+/// ticketing API's `rate_limit` module explains the design).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthLimits {
+    /// `LOGIN_RATE_PER_MINUTE`: login attempts per client address per minute (per instance).
+    pub login_per_minute: u32,
+    /// `LOGIN_RATE_BURST`: how many of those may come at once.
+    pub login_burst: u32,
+    /// `LOGIN_FAILURES_PER_ADDRESS`: failed logins of one account from one address per window.
+    pub failures_per_address: u32,
+    /// `LOGIN_FAILURES_PER_ACCOUNT`: failed logins of one account from all addresses per window,
+    /// beyond which addresses the account never logged in from are refused.
+    pub failures_per_account: u32,
+    /// `LOGIN_FAILURE_WINDOW_SECS`: the fixed window of both failure counts.
+    pub failure_window: Duration,
+    /// `REGISTER_RATE_PER_MINUTE`: sign-ups per client address per minute (per instance).
+    pub register_per_minute: u32,
+    /// `REGISTER_RATE_BURST`: how many of those may come at once.
+    pub register_burst: u32,
+}
+
+impl Default for AuthLimits {
+    /// The documented defaults.
+    fn default() -> Self {
+        Self {
+            login_per_minute: 600,
+            login_burst: 600,
+            failures_per_address: 5,
+            failures_per_account: 50,
+            failure_window: Duration::from_secs(900),
+            register_per_minute: 20,
+            register_burst: 10,
+        }
+    }
+}
+
+impl AuthLimits {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        // The old per-IP limit shared by login and sign-up is gone; a deployment that still
+        // sets it would silently get other limits than it asked for.
+        for old in ["AUTH_RATE_PER_MINUTE", "AUTH_RATE_BURST"] {
+            if let Some(value) = optional(old) {
+                return Err(ConfigError {
+                    name: old,
+                    value,
+                    reason: "replaced by LOGIN_RATE_PER_MINUTE/LOGIN_RATE_BURST (per address), \
+                             LOGIN_FAILURES_PER_ADDRESS/LOGIN_FAILURES_PER_ACCOUNT/\
+                             LOGIN_FAILURE_WINDOW_SECS (per account) and \
+                             REGISTER_RATE_PER_MINUTE/REGISTER_RATE_BURST (sign-ups)"
+                        .into(),
+                });
+            }
+        }
+        let d = Self::default();
+        Ok(Self {
+            login_per_minute: var("LOGIN_RATE_PER_MINUTE", d.login_per_minute)?.max(1),
+            login_burst: var("LOGIN_RATE_BURST", d.login_burst)?.max(1),
+            failures_per_address: var("LOGIN_FAILURES_PER_ADDRESS", d.failures_per_address)?.max(1),
+            failures_per_account: var("LOGIN_FAILURES_PER_ACCOUNT", d.failures_per_account)?.max(1),
+            failure_window: Duration::from_secs(
+                var("LOGIN_FAILURE_WINDOW_SECS", d.failure_window.as_secs())?.clamp(1, 86_400),
+            ),
+            register_per_minute: var("REGISTER_RATE_PER_MINUTE", d.register_per_minute)?.max(1),
+            register_burst: var("REGISTER_RATE_BURST", d.register_burst)?.max(1),
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -233,8 +306,7 @@ impl AuthConfig {
             access_token_ttl: Duration::from_secs(access_secs),
             refresh_token_ttl: Duration::from_secs(var("REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?),
             cookie_secure: var("COOKIE_SECURE", false)?,
-            rate_per_minute: var("AUTH_RATE_PER_MINUTE", 20)?.max(1),
-            rate_burst: var("AUTH_RATE_BURST", 10)?.max(1),
+            limits: AuthLimits::from_env()?,
             admin,
         })
     }
@@ -419,6 +491,18 @@ pub mod testing {
             ),
             connections: 2,
             key_prefix: format!("test:{}:", uuid::Uuid::new_v4()),
+        }
+    }
+
+    /// The login and sign-up limits for tests that are not about them: the failure limits as
+    /// documented, but no per-address rate, since every test client shares 127.0.0.1.
+    pub fn auth_limits() -> AuthLimits {
+        AuthLimits {
+            login_per_minute: 1_000_000,
+            login_burst: 1_000_000,
+            register_per_minute: 1_000_000,
+            register_burst: 1_000_000,
+            ..AuthLimits::default()
         }
     }
 

@@ -4,7 +4,10 @@
 //!   body limit (413), timeout (408), and [`json_errors`] so that every error a layer or the
 //!   router produces on its own (404, 405, 408, 413, ...) still has the contract's JSON body.
 //! - [`ops_router`]: `/healthz`, `/readyz` and `/metrics`.
-//! - [`Json`], [`Path`], [`Query`]: extractors whose rejections are contract errors.
+//! - [`Json`], [`Path`], [`Query`]: extractors whose rejections are contract errors, and which
+//!   refuse text containing a NUL character (422 `invalid_text`) for every handler at once:
+//!   Postgres cannot store U+0000 in `text` or `jsonb`, no person types it, and refusing it at
+//!   the door means no handler can turn it into a 500 or a half-done write.
 //! - [`Server`]: a router on a bound listener, run until the shutdown signal.
 
 use std::{
@@ -17,12 +20,12 @@ use std::{
 
 use axum::{
     Router,
-    body::Body,
+    body::{Body, Bytes},
     extract::{
         FromRequest, FromRequestParts, MatchedPath, Request,
         rejection::{JsonRejection, PathRejection, QueryRejection},
     },
-    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header, request::Parts},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
@@ -138,11 +141,82 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     fixed
 }
 
+/// The answer to text containing a NUL character (U+0000), in a body, a query or a path.
+fn nul_refused() -> Response {
+    error_response(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_text",
+        "Text may not contain the NUL character (U+0000).",
+    )
+}
+
+/// Does this JSON text spell a NUL character? Valid JSON can only carry U+0000 as the escape
+/// `\u0000` (a raw control byte inside a string is a syntax error), so one pass over the
+/// escapes finds it; an escaped backslash (`\\u0000`, the six characters of literal text) is
+/// skipped as the pair it is.
+fn json_has_nul(body: &[u8]) -> bool {
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] == b'\\' {
+            if body.get(i + 1) == Some(&b'u') && body.get(i + 2..i + 6) == Some(&b"0000"[..]) {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    body.contains(&0)
+}
+
+/// Does this part of a URI (still percent-encoded) decode to text with a NUL character? `%`
+/// always starts an escape, so `%00` is exactly an encoded NUL wherever it appears.
+fn uri_has_nul(raw: &str) -> bool {
+    raw.contains("%00")
+}
+
+/// Is the request's body declared as JSON (`application/json` or `application/*+json`)? The
+/// same test `axum::Json` makes.
+fn is_json_content_type(headers: &HeaderMap) -> bool {
+    let Some(essence) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(|essence| essence.trim().to_ascii_lowercase())
+    else {
+        return false;
+    };
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
 /// `axum::Json`, but a body that cannot be read answers with the contract's error body:
-/// 400 `malformed_json`, 422 `invalid_body` (wrong types, missing fields), 415, 413.
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(axum::Json), rejection(JsonError))]
+/// 400 `malformed_json`, 422 `invalid_body` (wrong types, missing fields), 422 `invalid_text`
+/// (a NUL character anywhere in the body), 415, 413.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = JsonError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, JsonError> {
+        if !is_json_content_type(request.headers()) {
+            return Err(JsonError::NotJson);
+        }
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(|err| JsonError::Rejected(err.into()))?;
+        if json_has_nul(&body) {
+            return Err(JsonError::Nul);
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&body).map_err(JsonError::Rejected)?;
+        Ok(Self(value))
+    }
+}
 
 impl<T: serde::Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
@@ -152,17 +226,29 @@ impl<T: serde::Serialize> IntoResponse for Json<T> {
 
 /// Why a JSON body was refused.
 #[derive(Debug)]
-pub struct JsonError(JsonRejection);
-
-impl From<JsonRejection> for JsonError {
-    fn from(rejection: JsonRejection) -> Self {
-        Self(rejection)
-    }
+pub enum JsonError {
+    /// No `Content-Type: application/json`.
+    NotJson,
+    /// The body spells a NUL character.
+    Nul,
+    /// The body could not be read or did not parse into the expected type.
+    Rejected(JsonRejection),
 }
 
 impl IntoResponse for JsonError {
     fn into_response(self) -> Response {
-        match self.0 {
+        let rejection = match self {
+            Self::NotJson => {
+                return error_response(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "Send JSON with Content-Type: application/json.",
+                );
+            }
+            Self::Nul => return nul_refused(),
+            Self::Rejected(rejection) => rejection,
+        };
+        match rejection {
             JsonRejection::JsonDataError(err) => error_response(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_body",
@@ -195,43 +281,89 @@ impl IntoResponse for JsonError {
     }
 }
 
-/// `axum::extract::Path`, but a malformed id answers 400 `invalid_path` with the contract body.
-#[derive(Debug, Clone, Copy, FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(PathError))]
+/// `axum::extract::Path`, but a malformed id answers 400 `invalid_path` with the contract body,
+/// and a segment that parses but holds an encoded NUL (a text segment) 422 `invalid_text`.
+#[derive(Debug, Clone, Copy)]
 pub struct Path<T>(pub T);
 
-#[derive(Debug)]
-pub struct PathError(PathRejection);
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = PathError;
 
-impl From<PathRejection> for PathError {
-    fn from(rejection: PathRejection) -> Self {
-        Self(rejection)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, PathError> {
+        let axum::extract::Path(value) = axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(PathError::Rejected)?;
+        // After the parse: a segment that is not even a valid id is `invalid_path` first.
+        if uri_has_nul(parts.uri.path()) {
+            return Err(PathError::Nul);
+        }
+        Ok(Self(value))
     }
+}
+
+#[derive(Debug)]
+pub enum PathError {
+    Nul,
+    Rejected(PathRejection),
 }
 
 impl IntoResponse for PathError {
     fn into_response(self) -> Response {
-        error_response(StatusCode::BAD_REQUEST, "invalid_path", self.0.body_text())
+        match self {
+            Self::Nul => nul_refused(),
+            Self::Rejected(rejection) => error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_path",
+                rejection.body_text(),
+            ),
+        }
     }
 }
 
-/// `axum::extract::Query`, but a bad query string answers 400 `invalid_query`.
-#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(QueryError))]
+/// `axum::extract::Query`, but a bad query string answers 400 `invalid_query`, and one with an
+/// encoded NUL 422 `invalid_text`.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Query<T>(pub T);
 
-#[derive(Debug)]
-pub struct QueryError(QueryRejection);
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = QueryError;
 
-impl From<QueryRejection> for QueryError {
-    fn from(rejection: QueryRejection) -> Self {
-        Self(rejection)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, QueryError> {
+        if parts.uri.query().is_some_and(uri_has_nul) {
+            return Err(QueryError::Nul);
+        }
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state)
+                .await
+                .map_err(QueryError::Rejected)?;
+        Ok(Self(value))
     }
+}
+
+#[derive(Debug)]
+pub enum QueryError {
+    Nul,
+    Rejected(QueryRejection),
 }
 
 impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
-        error_response(StatusCode::BAD_REQUEST, "invalid_query", self.0.body_text())
+        match self {
+            Self::Nul => nul_refused(),
+            Self::Rejected(rejection) => error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                rejection.body_text(),
+            ),
+        }
     }
 }
 

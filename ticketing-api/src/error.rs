@@ -2,6 +2,11 @@
 //!
 //! Internal causes are logged here, once, with the request's span; the client only ever sees
 //! the contract body `{"error", "message"}`.
+//!
+//! One safety net lives here too: text Postgres cannot store (a NUL character in `text` or
+//! `jsonb`) is the client's input, so it answers 422 `invalid_text`, never 500, whichever
+//! route let it through. The shared extractors already refuse such text at the door; this
+//! catches a route that reads its input some other way.
 
 use std::time::Duration;
 
@@ -135,6 +140,14 @@ impl IntoResponse for ApiError {
                     .insert(header::RETRY_AFTER, HeaderValue::from(1));
                 response
             }
+            Self::Internal(err) if is_unstorable_text(&err) => {
+                tracing::warn!(error = ?err, "text with a NUL reached Postgres");
+                error_response(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_text",
+                    "Text may not contain the NUL character (U+0000).",
+                )
+            }
             Self::Internal(err) => {
                 tracing::error!(error = ?err, "request failed");
                 error_response(
@@ -148,6 +161,20 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Did Postgres refuse text it cannot store: SQLSTATE 22021 (`character_not_in_repertoire`,
+/// a NUL in `text`) or 22P05 (`untranslatable_character`, `\u0000` in `jsonb`)? Both can only
+/// come from input. The failing statement wrote nothing, and the transaction around it (routes
+/// that write several rows use one) is rolled back when it is dropped.
+fn is_unstorable_text(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .and_then(sqlx::Error::as_database_error)
+            .and_then(|db| db.code())
+            .is_some_and(|code| code == "22021" || code == "22P05")
+    })
+}
 
 impl From<crate::accounts::AccountError> for ApiError {
     fn from(err: crate::accounts::AccountError) -> Self {
@@ -237,6 +264,19 @@ impl From<crate::gate::GateError> for ApiError {
             E::AdmissionRequired => Self::forbidden("admission_required", message),
             E::InvalidAdmission(_) | E::NotAdmitted => {
                 Self::forbidden("invalid_admission", message)
+            }
+        }
+    }
+}
+
+impl From<crate::rate_limit::LoginRefused> for ApiError {
+    fn from(refused: crate::rate_limit::LoginRefused) -> Self {
+        use crate::rate_limit::LoginRefused as E;
+        match refused {
+            E::Limited(retry_after) => Self::RateLimited { retry_after },
+            E::Unavailable(err) => {
+                tracing::warn!(error = %err, "login limits unavailable");
+                Self::Unavailable("Logging in is briefly unavailable; try again.".into())
             }
         }
     }

@@ -14,7 +14,7 @@
 //! | [`extract`] | who is calling: the access-token extractor and role guards |
 //! | [`error`] | `ApiError`, the one place where errors become HTTP |
 //! | [`state`] | `AppState`, cloned into every handler |
-//! | [`rate_limit`] | per-IP limits on login and register |
+//! | [`rate_limit`] | login limits per account (failures, in Redis) and per address; sign-up limits per address |
 
 pub mod accounts;
 pub mod bookings;

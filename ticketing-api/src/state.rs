@@ -42,6 +42,12 @@ impl AppState {
         publisher: Publisher,
     ) -> Self {
         let redis_keys = RedisKeys::new(config.redis.key_prefix);
+        let auth_limiter = Arc::new(AuthLimiter::new(
+            config.auth.limits,
+            config.auth.refresh_token_ttl,
+            redis.clone(),
+            redis_keys.clone(),
+        ));
         Self {
             inventory: Inventory::new(db.clone(), redis.clone(), redis_keys.clone()),
             catalogs: CatalogCache::new(),
@@ -49,10 +55,7 @@ impl AppState {
             redis,
             redis_keys,
             keys: Arc::new(keys),
-            auth_limiter: Arc::new(AuthLimiter::new(
-                config.auth.rate_per_minute,
-                config.auth.rate_burst,
-            )),
+            auth_limiter,
             auth: Arc::new(config.auth),
             bans: BanList::new(),
             trust_forwarded_for: config.http.trust_forwarded_for,

@@ -950,4 +950,28 @@ async fn joins_racing_the_switch_count_only_fans_the_line_admitted(db: PgPool) {
             "{fan} was let in by a join while the gate was off"
         );
     }
+
+async fn a_nul_character_in_a_query_is_422_invalid_text(db: PgPool) {
+    let app = spawn(&db, Duration::from_secs(60)).await;
+    let event = create_event(&db, true, 1, 1, open_now()).await;
+    let response = app
+        .client
+        .get(format!(
+            "{}/api/queue/{event}/events?queue_token=a%00b",
+            app.base
+        ))
+        .send()
+        .await
+        .expect("sent");
+    let status = response.status();
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"], "invalid_text", "{body}");
+    // Nobody joined: the queue's counter was never made.
+    let joined: bool = redis::cmd("EXISTS")
+        .arg(app.redis_keys().queue_seq(event))
+        .query_async(&mut app.conn().await)
+        .await
+        .expect("redis");
+    assert!(!joined);
 }

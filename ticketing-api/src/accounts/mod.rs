@@ -46,8 +46,20 @@ pub enum AccountError {
     Internal(#[from] anyhow::Error),
 }
 
-/// Makes sure the bootstrap admin from `ADMIN_EMAIL`/`ADMIN_PASSWORD` exists and is an admin.
-/// An existing account keeps its password: the variables seed, they do not reset.
+/// Creates the bootstrap admin from `ADMIN_EMAIL`/`ADMIN_PASSWORD` when no account has that
+/// address. The variables only ever create:
+///
+/// - an existing admin is left exactly as it is: its password stays the one set last (the
+///   variable seeds, it does not reset) and a ban written in the database stays;
+/// - an existing account that is not an admin is never promoted. Anyone may sign up with any
+///   address, so promoting it would hand the platform to whoever registered the operator's
+///   address first — with their own password, and with every refresh token they already hold.
+///
+/// A squatted address does not stop the API. Refusing to start would let one sign-up block
+/// every deploy (and every restart during an on-sale) until someone reads the logs; starting
+/// costs nothing, because the admins that already exist keep working and no one gains a right.
+/// So the API starts without a bootstrap admin and says so loudly: an ERROR at every start,
+/// naming the account, until the operator picks another `ADMIN_EMAIL` or deals with the account.
 pub async fn ensure_admin(db: &PgPool, admin: Option<&AdminBootstrap>) -> anyhow::Result<()> {
     let Some(admin) = admin else {
         return Ok(());
@@ -57,11 +69,12 @@ pub async fn ensure_admin(db: &PgPool, admin: Option<&AdminBootstrap>) -> anyhow
     let password = password::Password::parse(admin.password.expose())
         .map_err(|err| anyhow::anyhow!("ADMIN_PASSWORD: {err}"))?;
     let hash = password::hash(&password).await?;
-    let promoted = sqlx::query(
+    // `DO NOTHING`: two instances starting at once make one admin, and an existing row (the
+    // only case that needs thought) is read below instead of being changed here.
+    let created = sqlx::query(
         "INSERT INTO users (id, email, name, password_hash, role, organizer_status)
          VALUES ($1, $2, 'Administrator', $3, 'admin', 'none')
-         ON CONFLICT (email) DO UPDATE SET role = 'admin', banned_at = NULL
-         WHERE users.role <> 'admin' OR users.banned_at IS NOT NULL",
+         ON CONFLICT (email) DO NOTHING",
     )
     .bind(shared::ids::UserId::new())
     .bind(email.as_str())
@@ -69,8 +82,32 @@ pub async fn ensure_admin(db: &PgPool, admin: Option<&AdminBootstrap>) -> anyhow
     .execute(db)
     .await?
     .rows_affected();
-    if promoted > 0 {
-        tracing::info!(email = %email, "bootstrap admin ready");
+    if created > 0 {
+        tracing::info!(email = %email, "bootstrap admin created");
+        return Ok(());
+    }
+    let existing: users::User = sqlx::query_as(concat!(
+        "SELECT ",
+        users::user_columns!(),
+        " FROM users WHERE email = $1"
+    ))
+    .bind(email.as_str())
+    .fetch_one(db)
+    .await?;
+    if existing.role == shared::domain::Role::Admin {
+        tracing::info!(
+            email = %email,
+            "bootstrap admin already exists; ADMIN_PASSWORD is not applied to it"
+        );
+    } else {
+        tracing::error!(
+            email = %email,
+            user.id = %existing.id,
+            role = existing.role.as_str(),
+            "ADMIN_EMAIL belongs to an existing account that is not an admin; it is NOT promoted \
+             and there is no bootstrap admin. Set ADMIN_EMAIL to an address nobody has \
+             registered, or remove that account."
+        );
     }
     Ok(())
 }

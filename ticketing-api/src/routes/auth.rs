@@ -14,11 +14,13 @@ use super::UserView;
 use crate::{
     AppState,
     accounts::{
+        AccountError,
         sessions::{self, Session},
         users::{self, NewUser},
     },
     error::{ApiError, ApiResult},
     extract::ClientIp,
+    rate_limit::Outcome,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -62,7 +64,7 @@ async fn register(
 ) -> ApiResult<(StatusCode, Json<Registered>)> {
     state
         .auth_limiter
-        .check(ip)
+        .check_register(ip)
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     let new = NewUser::parse(&body.email, &body.password, &body.name)?;
     let user = users::register(&state.db, new).await?;
@@ -95,6 +97,11 @@ struct SessionBody {
 }
 
 /// Log in: an access token, and a rotating refresh token in the `refresh_token` cookie.
+///
+/// Limited per client address (hundreds a minute, for fans behind one NAT) and, against
+/// password guessing, by failed attempts per account: a few per 15 minutes from one address,
+/// more from all addresses (see the ticketing API's `rate_limit` module). A limited attempt is
+/// refused even with the right password.
 #[utoipa::path(
     post, path = "/auth/login", tag = "accounts",
     request_body = LoginBody,
@@ -103,6 +110,7 @@ struct SessionBody {
         (status = 401, description = "`invalid_credentials`", body = ErrorBody),
         (status = 403, description = "`banned`", body = ErrorBody),
         (status = 429, description = "`rate_limited`, with Retry-After", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the limits cannot be checked (Redis)", body = ErrorBody),
     ),
 )]
 async fn login(
@@ -110,11 +118,16 @@ async fn login(
     ClientIp(ip): ClientIp,
     Json(body): Json<LoginBody>,
 ) -> ApiResult<Response> {
-    state
-        .auth_limiter
-        .check(ip)
-        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-    let user = users::authenticate(&state.db, &body.email, &body.password).await?;
+    let attempt = state.auth_limiter.begin_login(&body.email, ip).await?;
+    let outcome = users::authenticate(&state.db, &body.email, &body.password).await;
+    attempt
+        .settle(match &outcome {
+            Ok(_) => Outcome::LoggedIn,
+            Err(AccountError::InvalidCredentials) => Outcome::WrongPassword,
+            Err(_) => Outcome::NotAGuess,
+        })
+        .await;
+    let user = outcome?;
     let session = sessions::start(&state.db, &state.keys.access, &state.auth, &user).await?;
     Ok(session_response(
         &state,

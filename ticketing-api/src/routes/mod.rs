@@ -33,7 +33,7 @@ use crate::{AppState, Config, accounts::User, error::ApiError};
 #[openapi(
     info(
         title = "Ticketing API",
-        description = "Accounts, organizers and admin today; venues, events, holds and registrations as they land. Errors are always `{\"error\": code, \"message\": text}`."
+        description = "Accounts, organizers and admin today; venues, events, holds and registrations as they land. Errors are always `{\"error\": code, \"message\": text}`. Text containing a NUL character (U+0000), in a body, a query string or a path, is refused everywhere with 422 `invalid_text`."
     ),
     modifiers(&BearerAuth),
     tags(

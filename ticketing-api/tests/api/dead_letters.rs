@@ -264,7 +264,7 @@ async fn dead_letters_are_for_admins_only_and_hostile_input_changes_nothing(db: 
             resolve.clone(),
             json!({"note": "a\u{0}b"}),
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
+            "invalid_text",
         ),
         (
             resolve.clone(),

@@ -64,8 +64,7 @@ pub fn test_config() -> Config {
             access_token_ttl: Duration::from_secs(900),
             refresh_token_ttl: Duration::from_secs(3600),
             cookie_secure: false,
-            rate_per_minute: 10_000,
-            rate_burst: 10_000,
+            limits: shared::config::testing::auth_limits(),
             admin: Some(AdminBootstrap {
                 email: ADMIN_EMAIL.into(),
                 password: Secret::new(ADMIN_PASSWORD.into()),

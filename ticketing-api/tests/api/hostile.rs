@@ -2,10 +2,13 @@
 //! contract's error body, and nothing changes.
 
 use reqwest::{StatusCode, header};
+use serde_json::Value;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::helpers::{PASSWORD, TestApp, assert_error, spawn};
+use crate::helpers::{
+    PASSWORD, TestApp, assert_error, create_event, event_body, grid_venue, organizer, scalar, spawn,
+};
 
 /// Rows that a request could have touched; compared before and after.
 async fn snapshot(app: &TestApp) -> [i64; 4] {
@@ -293,4 +296,262 @@ async fn organizer_applications_are_validated(db: PgPool) {
         .await;
     assert_error(anonymous, StatusCode::UNAUTHORIZED, "unauthorized").await;
     assert_eq!(snapshot(&app).await, before);
+}
+
+/// Every row a text-taking endpoint could write, compared before and after.
+async fn all_rows(app: &TestApp) -> Vec<i64> {
+    let mut rows = snapshot(app).await.to_vec();
+    for sql in [
+        "SELECT count(*) FROM venues",
+        "SELECT count(*) FROM events",
+        "SELECT count(*) FROM ticket_classes",
+        "SELECT count(*) FROM seats",
+        "SELECT count(*) FROM bookings",
+        "SELECT count(*) FROM users WHERE banned_at IS NOT NULL",
+        "SELECT count(*) FROM events WHERE title <> 'Band live' OR description <> ''",
+    ] {
+        rows.push(scalar(app, sql).await);
+    }
+    rows
+}
+
+/// A text-taking request: method, path, token, a body that would be accepted, and the
+/// pointers of its text fields.
+type Case<'a> = (
+    reqwest::Method,
+    String,
+    Option<&'a str>,
+    Value,
+    Vec<&'static str>,
+);
+
+/// `body` with a NUL character put into the middle of the string at `pointer`.
+fn with_nul(body: &Value, pointer: &str) -> Value {
+    let mut body = body.clone();
+    let field = body
+        .pointer_mut(pointer)
+        .unwrap_or_else(|| panic!("{pointer} is not in the body"));
+    let text = field.as_str().expect("a string field").to_string();
+    let middle = text.len() / 2;
+    *field = json!(format!("{}\u{0}{}", &text[..middle], &text[middle..]));
+    body
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_nul_character_in_any_text_field_or_query_is_422_and_changes_nothing(db: PgPool) {
+    let app = spawn(db).await;
+    let (fan_id, fan, _) = app.fan("fan@example.test").await;
+    let admin = app.admin_token().await;
+    let (organizer, _) = organizer(&app).await;
+    let venue = grid_venue(&app, &organizer, &[("A", 2, 2)]).await;
+    let classes = json!([{"name": "Normal", "price": 0, "currency": "EUR", "sections": ["A"]}]);
+    let new_event = event_body(&venue, classes);
+    let event = create_event(&app, &organizer, &new_event).await;
+    let event = event["id"].as_str().expect("id").to_string();
+    let svg = r#"<svg xmlns="http://www.w3.org/2000/svg"><rect width="9" height="9"/></svg>"#;
+
+    // (method, path, token, a body that would be accepted, the text fields to spoil)
+    let put = reqwest::Method::PUT;
+    let post = reqwest::Method::POST;
+    let patch = reqwest::Method::PATCH;
+    let cases: Vec<Case> = vec![
+        (
+            post.clone(),
+            "/api/auth/register".into(),
+            None,
+            json!({"email": "new@example.test", "password": PASSWORD, "name": "New Fan"}),
+            vec!["/email", "/password", "/name"],
+        ),
+        (
+            post.clone(),
+            "/api/auth/login".into(),
+            None,
+            json!({"email": "fan@example.test", "password": PASSWORD}),
+            vec!["/email", "/password"],
+        ),
+        (
+            post.clone(),
+            "/api/organizer/applications".into(),
+            Some(&fan),
+            json!({"company": "Acme Live", "details": "We run shows."}),
+            vec!["/company", "/details"],
+        ),
+        (
+            post.clone(),
+            format!("/api/admin/users/{fan_id}/ban"),
+            Some(&admin),
+            json!({"reason": "spam"}),
+            vec!["/reason"],
+        ),
+        (
+            post.clone(),
+            "/api/venues".into(),
+            Some(&organizer),
+            json!({"name": "Arena", "city": "Oslo",
+                   "layout": {"kind": "grid",
+                              "sections": [{"name": "A", "rows": 1, "seats_per_row": 2}]}}),
+            vec!["/name", "/city", "/layout/kind", "/layout/sections/0/name"],
+        ),
+        (
+            post.clone(),
+            "/api/venues".into(),
+            Some(&organizer),
+            json!({"name": "Hall", "city": "Bergen",
+                   "layout": {"kind": "svg", "svg": svg,
+                              "seats": [{"label": "FLOOR-1-1", "x": 1, "y": 1}]}}),
+            vec!["/layout/svg", "/layout/seats/0/label"],
+        ),
+        (
+            post.clone(),
+            "/api/events".into(),
+            Some(&organizer),
+            {
+                let mut body = new_event.clone();
+                body["description"] = json!("Loud.");
+                body
+            },
+            vec![
+                "/title",
+                "/description",
+                "/venue_id",
+                "/starts_at",
+                "/classes/0/name",
+                "/classes/0/currency",
+                "/classes/0/sections/0",
+            ],
+        ),
+        (
+            patch,
+            format!("/api/events/{event}"),
+            Some(&organizer),
+            json!({"title": "Renamed", "description": "New date"}),
+            vec!["/title", "/description"],
+        ),
+        (
+            put,
+            format!("/api/events/{event}/demand-mode"),
+            Some(&organizer),
+            json!({"high_demand": true, "admit_per_minute": 10, "max_active": 10,
+                   "note": "ignored field"}),
+            vec!["/note"],
+        ),
+        (
+            post.clone(),
+            format!("/api/events/{event}/holds"),
+            Some(&fan),
+            json!({"class": "Normal", "quantity": 1}),
+            vec!["/class"],
+        ),
+        (
+            post.clone(),
+            format!("/api/events/{event}/registrations"),
+            Some(&fan),
+            json!({"hold_id": uuid::Uuid::new_v4()}),
+            vec!["/hold_id"],
+        ),
+        (
+            post.clone(),
+            "/api/checkin".into(),
+            Some(&organizer),
+            json!({"code": "not-a-ticket"}),
+            vec!["/code"],
+        ),
+        (
+            post,
+            "/api/admin/dead-letters/1/resolve".into(),
+            Some(&admin),
+            json!({"note": "replayed by hand"}),
+            vec!["/note"],
+        ),
+    ];
+    let before = all_rows(&app).await;
+    // Every answer that is not 422 `invalid_text`, so that one run names them all.
+    let mut wrong = Vec::new();
+    for (method, path, token, body, fields) in &cases {
+        for field in fields {
+            let mut request = app
+                .client
+                .request(method.clone(), app.url(path))
+                .json(&with_nul(body, field));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.expect("sent");
+            let status = response.status();
+            let answer: Value = response.json().await.unwrap_or_default();
+            if status != StatusCode::UNPROCESSABLE_ENTITY || answer["error"] != "invalid_text" {
+                wrong.push(format!("{method} {path} {field}: {status} {answer}"));
+            }
+        }
+    }
+    // A NUL spelled in a key, and in a string that is not the only thing in the body.
+    let response = raw_post(
+        &app,
+        "/api/organizer/applications",
+        Some(&fan),
+        JSON,
+        r#"{"company": "Acme", "deta\u0000ils": "x"}"#,
+    )
+    .await;
+    if response.status() != StatusCode::UNPROCESSABLE_ENTITY {
+        wrong.push(format!("a NUL in a key: {}", response.status()));
+    }
+
+    // Query strings: search boxes, filters and formats.
+    for path in [
+        "/api/events?q=%00".to_string(),
+        "/api/events?q=band%00live&page=1".to_string(),
+        "/api/admin/users?q=%00".to_string(),
+        "/api/admin/organizer-applications?status=pending%00".to_string(),
+        "/api/admin/dead-letters?status=%00".to_string(),
+        format!("/api/events/{event}/seats?format=compact%00"),
+    ] {
+        let response = app.get_as(&path, &admin).await;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or_default();
+        if status != StatusCode::UNPROCESSABLE_ENTITY || answer["error"] != "invalid_text" {
+            wrong.push(format!("GET {path}: {status} {answer}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "not 422 invalid_text:\n{}",
+        wrong.join("\n")
+    );
+    assert_eq!(all_rows(&app).await, before);
+
+    // The same requests without the NUL still work: the refusal is about the NUL alone.
+    let response = app.get_as("/api/events?q=band", &admin).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = app
+        .post_as(
+            "/api/organizer/applications",
+            &fan,
+            &json!({"company": "Acme Live", "details": "a \\u0000 that is only text"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+}
+
+/// The safety net behind the extractors: text that reaches Postgres with a NUL (here straight
+/// through the domain code, as a route that forgot the shared extractors would) answers 422,
+/// not 500.
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn postgres_refusing_a_nul_byte_is_a_422_not_a_500(db: PgPool) {
+    use axum::response::IntoResponse;
+    let err = sqlx::query("SELECT $1::text")
+        .bind("a\u{0}b")
+        .execute(&db)
+        .await
+        .expect_err("Postgres refuses a NUL in text");
+    let response = ticketing_api::error::ApiError::from(err).into_response();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let err = sqlx::query("SELECT $1::jsonb")
+        .bind(r#"{"reason": "a\u0000b"}"#)
+        .execute(&db)
+        .await
+        .expect_err("Postgres refuses \\u0000 in jsonb");
+    let wrapped = anyhow::Error::new(err).context("recording the audit");
+    let response = ticketing_api::error::ApiError::Internal(wrapped).into_response();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }

@@ -3,11 +3,13 @@
 
 mod accounts;
 mod admin;
+mod bootstrap;
 mod dead_letters;
 mod events;
 mod gate;
 mod helpers;
 mod hostile;
+mod login_limits;
 mod ops;
 mod reports;
 mod sale;
