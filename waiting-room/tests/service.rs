@@ -950,7 +950,9 @@ async fn joins_racing_the_switch_count_only_fans_the_line_admitted(db: PgPool) {
             "{fan} was let in by a join while the gate was off"
         );
     }
+}
 
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_nul_character_in_a_query_is_422_invalid_text(db: PgPool) {
     let app = spawn(&db, Duration::from_secs(60)).await;
     let event = create_event(&db, true, 1, 1, open_now()).await;
