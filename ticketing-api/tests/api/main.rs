@@ -3,6 +3,7 @@
 
 mod accounts;
 mod admin;
+mod browser;
 mod dead_letters;
 mod events;
 mod gate;
