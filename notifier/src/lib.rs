@@ -38,7 +38,7 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
+        let config = Self {
             http: HttpConfig::from_env(
                 "NOTIFIER_ADDR",
                 SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8083)),
@@ -49,7 +49,13 @@ impl Config {
             keys: KeysConfig::from_env()?,
             push: PushConfig::from_env()?,
             log_format: LogFormat::from_env()?,
-        })
+        };
+        // APP_ENV=production: no development setting gets this far.
+        shared::config::refuse_dev_settings(
+            shared::config::AppEnv::from_env()?,
+            &[&config.postgres, &config.amqp, &config.smtp, &config.keys],
+        )?;
+        Ok(config)
     }
 }
 

@@ -51,7 +51,7 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
+        let config = Self {
             http: HttpConfig::from_env(
                 "WORKER_ADDR",
                 SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8084)),
@@ -62,7 +62,13 @@ impl Config {
             keys: KeysConfig::from_env()?,
             worker: WorkerConfig::from_env()?,
             log_format: LogFormat::from_env()?,
-        })
+        };
+        // APP_ENV=production: no development setting gets this far.
+        shared::config::refuse_dev_settings(
+            shared::config::AppEnv::from_env()?,
+            &[&config.postgres, &config.amqp, &config.keys],
+        )?;
+        Ok(config)
     }
 }
 

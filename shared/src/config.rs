@@ -1,10 +1,19 @@
 //! Configuration, read once at start-up from environment variables.
 //!
 //! Every variable any service reads is listed here; the services take the sections they need.
-//! Defaults suit the dev stack started by `infra/dev up`.
+//! Defaults suit the dev stack started by `infra/dev up`, except where a safe default costs the
+//! dev stack one explicit line (`COOKIE_SECURE=false` in `infra/dev`, which serves plain http).
+//!
+//! With `APP_ENV=production` a service refuses to start while any section it reads still has a
+//! development setting ([`refuse_dev_settings`], [`DevSettings`]): a passwordless
+//! `DATABASE_URL`, RabbitMQ's `guest` user, the dev stack's generated keys under `.run/keys`,
+//! `COOKIE_SECURE=false`, the dev admin password, the dev mail sink. The error names each
+//! variable and what to set instead. (`infra/dev up` checks the same, and a few of its own,
+//! before it starts anything.)
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
+//! | `APP_ENV` | `development` | `production` refuses development settings at start-up (see above) |
 //! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/ticketing` | Postgres, the system of record (secret) |
 //! | `DATABASE_MAX_CONNECTIONS` | `20` | pool size per process |
 //! | `DATABASE_AUTO_MIGRATE` | `true` | run the embedded migrations at start-up (advisory-locked, so concurrent starts are safe) |
@@ -23,7 +32,7 @@
 //! | `TRUST_FORWARDED_FOR` | `false` | take the client IP from `X-Forwarded-For` (only behind the gateway) |
 //! | `ACCESS_TOKEN_TTL_SECS` | `900` | access-token lifetime; a ban takes effect within it (at most 15 minutes) |
 //! | `REFRESH_TOKEN_TTL_SECS` | `2592000` | refresh-token lifetime (30 days) |
-//! | `COOKIE_SECURE` | `false` | mark the refresh cookie `Secure` (set it behind HTTPS) |
+//! | `COOKIE_SECURE` | `true` | mark the refresh cookie `Secure` (sent over HTTPS only); `false` only for a plain-http dev stack |
 //! | `LOGIN_RATE_PER_MINUTE` | `600` | login attempts per client address per minute, per API instance (an IPv6 address counts by its /64); sized for a carrier NAT or a campus at an on-sale |
 //! | `LOGIN_RATE_BURST` | `600` | how many of those may come at once (an on-sale opens at one instant) |
 //! | `LOGIN_FAILURES_PER_ADDRESS` | `5` | failed logins of one account from one client address per window; then that account is refused from that address until the window ends (429 with `Retry-After`) |
@@ -305,7 +314,7 @@ impl AuthConfig {
         Ok(Self {
             access_token_ttl: Duration::from_secs(access_secs),
             refresh_token_ttl: Duration::from_secs(var("REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?),
-            cookie_secure: var("COOKIE_SECURE", false)?,
+            cookie_secure: var("COOKIE_SECURE", true)?,
             limits: AuthLimits::from_env()?,
             admin,
         })
@@ -451,6 +460,186 @@ pub fn web_root() -> Result<PathBuf, ConfigError> {
     var("WEB_ROOT", PathBuf::from("ticketing-api/web"))
 }
 
+/// `APP_ENV`: where a service runs. Only `production` changes anything: it makes
+/// [`refuse_dev_settings`] refuse the development settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Production,
+}
+
+impl FromStr for AppEnv {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "development" => Ok(Self::Development),
+            "production" => Ok(Self::Production),
+            other => Err(format!("expected development or production, got {other}")),
+        }
+    }
+}
+
+impl AppEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        var("APP_ENV", Self::Development)
+    }
+}
+
+/// A setting that suits a developer's machine and must not reach production: the variable,
+/// what is wrong with its value, and what to set instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevSetting {
+    pub variable: &'static str,
+    pub problem: &'static str,
+    pub instead: &'static str,
+}
+
+impl fmt::Display for DevSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}; {}", self.variable, self.problem, self.instead)
+    }
+}
+
+/// A configuration section that knows which of its values are development settings.
+pub trait DevSettings {
+    fn dev_settings(&self) -> Vec<DevSetting>;
+}
+
+/// `APP_ENV=production` with development settings left in: every one of them, one per line.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "APP_ENV=production, but the configuration still has development settings:\n{}",
+    .0.iter().map(|s| format!("  - {s}")).collect::<Vec<_>>().join("\n")
+)]
+pub struct DevSettingsInProduction(pub Vec<DevSetting>);
+
+/// Refuses the development settings of `sections` when `app_env` is production. Each service
+/// calls it at start-up with the sections it reads, so a deployment that never runs
+/// `infra/dev` (Kubernetes, compose) is held to the same rules.
+pub fn refuse_dev_settings(
+    app_env: AppEnv,
+    sections: &[&dyn DevSettings],
+) -> Result<(), DevSettingsInProduction> {
+    if app_env != AppEnv::Production {
+        return Ok(());
+    }
+    let found: Vec<DevSetting> = sections.iter().flat_map(|s| s.dev_settings()).collect();
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(DevSettingsInProduction(found))
+    }
+}
+
+/// The `user:password` of a URL (`scheme://user:password@host/...`), if it has one.
+fn url_userinfo(url: &str) -> Option<(&str, Option<&str>)> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let (userinfo, _host) = authority.rsplit_once('@')?;
+    Some(match userinfo.split_once(':') {
+        Some((user, password)) => (user, Some(password)),
+        None => (userinfo, None),
+    })
+}
+
+/// Whether Postgres would be reached with no secret at all: no password in the URL, none in
+/// `PGPASSWORD` or a `PGPASSFILE`, and no client certificate (`sslcert=`).
+fn postgres_passwordless(url: &str, password_from_env: bool) -> bool {
+    let password = url_userinfo(url).and_then(|(_, p)| p).unwrap_or("");
+    password.is_empty() && !password_from_env && !url.contains("sslcert=")
+}
+
+impl DevSettings for PostgresConfig {
+    fn dev_settings(&self) -> Vec<DevSetting> {
+        let from_env = optional("PGPASSWORD").is_some() || optional("PGPASSFILE").is_some();
+        if postgres_passwordless(self.url.expose(), from_env) {
+            vec![DevSetting {
+                variable: "DATABASE_URL",
+                problem: "connects without a password (the dev stack trusts localhost)",
+                instead: "set DATABASE_URL=postgres://USER:PASSWORD@HOST:5432/DB (or PGPASSWORD, or a client certificate with sslcert=)",
+            }]
+        } else {
+            vec![]
+        }
+    }
+}
+
+impl DevSettings for AmqpConfig {
+    fn dev_settings(&self) -> Vec<DevSetting> {
+        // No credentials in the URL means lapin logs in as guest:guest too.
+        match url_userinfo(self.url.expose()) {
+            Some((user, Some(_))) if user != "guest" => vec![],
+            _ => vec![DevSetting {
+                variable: "AMQP_URL",
+                problem: "logs in to RabbitMQ as its default guest user",
+                instead: "create a RabbitMQ user of your own and set AMQP_URL=amqp://USER:PASSWORD@HOST:5672/VHOST",
+            }],
+        }
+    }
+}
+
+impl DevSettings for KeysConfig {
+    fn dev_settings(&self) -> Vec<DevSetting> {
+        let components: Vec<_> = self.dir.components().map(|c| c.as_os_str()).collect();
+        let dev_keys = components
+            .windows(2)
+            .any(|w| w[0] == ".run" && w[1] == "keys");
+        if dev_keys {
+            vec![DevSetting {
+                variable: "KEYS_DIR",
+                problem: "points at the dev stack's generated keys (.run/keys)",
+                instead: "set KEYS_DIR to a directory of your own keys (openssl genpkey -algorithm ed25519 for access, admission and ticket), kept out of the checkout",
+            }]
+        } else {
+            vec![]
+        }
+    }
+}
+
+/// The dev stack's admin password (`infra/dev`'s `ADMIN_PASSWORD`), printed in its summary.
+pub const DEV_ADMIN_PASSWORD: &str = "admin-pass-123";
+
+impl DevSettings for AuthConfig {
+    fn dev_settings(&self) -> Vec<DevSetting> {
+        let mut found = vec![];
+        if !self.cookie_secure {
+            found.push(DevSetting {
+                variable: "COOKIE_SECURE",
+                problem: "false: the refresh cookie would travel over plain http",
+                instead: "unset COOKIE_SECURE (the default is true) and serve the site over HTTPS",
+            });
+        }
+        if self
+            .admin
+            .as_ref()
+            .is_some_and(|admin| admin.password.expose() == DEV_ADMIN_PASSWORD)
+        {
+            found.push(DevSetting {
+                variable: "ADMIN_PASSWORD",
+                problem: "is the dev stack's published admin password",
+                instead: "set ADMIN_PASSWORD to a long random password of your own (or unset ADMIN_EMAIL and ADMIN_PASSWORD once the admin exists)",
+            });
+        }
+        found
+    }
+}
+
+impl DevSettings for SmtpConfig {
+    fn dev_settings(&self) -> Vec<DevSetting> {
+        let loopback = matches!(self.host.as_str(), "127.0.0.1" | "localhost" | "::1");
+        if loopback && self.port == 1025 && self.tls == SmtpTls::None {
+            vec![DevSetting {
+                variable: "SMTP_HOST",
+                problem: "is the dev mail sink (127.0.0.1:1025): no fan would get a ticket",
+                instead: "set SMTP_HOST, SMTP_PORT, SMTP_TLS (starttls or tls) and SMTP_USERNAME/SMTP_PASSWORD to your mail relay",
+            }]
+        } else {
+            vec![]
+        }
+    }
+}
+
 /// Configs for tests: the real services from the environment (or the dev defaults), each
 /// isolated by a fresh key prefix, queue prefix, and port 0.
 pub mod testing {
@@ -531,6 +720,157 @@ mod tests {
             auto_migrate: false,
         };
         assert!(!format!("{pg:?}").contains("pw"));
+    }
+
+    type Sections = (
+        PostgresConfig,
+        AmqpConfig,
+        KeysConfig,
+        AuthConfig,
+        SmtpConfig,
+    );
+
+    /// A production configuration: nothing of the dev stack left.
+    fn production() -> Sections {
+        (
+            PostgresConfig {
+                url: Secret::new("postgres://tickets:s3cret@db.internal:5432/ticketing".into()),
+                max_connections: 20,
+                auto_migrate: true,
+            },
+            AmqpConfig {
+                url: Secret::new("amqps://tickets:s3cret@mq.internal:5671/prod".into()),
+                prefix: String::new(),
+            },
+            KeysConfig {
+                dir: "/etc/ticketing/keys".into(),
+            },
+            AuthConfig {
+                access_token_ttl: Duration::from_secs(900),
+                refresh_token_ttl: Duration::from_secs(3600),
+                cookie_secure: true,
+                limits: AuthLimits::default(),
+                admin: Some(AdminBootstrap {
+                    email: "ops@tickets.example".into(),
+                    password: Secret::new("a long random one".into()),
+                }),
+            },
+            SmtpConfig {
+                host: "smtp.example.com".into(),
+                port: 587,
+                tls: SmtpTls::StartTls,
+                username: Some("tickets".into()),
+                password: Some(Secret::new("s3cret".into())),
+                from: "Tickets <tickets@tickets.example>".into(),
+            },
+        )
+    }
+
+    fn refused(app_env: AppEnv, (pg, amqp, keys, auth, smtp): &Sections) -> Vec<&'static str> {
+        match refuse_dev_settings(app_env, &[pg, amqp, keys, auth, smtp]) {
+            Ok(()) => vec![],
+            Err(DevSettingsInProduction(found)) => found.iter().map(|s| s.variable).collect(),
+        }
+    }
+
+    #[test]
+    fn production_refuses_every_dev_setting_and_says_what_to_set_instead() {
+        let mut config = production();
+        assert_eq!(refused(AppEnv::Production, &config), Vec::<&str>::new());
+        config.0.url = Secret::new("postgres://postgres@127.0.0.1:5432/ticketing".into());
+        config.1.url = Secret::new("amqp://guest:guest@127.0.0.1:5672/%2f".into());
+        config.2.dir = "/srv/app/.run/keys".into();
+        config.3.cookie_secure = false;
+        config.3.admin = Some(AdminBootstrap {
+            email: "admin@example.test".into(),
+            password: Secret::new(DEV_ADMIN_PASSWORD.into()),
+        });
+        config.4 = SmtpConfig {
+            host: "127.0.0.1".into(),
+            port: 1025,
+            tls: SmtpTls::None,
+            username: None,
+            password: None,
+            from: "x@example.test".into(),
+        };
+        let expected = [
+            "DATABASE_URL",
+            "AMQP_URL",
+            "KEYS_DIR",
+            "COOKIE_SECURE",
+            "ADMIN_PASSWORD",
+            "SMTP_HOST",
+        ];
+        if optional("PGPASSWORD").is_none() && optional("PGPASSFILE").is_none() {
+            assert_eq!(refused(AppEnv::Production, &config), expected);
+        }
+        // Development lets all of it through.
+        assert_eq!(refused(AppEnv::Development, &config), Vec::<&str>::new());
+        let (pg, amqp, keys, auth, smtp) = &config;
+        let message = refuse_dev_settings(AppEnv::Production, &[pg, amqp, keys, auth, smtp])
+            .expect_err("refused")
+            .to_string();
+        assert!(message.starts_with("APP_ENV=production"), "{message}");
+        assert!(message.contains("COOKIE_SECURE: false"), "{message}");
+        assert!(message.contains("unset COOKIE_SECURE"), "{message}");
+        assert!(
+            !message.contains(DEV_ADMIN_PASSWORD),
+            "never prints the password: {message}"
+        );
+    }
+
+    #[test]
+    fn credentials_are_read_from_urls_as_a_url_parser_would() {
+        assert!(postgres_passwordless(
+            "postgres://postgres@127.0.0.1:5432/t",
+            false
+        ));
+        assert!(postgres_passwordless(
+            "postgres://postgres:@127.0.0.1/t",
+            false
+        ));
+        assert!(postgres_passwordless(
+            "postgres://127.0.0.1/t?user=postgres",
+            false
+        ));
+        assert!(!postgres_passwordless(
+            "postgres://postgres@127.0.0.1/t",
+            true
+        ));
+        assert!(!postgres_passwordless("postgres://u:p@h/t", false));
+        assert!(!postgres_passwordless(
+            "postgres://u@h/t?sslmode=verify-full&sslcert=/c.pem",
+            false
+        ));
+        // An '@' in the path is not the userinfo's.
+        assert!(postgres_passwordless("postgres://h/db@x", false));
+        let amqp = |url: &str| {
+            AmqpConfig {
+                url: Secret::new(url.into()),
+                prefix: String::new(),
+            }
+            .dev_settings()
+            .len()
+        };
+        assert_eq!(amqp("amqp://guest:guest@127.0.0.1:5672/%2f"), 1);
+        assert_eq!(
+            amqp("amqp://127.0.0.1:5672/%2f"),
+            1,
+            "lapin's default user is guest"
+        );
+        assert_eq!(amqp("amqp://guest:other@mq/%2f"), 1);
+        assert_eq!(amqp("amqp://tickets:s3cret@mq/%2f"), 0);
+        let keys = |dir: &str| KeysConfig { dir: dir.into() }.dev_settings().len();
+        assert_eq!(keys(".run/keys"), 1);
+        assert_eq!(keys("/home/dev/ticketing/.run/keys"), 1);
+        assert_eq!(keys("/etc/ticketing/keys"), 0);
+    }
+
+    #[test]
+    fn app_env_parses_strictly() {
+        assert_eq!("production".parse::<AppEnv>(), Ok(AppEnv::Production));
+        assert_eq!("development".parse::<AppEnv>(), Ok(AppEnv::Development));
+        assert!("prod".parse::<AppEnv>().is_err());
     }
 
     #[test]

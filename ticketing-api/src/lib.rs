@@ -63,7 +63,7 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
+        let config = Self {
             http: HttpConfig::from_env(
                 "TICKETING_API_ADDR",
                 SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8082)),
@@ -75,7 +75,13 @@ impl Config {
             auth: AuthConfig::from_env()?,
             web_root: shared::config::web_root()?,
             log_format: LogFormat::from_env()?,
-        })
+        };
+        // APP_ENV=production: no development setting gets this far.
+        shared::config::refuse_dev_settings(
+            shared::config::AppEnv::from_env()?,
+            &[&config.postgres, &config.amqp, &config.keys, &config.auth],
+        )?;
+        Ok(config)
     }
 }
 

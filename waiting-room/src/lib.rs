@@ -34,7 +34,7 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
+        let config = Self {
             http: HttpConfig::from_env(
                 "WAITING_ROOM_ADDR",
                 SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8081)),
@@ -44,7 +44,13 @@ impl Config {
             keys: KeysConfig::from_env()?,
             queue: QueueConfig::from_env()?,
             log_format: LogFormat::from_env()?,
-        })
+        };
+        // APP_ENV=production: no development setting gets this far.
+        shared::config::refuse_dev_settings(
+            shared::config::AppEnv::from_env()?,
+            &[&config.postgres, &config.keys],
+        )?;
+        Ok(config)
     }
 }
 

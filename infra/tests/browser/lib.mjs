@@ -14,10 +14,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = process.env.ROOT || path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-export const BASE = process.env.BASE_URL || 'http://127.0.0.1:8080';
+export const BASE = process.env.BASE_URL || `http://127.0.0.1:${process.env.GATEWAY_PORT || 8080}`;
 // ticketing-api's own port, for account calls (see above).
 export const API_DIRECT = process.env.TICKETING_API_URL || `http://${process.env.TICKETING_API_ADDR || '127.0.0.1:8082'}`;
-export const SHOTS = process.env.SCREENSHOT_DIR || path.join(ROOT, '.run', 'screenshots');
+// The stack's run-time directory (infra/dev's RUN_DIR): its logs are read by the security tests.
+export const RUN_DIR = process.env.RUN_DIR || path.join(ROOT, '.run');
+export const SHOTS = process.env.SCREENSHOT_DIR || path.join(RUN_DIR, 'screenshots');
 export const ADMIN = {
   email: process.env.ADMIN_EMAIL || 'admin@example.test',
   password: process.env.ADMIN_PASSWORD || 'admin-pass-123',
@@ -179,7 +181,8 @@ export async function launch() {
 
 /**
  * A browser context (one "browser" of one fan), logged in as `client` through its refresh
- * cookie when given. Console errors and failed page scripts are collected in `ctx.problems`.
+ * cookie when given. Console errors, failed page scripts and Content-Security-Policy violations
+ * are collected in `page.problems`.
  */
 export async function openAs(browser, client, { width = 1280, height = 800, mobile = false } = {}) {
   const context = await browser.newContext({
@@ -200,6 +203,13 @@ export async function openAs(browser, client, { width = 1280, height = 800, mobi
     // The browser now owns this session: the cookie rotates on its first refresh.
     client.refreshCookie = null;
   }
+  // Any CSP violation in any frame becomes a console error, hence a problem (the UI must run
+  // under its policy untouched). Init scripts are injected by the browser, outside the CSP.
+  await context.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      console.error(`CSP violation: ${e.effectiveDirective} blocked ${e.blockedURI || 'inline'} at ${e.sourceFile || e.documentURI}:${e.lineNumber}`);
+    });
+  });
   const page = await context.newPage();
   page.problems = [];
   page.on('pageerror', (err) => page.problems.push(`pageerror: ${err.message}`));

@@ -13,6 +13,7 @@ mod reports;
 pub mod seats;
 mod tickets;
 mod venues;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -23,7 +24,6 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 use shared::http::{BearerAuth, Readiness, apply_common_layers, error_response, ops_router};
-use tower_http::services::{ServeDir, ServeFile};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -107,10 +107,11 @@ pub fn router(state: AppState, config: &Config) -> Router {
                 )
             }),
         );
-    let web = ServeDir::new(&config.web_root)
-        .fallback(ServeFile::new(config.web_root.join("index.html")));
-    let app = api.merge(ops).fallback_service(web);
-    apply_common_layers(app, &config.http)
+    let app = api
+        .merge(ops)
+        .fallback_service(web::files(&config.web_root));
+    // Outermost, so the 408 and 413 of the common layers get it too.
+    apply_common_layers(app, &config.http).layer(axum::middleware::map_response(web::nosniff))
 }
 
 /// A user as the API shows them (never the hash, never internal columns).

@@ -63,6 +63,8 @@ pub fn test_config() -> Config {
         auth: AuthConfig {
             access_token_ttl: Duration::from_secs(900),
             refresh_token_ttl: Duration::from_secs(3600),
+            // The test app serves plain http (as infra/dev does, with COOKIE_SECURE=false):
+            // turned off by name, the default being true.
             cookie_secure: false,
             limits: shared::config::testing::auth_limits(),
             admin: Some(AdminBootstrap {

@@ -4,6 +4,7 @@
 mod accounts;
 mod admin;
 mod bootstrap;
+mod browser;
 mod dead_letters;
 mod events;
 mod gate;

@@ -45,11 +45,12 @@ export function match(pathname) {
   return { route: notFound, params: {} };
 }
 
+/** Moves within this site only: a target a browser would read as another site goes home. */
 export function navigate(to, { replace = false, focus = true } = {}) {
-  const url = new URL(to, location.origin);
+  let url = new URL(to, location.origin);
   if (url.origin !== location.origin) {
-    location.assign(url);
-    return;
+    console.warn('navigate: not following a link to another site', url.origin);
+    url = new URL('/', location.origin);
   }
   const target = url.pathname + url.search + url.hash;
   if (replace) history.replaceState({}, '', target);

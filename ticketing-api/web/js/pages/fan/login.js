@@ -1,9 +1,23 @@
 // Log in. ?next= brings the fan back where they were (only paths on this site).
 import { h, field, errorMessage } from '../../ui.js';
 
+/**
+ * Where ?next= may lead after logging in: a path on this site, else the home page. A browser
+ * reads `/\evil.example` as `//evil.example` and drops tabs and newlines from a URL
+ * (`/<TAB>/evil.example`), so "starts with one slash" is not enough: the value must have no
+ * backslash or control character, and parsed as the browser parses it, stay on this origin.
+ */
 export function safeNext(query) {
-  const next = query.get('next') || '/';
-  return next.startsWith('/') && !next.startsWith('//') ? next : '/';
+  const next = query.get('next');
+  if (!next || !next.startsWith('/') || next.startsWith('//') || /[\\\u0000-\u001f\u007f]/.test(next)) return '/';
+  let url;
+  try {
+    url = new URL(next, location.origin);
+  } catch {
+    return '/';
+  }
+  const path = url.pathname + url.search + url.hash;
+  return url.origin === location.origin && path.startsWith('/') && !path.startsWith('//') ? path : '/';
 }
 
 export function render({ root, session, navigate, query }) {
