@@ -19,7 +19,7 @@ use std::{
 use anyhow::Context;
 use axum::{
     extract::{
-        Query, State, WebSocketUpgrade,
+        State, WebSocketUpgrade,
         ws::{Message, Utf8Bytes, WebSocket},
     },
     response::{IntoResponse, Response},
@@ -33,6 +33,7 @@ use serde::Deserialize;
 use serde_json::json;
 use shared::{
     config::AmqpConfig,
+    http::Query,
     ids::UserId,
     messaging::{self, BookingConfirmed, BookingRejected, Names, routing},
     tokens::TokenKeys,
@@ -128,12 +129,39 @@ pub struct PushState {
     pub access: Arc<TokenKeys>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WsQuery {
+    /// The access token from login (a browser's WebSocket cannot send an `Authorization`
+    /// header).
     access_token: Option<String>,
 }
 
-/// `GET /ws?access_token=...`: 401 without a valid access token, else the upgrade.
+/// Open the push channel (a WebSocket) for the caller's booking outcomes.
+///
+/// The server sends JSON text messages, `{"type": "booking.confirmed", "booking_id", "event_id", "total", "currency",
+/// "tickets": [{"id", "seat_label", "class"}]}` and `{"type": "booking.rejected",
+/// "booking_id", "event_id", "reason"}`. The server pings every 20 s and drops a socket that
+/// stays silent for two pings, or that cannot keep up with its messages.
+///
+/// The handshake is checked before the token: a request that is not a WebSocket upgrade
+/// answers 400 (or 426 when the connection cannot be upgraded) whatever its token.
+#[utoipa::path(
+    get, path = "/ws", tag = "push",
+    params(
+        WsQuery,
+        ("Upgrade" = String, Header, description = "`websocket`"),
+        ("Connection" = String, Header, description = "`Upgrade`"),
+        ("Sec-WebSocket-Version" = String, Header, description = "`13`"),
+        ("Sec-WebSocket-Key" = String, Header, description = "16 random bytes, base64 (RFC 6455)"),
+    ),
+    responses(
+        (status = 101, description = "Switching Protocols: the WebSocket is open"),
+        (status = 400, description = "`bad_request`: not a WebSocket handshake (missing or wrong `Connection`, `Upgrade`, `Sec-WebSocket-Version` or `Sec-WebSocket-Key`)", body = shared::error::ErrorBody),
+        (status = 401, description = "`unauthorized` (no `access_token`), `invalid_token`, `token_expired`", body = shared::error::ErrorBody),
+        (status = 426, description = "`bad_request`: the connection cannot be upgraded (not HTTP/1.1)", body = shared::error::ErrorBody),
+    ),
+)]
 pub async fn upgrade(
     State(state): State<PushState>,
     Query(query): Query<WsQuery>,
