@@ -2,6 +2,10 @@
 //! email ([`mail`]) and pushes confirmations over WebSocket ([`push`]: capped per user and per
 //! instance, each socket closed at its access token's expiry and at its user's ban), next to the
 //! ops endpoints.
+//!
+//! Its one public route, `GET /ws`, is described by [`openapi`], committed as
+//! `shared/openapi/notifier.json` and merged from there into the gateway-wide document the
+//! ticketing API serves (see `shared::openapi`).
 
 use std::{
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
@@ -94,6 +98,25 @@ impl Notifier {
         self.stop.stop();
         result
     }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Notifier",
+        description = "Booking outcomes pushed to the fan's browser over WebSocket. Errors are always `{\"error\": code, \"message\": text}`."
+    ),
+    paths(push::upgrade),
+    tags((name = "push", description = "Live booking outcomes over WebSocket")),
+)]
+struct ApiDoc;
+
+/// The notifier's OpenAPI document (`GET /ws`), with the answers of the shared plumbing.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    let mut doc = ApiDoc::openapi();
+    shared::openapi::CommonResponses.apply(&mut doc);
+    doc
 }
 
 /// Connects its dependencies, declares the broker topology, starts the mail and push

@@ -43,7 +43,7 @@ use std::{
 use anyhow::Context;
 use axum::{
     extract::{
-        Query, State, WebSocketUpgrade,
+        State, WebSocketUpgrade,
         ws::{CloseFrame, Message, Utf8Bytes, WebSocket},
     },
     http::{HeaderValue, StatusCode, header},
@@ -59,7 +59,7 @@ use serde_json::json;
 use shared::{
     bans::BanList,
     config::{AmqpConfig, PushConfig},
-    http::error_response,
+    http::{Query, error_response},
     ids::UserId,
     messaging::{self, BookingConfirmed, BookingRejected, Names, routing},
     tokens::TokenKeys,
@@ -328,13 +328,44 @@ pub struct PushState {
     pub bans: BanList,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WsQuery {
+    /// The access token from login (a browser's WebSocket cannot send an `Authorization`
+    /// header).
     access_token: Option<String>,
 }
 
-/// `GET /ws?access_token=...`: 401 without a valid access token, 403 `banned`, 429 or 503
-/// `too_many_connections` at a cap, else the upgrade.
+/// Open the push channel (a WebSocket) for the caller's booking outcomes.
+///
+/// The server sends JSON text messages, `{"type": "booking.confirmed", "booking_id", "event_id", "total", "currency",
+/// "tickets": [{"id", "seat_label", "class"}]}` and `{"type": "booking.rejected",
+/// "booking_id", "event_id", "reason"}`. The server pings every 20 s and drops a socket that
+/// stays silent for two pings, or that cannot keep up with its messages. At the access
+/// token's expiry the server closes the socket with code 4001 `token_expired` (refresh, then
+/// reconnect), and at the user's ban with 4003 `banned`.
+///
+/// The handshake is checked before the token: a request that is not a WebSocket upgrade
+/// answers 400 (or 426 when the connection cannot be upgraded) whatever its token.
+#[utoipa::path(
+    get, path = "/ws", tag = "push",
+    params(
+        WsQuery,
+        ("Upgrade" = String, Header, description = "`websocket`"),
+        ("Connection" = String, Header, description = "`Upgrade`"),
+        ("Sec-WebSocket-Version" = String, Header, description = "`13`"),
+        ("Sec-WebSocket-Key" = String, Header, description = "16 random bytes, base64 (RFC 6455)"),
+    ),
+    responses(
+        (status = 101, description = "Switching Protocols: the WebSocket is open"),
+        (status = 400, description = "`bad_request`: not a WebSocket handshake (missing or wrong `Connection`, `Upgrade`, `Sec-WebSocket-Version` or `Sec-WebSocket-Key`)", body = shared::error::ErrorBody),
+        (status = 401, description = "`unauthorized` (no `access_token`), `invalid_token`, `token_expired`", body = shared::error::ErrorBody),
+        (status = 403, description = "`banned`", body = shared::error::ErrorBody),
+        (status = 429, description = "`too_many_connections`: this user already holds `WS_MAX_PER_USER` sockets on this instance", body = shared::error::ErrorBody),
+        (status = 503, description = "`too_many_connections`: this instance holds `WS_MAX_SOCKETS` sockets (with `Retry-After`)", body = shared::error::ErrorBody),
+        (status = 426, description = "`bad_request`: the connection cannot be upgraded (not HTTP/1.1)", body = shared::error::ErrorBody),
+    ),
+)]
 pub async fn upgrade(
     State(state): State<PushState>,
     Query(query): Query<WsQuery>,

@@ -16,6 +16,7 @@
 //! | [`messaging`] | the RabbitMQ connection, exchange and queue names, message payloads |
 //! | [`sales`] | writing a booking (tickets, prices, outbox) for both registration paths |
 //! | [`http`] | (feature `http`) the axum plumbing the web services share |
+//! | [`openapi`] | (feature `http`) the answers every operation documents, and the committed per-service documents |
 //! | [`ticket_pdf`] | (feature `ticket-pdf`) a booking's tickets as a PDF with QR codes |
 //!
 //! `shared` never imports a service, and its core has no web stack: the axum parts live behind
@@ -32,6 +33,8 @@ pub mod http;
 pub mod ids;
 pub mod inventory;
 pub mod messaging;
+#[cfg(feature = "http")]
+pub mod openapi;
 pub mod sales;
 pub mod shutdown;
 pub mod telemetry;

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use shared::{
     http::{BearerAuth, Json, Path, Query, error_response},
     ids::{EventId, UserId},
+    openapi::CommonResponses,
     tokens::{AdmissionClaims, QueueClaims, TokenError},
 };
 use utoipa::{OpenApi, ToSchema};
@@ -280,6 +281,23 @@ async fn status(
     Ok(Json(body(&state, event, user, &standing)))
 }
 
+/// One event of the live status stream, as `text/event-stream` frames it: `event: status` and
+/// the [`StatusBody`] as JSON in `data`. Describes the stream in the OpenAPI document; the
+/// frames themselves are written by axum's `Event`.
+#[derive(ToSchema)]
+#[expect(
+    dead_code,
+    reason = "only describes the event stream in the OpenAPI document"
+)]
+struct StatusEvent {
+    /// Always `status`.
+    #[schema(pattern = "^status$")]
+    event: String,
+    /// A `StatusBody` as JSON.
+    #[schema(content_media_type = "application/json")]
+    data: String,
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct PushQuery {
@@ -293,7 +311,7 @@ struct PushQuery {
     get, path = "/api/queue/{event_id}/events", tag = "waiting room",
     params(("event_id" = EventId, Path), PushQuery),
     responses(
-        (status = 200, description = "`text/event-stream` of `StatusBody` events", content_type = "text/event-stream", body = StatusBody),
+        (status = 200, description = "`text/event-stream`: `event: status` frames whose `data` is a `StatusBody` as JSON", content_type = "text/event-stream", body = StatusEvent),
         (status = 401, description = "as for status", body = shared::error::ErrorBody),
         (status = 403, description = "`wrong_event`", body = shared::error::ErrorBody),
     ),
@@ -345,16 +363,32 @@ async fn events(
         description = "The virtual waiting room of high-demand events. Errors are always `{\"error\": code, \"message\": text}`."
     ),
     modifiers(&BearerAuth),
+    tags((name = "waiting room", description = "The queue in front of high-demand sales: join, status, live status")),
 )]
 struct ApiDoc;
 
-/// The queue routes, and their OpenAPI document at `/api/queue/openapi.json`.
-pub fn router(state: AppState) -> Router {
-    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The queue routes and their OpenAPI document, with the answers of the shared plumbing
+/// (`shared::openapi::CommonResponses`).
+fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(join))
         .routes(routes!(status))
         .routes(routes!(events))
         .split_for_parts();
+    CommonResponses.apply(&mut doc);
+    (router, doc)
+}
+
+/// The waiting room's OpenAPI document: served at `/api/queue/openapi.json`, committed as
+/// `shared/openapi/waiting-room.json` (a test keeps the two equal) and merged from there into
+/// the gateway-wide document the ticketing API serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented().1
+}
+
+/// The queue routes, and their OpenAPI document at `/api/queue/openapi.json`.
+pub fn router(state: AppState) -> Router {
+    let (router, doc) = documented();
     let spec: std::sync::Arc<str> = doc.to_json().unwrap_or_else(|_| "{}".into()).into();
     router
         .route(

@@ -39,7 +39,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 struct ApplicationFilter {
     /// `pending` (default), `approved` or `rejected`.
     status: Option<String>,
+    #[param(minimum = 1, maximum = 100_000)]
     page: Option<i64>,
+    #[param(minimum = 1, maximum = 100)]
     per_page: Option<i64>,
 }
 
@@ -113,8 +115,11 @@ async fn reject(
 struct UserSearch {
     /// Part of an email or a name, matched literally and case-insensitively.
     #[serde(default)]
+    #[param(max_length = 200)]
     q: String,
+    #[param(minimum = 1, maximum = 100_000)]
     page: Option<i64>,
+    #[param(minimum = 1, maximum = 100)]
     per_page: Option<i64>,
 }
 
@@ -213,6 +218,7 @@ async fn unban(
     responses(
         (status = 200, body = Page<AuditEntry>),
         (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 422, description = "`invalid_pagination`", body = ErrorBody),
     ),
 )]
 async fn audit_log(

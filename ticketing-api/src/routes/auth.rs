@@ -140,6 +140,7 @@ async fn login(
 /// refresh token revokes every session of that login.
 #[utoipa::path(
     post, path = "/auth/refresh", tag = "accounts",
+    params(("refresh_token" = Option<String>, Cookie, description = "The refresh token login or the last refresh set (HttpOnly, path `/api/auth`)")),
     responses(
         (status = 200, body = SessionBody),
         (status = 401, description = "`invalid_refresh_token`, `refresh_token_reused`", body = ErrorBody),
@@ -157,6 +158,7 @@ async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> ApiResult
 /// End the session of the refresh cookie (always succeeds).
 #[utoipa::path(
     post, path = "/auth/logout", tag = "accounts",
+    params(("refresh_token" = Option<String>, Cookie, description = "The session to end, if any")),
     responses((status = 204, description = "Logged out; the cookie is cleared")),
 )]
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {

@@ -63,7 +63,9 @@ const COLUMNS: &str = "d.id, d.booking_id, d.event_id, d.payload, d.reason, d.fi
 struct DeadLetterFilter {
     /// `open` (default), `resolved` or `all`.
     status: Option<String>,
+    #[param(minimum = 1, maximum = 100_000)]
     page: Option<i64>,
+    #[param(minimum = 1, maximum = 100)]
     per_page: Option<i64>,
 }
 

@@ -80,8 +80,11 @@ async fn create_event(
 struct EventSearch {
     /// Part of the title, matched literally and case-insensitively.
     #[serde(default)]
+    #[param(max_length = 200)]
     q: String,
+    #[param(minimum = 1, maximum = 100_000)]
     page: Option<i64>,
+    #[param(minimum = 1, maximum = 100)]
     per_page: Option<i64>,
 }
 

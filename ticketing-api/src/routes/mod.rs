@@ -1,4 +1,5 @@
 //! The HTTP surface. One file per resource; each is a thin `router()` over domain code.
+//! [`openapi`] assembles the document served at `/api/openapi.json`.
 
 mod admin;
 mod auth;
@@ -8,6 +9,7 @@ mod demand;
 mod events;
 mod holds;
 mod me;
+pub mod openapi;
 mod organizer;
 mod reports;
 pub mod seats;
@@ -23,7 +25,10 @@ use axum::{
     routing::get,
 };
 use serde::{Deserialize, Serialize};
-use shared::http::{BearerAuth, Readiness, apply_common_layers, error_response, ops_router};
+use shared::{
+    http::{BearerAuth, Readiness, apply_common_layers, error_response, ops_router},
+    openapi::CommonResponses,
+};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -33,7 +38,7 @@ use crate::{AppState, Config, accounts::User, error::ApiError};
 #[openapi(
     info(
         title = "Ticketing API",
-        description = "Accounts, organizers and admin today; venues, events, holds and registrations as they land. Errors are always `{\"error\": code, \"message\": text}`. Text containing a NUL character (U+0000), in a body, a query string or a path, is refused everywhere with 422 `invalid_text`."
+        description = "Every public endpoint behind the gateway: accounts, organizers, admin, venues, events, holds, registrations, bookings and tickets (the ticketing API), the waiting room (`/api/queue/...`) and the push channel (`/ws`, the notifier). Errors are always `{\"error\": code, \"message\": text}`; when a service is unreachable the gateway answers 503 `service_unavailable` with Retry-After. Text containing a NUL character (U+0000), in a body, a query string or a path, is refused everywhere with 422 `invalid_text`."
     ),
     modifiers(&BearerAuth),
     tags(
@@ -48,9 +53,10 @@ use crate::{AppState, Config, accounts::User, error::ApiError};
 )]
 struct ApiDoc;
 
-/// Every documented route under `/api`, and the OpenAPI document generated from them.
+/// Every documented route under `/api`, and the OpenAPI document generated from them (with
+/// the answers of the shared plumbing).
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest(
             "/api",
             OpenApiRouter::new()
@@ -68,7 +74,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .merge(tickets::router())
                 .merge(reports::router()),
         )
-        .split_for_parts()
+        .split_for_parts();
+    CommonResponses.apply(&mut doc);
+    (router, doc)
 }
 
 /// The whole app: `/api/...`, `/api/openapi.json`, the ops endpoints (also under `/api` for
@@ -80,7 +88,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
     let ops = ops_router(readiness);
     let (documented, doc) = api();
     // Rendered once: the document only changes with the code.
-    let spec: Arc<str> = doc.to_json().unwrap_or_else(|_| "{}".into()).into();
+    let spec: Arc<str> = openapi::gateway_document(doc)
+        .to_json()
+        .unwrap_or_else(|_| "{}".into())
+        .into();
     let api = documented
         .with_state(state)
         .route(
@@ -142,7 +153,9 @@ impl From<User> for UserView {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct Pagination {
+    #[param(minimum = 1, maximum = 100_000)]
     pub page: Option<i64>,
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<i64>,
 }
 
