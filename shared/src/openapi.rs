@@ -98,6 +98,14 @@ fn add_common(operation: &mut Operation) {
             "the JSON has missing or unknown fields or wrong types",
         );
     }
+    if has_json_body || has_path || has_query {
+        ensure(
+            operation,
+            422,
+            "invalid_text",
+            "text with a NUL character (U+0000), which nothing stores",
+        );
+    }
     if has_path {
         ensure(
             operation,
@@ -254,7 +262,10 @@ mod tests {
         assert!(described("400").contains("`malformed_json`"));
         assert!(described("400").contains("`invalid_path`"));
         assert!(described("401").contains("`token_expired`"));
-        assert_eq!(described("422"), "`invalid_field`; `invalid_body`");
+        assert_eq!(
+            described("422"),
+            "`invalid_field`; `invalid_body`; `invalid_text`"
+        );
 
         let b = statuses(&doc, "/b");
         assert_eq!(
