@@ -28,7 +28,10 @@ struct Gated {
 }
 
 async fn spawn_gated(db: PgPool) -> Gated {
-    let config = test_config();
+    spawn_gated_with(db, test_config()).await
+}
+
+async fn spawn_gated_with(db: PgPool, config: ticketing_api::Config) -> Gated {
     let redis = shared::cache::connect(&config.redis).expect("redis");
     let keys = RedisKeys::new(config.redis.key_prefix.clone());
     let app = spawn_with(db, config).await;
@@ -586,8 +589,7 @@ async fn in_high_demand_a_registration_needs_admission_and_is_queued(db: PgPool)
         gated.active_score(&event, bystander).await.is_some(),
         "the bystander keeps their place"
     );
-    let names = shared::messaging::Names::new(app.amqp.prefix.clone());
-    shared::messaging::testing::delete_topology(&app.amqp, &names).await;
+    drop_topology(app).await;
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
@@ -704,6 +706,41 @@ async fn accepted(response: Response) -> String {
     body["booking_id"].as_str().expect("booking id").to_string()
 }
 
+/// A high-demand sale and one fan the waiting room has let in, with the token it signed them.
+struct AdmittedFan {
+    gated: Gated,
+    event: String,
+    fan_id: UserId,
+    fan: String,
+    token: String,
+}
+
+async fn admitted_fan(db: PgPool) -> AdmittedFan {
+    admitted_fan_with(db, test_config()).await
+}
+
+async fn admitted_fan_with(db: PgPool, config: ticketing_api::Config) -> AdmittedFan {
+    let gated = spawn_gated_with(db, config).await;
+    let (organizer, event) = sale(&gated.app).await;
+    turn(&gated.app, &organizer, &event, true).await;
+    let (fan_id, fan) = gated.app.mint(Role::Fan).await;
+    gated.add_active(&event, fan_id).await;
+    let token = admission(&gated.app, fan_id, &event);
+    AdmittedFan {
+        gated,
+        event,
+        fan_id,
+        fan,
+        token,
+    }
+}
+
+/// Deletes the app's private exchanges and queues (a test that queued registrations).
+async fn drop_topology(app: &TestApp) {
+    let names = shared::messaging::Names::new(app.amqp.prefix.clone());
+    shared::messaging::testing::delete_topology(&app.amqp, &names).await;
+}
+
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_token_from_before_the_switch_buys_nothing_once_the_gate_is_on(db: PgPool) {
     let gated = spawn_gated(db).await;
@@ -739,13 +776,14 @@ async fn a_token_from_before_the_switch_buys_nothing_once_the_gate_is_on(db: PgP
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn one_admission_buys_one_order_and_a_retry_still_answers_it(db: PgPool) {
-    let gated = spawn_gated(db).await;
+    let AdmittedFan {
+        gated,
+        event,
+        fan_id,
+        fan,
+        token,
+    } = admitted_fan(db).await;
     let app = &gated.app;
-    let (organizer, event) = sale(app).await;
-    turn(app, &organizer, &event, true).await;
-    let (fan_id, fan) = app.mint(Role::Fan).await;
-    gated.add_active(&event, fan_id).await;
-    let token = admission(app, fan_id, &event);
 
     let hold_id = held(hold_with(app, &fan, &event, Some(&token)).await).await;
     let booking =
@@ -774,19 +812,19 @@ async fn one_admission_buys_one_order_and_a_retry_still_answers_it(db: PgPool) {
         1,
         "only the first order's seat"
     );
-    let names = shared::messaging::Names::new(app.amqp.prefix.clone());
-    shared::messaging::testing::delete_topology(&app.amqp, &names).await;
+    drop_topology(app).await;
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn two_registrations_racing_on_one_admission_make_one_order(db: PgPool) {
-    let gated = spawn_gated(db).await;
+    let AdmittedFan {
+        gated,
+        event,
+        fan_id,
+        fan,
+        token,
+    } = admitted_fan(db).await;
     let app = &gated.app;
-    let (organizer, event) = sale(app).await;
-    turn(app, &organizer, &event, true).await;
-    let (fan_id, fan) = app.mint(Role::Fan).await;
-    gated.add_active(&event, fan_id).await;
-    let token = admission(app, fan_id, &event);
     let hold_id = held(hold_with(app, &fan, &event, Some(&token)).await).await;
 
     // Twenty tabs register the same hold under twenty keys at once: one order is accepted, the
@@ -810,8 +848,7 @@ async fn two_registrations_racing_on_one_admission_make_one_order(db: PgPool) {
     }
     assert_eq!(bookings.len(), 1, "{bookings:?}");
     assert!(gated.active_score(&event, fan_id).await.is_none());
-    let names = shared::messaging::Names::new(app.amqp.prefix.clone());
-    shared::messaging::testing::delete_topology(&app.amqp, &names).await;
+    drop_topology(app).await;
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
@@ -885,17 +922,15 @@ async fn a_registration_the_broker_refuses_gives_the_admission_back(db: PgPool) 
     let mut config = test_config();
     // Nothing listens on port 1: every publish fails at once.
     config.amqp.url = shared::config::Secret::new("amqp://guest:guest@127.0.0.1:1/%2f".into());
-    let redis = shared::cache::connect(&config.redis).expect("redis");
-    let keys = RedisKeys::new(config.redis.key_prefix.clone());
-    let app = spawn_with(db, config).await;
-    let gated = Gated { app, redis, keys };
+    let AdmittedFan {
+        gated,
+        event,
+        fan_id,
+        fan,
+        token,
+    } = admitted_fan_with(db, config).await;
     let app = &gated.app;
-    let (organizer, event) = sale(app).await;
-    turn(app, &organizer, &event, true).await;
-    let (fan_id, fan) = app.mint(Role::Fan).await;
-    gated.add_active(&event, fan_id).await;
     let admitted_until = gated.active_score(&event, fan_id).await;
-    let token = admission(app, fan_id, &event);
     let hold_id = held(hold_with(app, &fan, &event, Some(&token)).await).await;
 
     for _ in 0..2 {
