@@ -107,8 +107,10 @@ impl SaleRules {
         }
     }
 
-    /// The high-demand gate: read fresh with the rules, so a change of mode counts at once.
-    /// Low-demand events ignore the token entirely.
+    /// The high-demand gate's first half: the token must name this fan and event (read fresh
+    /// with the rules, so a change of mode counts at once). The second half, whether the fan
+    /// is admitted now, is checked with the seats ([`Self::hold_terms`]). Low-demand events
+    /// ignore the token entirely.
     pub fn check_admission(
         &self,
         state: &AppState,
