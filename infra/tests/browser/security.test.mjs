@@ -26,6 +26,7 @@ const EVIL = 'evil.example';
 
 before(async () => {
   const health = await fetch(`${BASE}/api/healthz`).catch(() => null);
+  await health?.body?.cancel();
   assert.ok(health?.ok, `the stack is not up at ${BASE} (infra/dev up)`);
   browser = await launch();
 });
@@ -154,8 +155,12 @@ const UI_HEADERS = ['content-security-policy', 'x-frame-options', 'x-content-typ
 
 test('every UI response carries the security headers, from the gateway and from the API alike', async () => {
   for (const file of ['/', '/index.html', '/events/some-client-route', '/js/app.js', '/css/app.css']) {
+    // Only the headers matter; the bodies are cancelled, so no kept-alive socket holds node open
+    // until the server times it out (a minute after the last test).
     const viaGateway = await fetch(BASE + file);
+    await viaGateway.body?.cancel();
     const direct = await fetch(API_DIRECT + file);
+    await direct.body?.cancel();
     for (const [where, response] of [['gateway', viaGateway], ['api', direct]]) {
       assert.equal(response.status, 200, `${where} ${file}`);
       const csp = response.headers.get('content-security-policy') || '';
@@ -175,6 +180,7 @@ test('every UI response carries the security headers, from the gateway and from 
   }
   // The API's JSON: nosniff too.
   const json = await fetch(`${BASE}/api/events`);
+  await json.body?.cancel();
   assert.equal(json.headers.get('x-content-type-options'), 'nosniff');
 });
 
