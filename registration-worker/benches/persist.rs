@@ -394,7 +394,7 @@ impl Bench {
                 .hold_best(&catalog, hold, fan, Duration::from_secs(600), 0, 1)
                 .await?;
             anyhow::ensure!(matches!(held, HoldOutcome::Held { .. }), "{held:?}");
-            commands.push(ProcessBookingCommand {
+            let command = ProcessBookingCommand {
                 booking_id: BookingId::new(),
                 event_id: event,
                 user_id: fan,
@@ -403,7 +403,18 @@ impl Bench {
                 idempotency_key: None,
                 requested_at: time::OffsetDateTime::now_utc(),
                 prices: Vec::new(),
-            });
+            };
+            // The API's marker, as before every publish: a worker persists only marked commands.
+            shared::sales::PendingBooking {
+                user_id: fan,
+                event_id: event,
+                hold_id: hold,
+                created_at: command.requested_at,
+                published: true,
+            }
+            .write(&persister.redis, &persister.keys, command.booking_id)
+            .await?;
+            commands.push(command);
         }
         Ok(commands)
     }

@@ -43,7 +43,8 @@ pub enum Outcome {
     /// The booking row existed already (a redelivery); `seats` of a still-live hold of a
     /// confirmed booking are marked sold again, in case the first attempt died before that.
     AlreadyDone { seats: Option<Vec<u32>> },
-    /// Nothing can be written (the event is gone); the command is dropped.
+    /// Nothing is written: the event is gone, or the API took the command back (it answered
+    /// 503 and dropped the pending marker while the hold lives on); the command is dropped.
     Dropped,
 }
 
@@ -90,18 +91,29 @@ impl Persister {
             return Ok(Vec::new());
         }
         // Re-check (and extend) every hold first, concurrently: Redis is not in the
-        // transaction, and a slow Redis must not keep Postgres locks.
-        let holds = join_all(commands.iter().map(|command| {
+        // transaction, and a slow Redis must not keep Postgres locks. With them, whether the
+        // API still stands by each command (its pending marker).
+        let extended = join_all(commands.iter().map(|command| {
             self.inventory.extend(
                 command.event_id,
                 command.hold_id,
                 command.user_id,
                 WORK_GRACE,
             )
-        }))
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
+        }));
+        let marked = join_all(commands.iter().map(|command| {
+            let key = self.keys.booking_pending(command.booking_id);
+            let mut conn = self.redis.conn();
+            async move {
+                redis::cmd("EXISTS")
+                    .arg(key)
+                    .query_async::<bool>(&mut conn)
+                    .await
+            }
+        }));
+        let (holds, marked) = tokio::join!(extended, marked);
+        let holds = holds.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let marked = marked.into_iter().collect::<Result<Vec<_>, _>>()?;
 
         let mut tx = self.db.begin().await?;
         let ids: Vec<BookingId> = commands.iter().map(|command| command.booking_id).collect();
@@ -112,7 +124,7 @@ impl Persister {
                 .await?;
 
         let mut results = Vec::with_capacity(commands.len());
-        for (command, hold) in commands.iter().zip(holds) {
+        for ((command, hold), marked) in commands.iter().zip(holds).zip(marked) {
             let live_seats = match hold {
                 HoldState::Live { seats, .. } => Some(seats),
                 HoldState::Expired | HoldState::NotFound => None,
@@ -129,6 +141,12 @@ impl Persister {
             {
                 // The same command twice in one batch (a publish retried by the broker).
                 Outcome::AlreadyDone { seats: None }
+            } else if live_seats.is_some() && !marked {
+                // The API took this command back: its publish was not confirmed in time (a
+                // broker going down mid-publish may still have stored it), it answered 503 and
+                // dropped the marker, and the fan may register the same, still live, hold again.
+                // A lost Redis loses the hold too: that command is rejected below as before.
+                Outcome::Dropped
             } else {
                 persist_one(&mut tx, &self.ticket_keys, command, live_seats).await?
             };

@@ -283,6 +283,24 @@ impl Sale {
         (id, token)
     }
 
+    /// The marker the API writes before it publishes a command, for commands a test sends to
+    /// the broker or the persister itself (a worker drops a command whose marker is gone while
+    /// its hold lives: the API took it back with a 503).
+    async fn mark_pending(&self, command: &ProcessBookingCommand) {
+        let redis = shared::cache::connect(&self.redis).expect("redis");
+        let keys = shared::cache::RedisKeys::new(self.redis.key_prefix.clone());
+        shared::sales::PendingBooking {
+            user_id: command.user_id,
+            event_id: command.event_id,
+            hold_id: command.hold_id,
+            created_at: command.requested_at,
+            published: true,
+        }
+        .write(&redis, &keys, command.booking_id)
+        .await
+        .expect("marker");
+    }
+
     /// Lets `fan` in as the waiting room's admission tick would (the admitted set) and hands
     /// them the admission token it signs.
     async fn admit(&self, fan: UserId) -> String {
@@ -623,6 +641,44 @@ async fn a_price_changed_after_the_202_does_not_reach_that_booking(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_command_the_api_took_back_with_a_503_is_dropped_and_the_hold_still_registers(
+    db: PgPool,
+) {
+    let sale = Sale::open(db, 10).await;
+    let worker = sale.worker(worker_config()).await;
+    let persister = worker.persister().clone();
+    let (fan, token, hold) = sale.fan_with_hold().await;
+    // What a broker going down mid-publish can leave behind: the command stored, its confirm
+    // lost, the API's 503 sent and its marker dropped.
+    let disowned = ProcessBookingCommand {
+        booking_id: BookingId::new(),
+        event_id: sale.event,
+        user_id: fan,
+        hold_id: hold,
+        seat_ids: Vec::new(),
+        idempotency_key: None,
+        requested_at: time::OffsetDateTime::now_utc(),
+        prices: Vec::new(),
+    };
+    let results = persister
+        .persist(std::slice::from_ref(&disowned))
+        .await
+        .expect("persisted");
+    assert_eq!(results[0].outcome, Outcome::Dropped);
+    persister.after_commit(&results).await;
+    let (bookings,): (i64,) = sqlx::query_as("SELECT count(*) FROM bookings")
+        .fetch_one(&sale.db)
+        .await
+        .expect("count");
+    assert_eq!(bookings, 0, "the fan was told nothing was queued");
+    // The fan's retry of the same hold is queued and booked, once.
+    let booking = sale.register(fan, &token, hold).await;
+    let _worker = sale.spawn_worker().await;
+    assert_eq!(sale.settled(&token, booking).await["status"], "confirmed");
+    sale.cleanup().await;
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_seat_sold_meanwhile_rejects_that_booking_and_its_batch_mates_are_confirmed(db: PgPool) {
     let sale = Sale::open(db, 10).await;
     let worker = sale.worker(worker_config()).await;
@@ -640,6 +696,9 @@ async fn a_seat_sold_meanwhile_rejects_that_booking_and_its_batch_mates_are_conf
             requested_at: time::OffsetDateTime::now_utc(),
             prices: Vec::new(),
         });
+    }
+    for command in &commands {
+        sale.mark_pending(command).await;
     }
     // The middle fan's seat is sold behind Redis' back (as after a lost Redis).
     let shared::inventory::HoldState::Live { seats, .. } = persister
@@ -1136,6 +1195,7 @@ async fn postgres_unavailable_for_a_while_loses_no_command_and_the_worker_recove
             requested_at: time::OffsetDateTime::now_utc(),
             prices: Vec::new(),
         };
+        sale.mark_pending(&command).await;
         publisher
             .publish_command(&command, None)
             .await
@@ -1522,6 +1582,7 @@ async fn a_command_that_keeps_failing_is_dead_lettered_its_booking_rejected_and_
         requested_at: time::OffsetDateTime::now_utc(),
         prices: Vec::new(),
     };
+    sale.mark_pending(&doomed).await;
     sale.publish_raw(&serde_json::to_vec(&doomed).expect("json"))
         .await;
     // Poison beside it, and a good registration: the good one flows.

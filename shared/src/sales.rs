@@ -264,3 +264,24 @@ pub struct PendingBooking {
 
 /// How long the queued-booking markers live in Redis: far longer than any queue lag.
 pub const PENDING_TTL_SECS: u64 = 86_400;
+
+impl PendingBooking {
+    /// Writes the marker of `booking` (the API does, before it publishes the command). A worker
+    /// persists a command only while its marker exists or its booking row does: the API takes
+    /// the marker back when it answers 503, and the fan was told nothing was queued.
+    pub async fn write(
+        &self,
+        redis: &crate::cache::Redis,
+        keys: &crate::cache::RedisKeys,
+        booking: BookingId,
+    ) -> Result<(), crate::cache::redis::RedisError> {
+        let marker = serde_json::to_string(self).expect("ids, a time and a flag always encode");
+        crate::cache::redis::cmd("SET")
+            .arg(keys.booking_pending(booking))
+            .arg(marker)
+            .arg("EX")
+            .arg(PENDING_TTL_SECS)
+            .query_async(&mut redis.conn())
+            .await
+    }
+}

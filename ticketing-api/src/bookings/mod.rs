@@ -296,13 +296,7 @@ async fn register_queued(
         created_at: OffsetDateTime::now_utc(),
         published: false,
     };
-    let _: () = redis::cmd("SET")
-        .arg(&pending_key)
-        .arg(serde_json::to_string(&marker).map_err(anyhow::Error::from)?)
-        .arg("EX")
-        .arg(PENDING_TTL_SECS)
-        .query_async(&mut conn)
-        .await?;
+    marker.write(&state.redis, keys, booking_id).await?;
     // One booking per hold, and per key: whoever claims first owns them.
     let mut claimed = Vec::new();
     for slot in std::iter::once(keys.booking_by_hold(hold)).chain(key_slot.clone()) {
