@@ -90,15 +90,7 @@ async fn a_fan_applies_an_admin_approves_and_the_next_token_says_organizer(db: P
     assert_error(again, StatusCode::CONFLICT, "no_pending_application").await;
 
     // The fan's browser refreshes and gets a token that carries the new role.
-    let refreshed: Value = fan_client
-        .post(app.url("/api/auth/refresh"))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
-    let token = refreshed["access_token"].as_str().expect("token");
+    let token = &crate::helpers::refreshed_token(&app, &fan_client).await;
     let claims = app
         .keys
         .access

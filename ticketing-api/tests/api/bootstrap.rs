@@ -64,15 +64,7 @@ async fn a_fan_who_took_the_admin_address_first_is_not_promoted_by_a_restart(db:
     let operators = login(&app, &new_client(), "ops@example.test", OPERATOR_PASSWORD).await;
     assert_error(operators, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
 
-    let refreshed: Value = squatter
-        .post(app.url("/api/auth/refresh"))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
-    let token = refreshed["access_token"].as_str().expect("a fan's token");
+    let token = &crate::helpers::refreshed_token(&app, &squatter).await;
     let me: Value = app.get_json_as("/api/me", token).await;
     assert_eq!(me["role"], "fan");
     let admin_page = app.get_as("/api/admin/users", token).await;

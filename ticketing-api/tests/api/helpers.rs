@@ -300,19 +300,24 @@ pub async fn organizer(app: &TestApp) -> (String, Client) {
         )
         .await;
     assert_eq!(approved.status(), StatusCode::OK);
-    let refreshed: Value = client
+    let token = refreshed_token(app, &client).await;
+    (token, client)
+}
+
+/// A new access token from `browser`'s refresh cookie (`POST /api/auth/refresh`, 200).
+pub async fn refreshed_token(app: &TestApp, browser: &Client) -> String {
+    let response = browser
         .post(app.url("/api/auth/refresh"))
         .send()
         .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
-    let token = refreshed["access_token"]
+        .expect("sent");
+    let status = response.status();
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["access_token"]
         .as_str()
-        .expect("token")
-        .to_string();
-    (token, client)
+        .expect("an access token")
+        .to_string()
 }
 
 /// Creates a venue and returns the 201's body.
