@@ -460,6 +460,10 @@ impl Queues {
         if let Some(summary) = view.summary(self.summary_fresh()) {
             return Ok(summary);
         }
+        let _refreshing = view.refreshing.lock().await;
+        if let Some(summary) = view.summary(self.summary_fresh()) {
+            return Ok(summary); // another read fetched it meanwhile
+        }
         let reply = self.call(event, &[b"summary"]).await?;
         view.publish(Summary::parse(&mut Reply::new(&reply)?)?);
         view.summary(Duration::MAX)

@@ -96,6 +96,9 @@ pub struct View {
     reached: Mutex<HashMap<u64, Reached>>,
     /// Set by every status read, so the tick prepares the pre-queue order only where needed.
     used: std::sync::atomic::AtomicBool,
+    /// Held while a status read fetches a summary itself, so a burst of reads on a stale view
+    /// makes one Redis call, not one each.
+    pub refreshing: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -111,6 +114,7 @@ impl View {
             gone: Mutex::default(),
             reached: Mutex::default(),
             used: false.into(),
+            refreshing: tokio::sync::Mutex::new(()),
         }
     }
 
