@@ -52,6 +52,9 @@ pub struct Fairness {
     pub join_matched: usize,
     /// Fans who joined after the opening (whether or not they were admitted).
     pub fifo_candidates: usize,
+    /// The same tau with join order by send time, for comparison when the gateway's was used
+    /// (the difference is the generator's own queueing).
+    pub kendall_tau_by_send_time: Option<f64>,
     pub note: String,
 }
 
@@ -217,31 +220,32 @@ pub fn compute(records: &[FanRecord], logged: &[String], joins: &JoinTimes) -> F
         }
         Err(why) => (0, None, Some(why.clone())),
     };
-    let join_time = |r: &FanRecord| -> Option<f64> {
-        match gateway {
-            Some(received) => received.get(&r.user).copied(),
-            None => r.join_sent,
+    let rank: HashMap<&str, usize> = logged
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.as_str(), i))
+        .collect();
+    let source = if logged.is_empty() {
+        "client observation"
+    } else {
+        "waiting room log"
+    };
+    let admitted_at = |r: &FanRecord| -> Option<f64> {
+        if logged.is_empty() {
+            r.admitted
+        } else {
+            rank.get(r.user.as_str()).map(|&i| i as f64)
         }
     };
-    let (source, pairs): (&str, Vec<(f64, f64)>) = if logged.is_empty() {
-        (
-            "client observation",
-            fifo.iter()
-                .filter_map(|r| Some((join_time(r)?, r.admitted?)))
-                .collect(),
-        )
-    } else {
-        let rank: HashMap<&str, usize> = logged
-            .iter()
-            .enumerate()
-            .map(|(i, u)| (u.as_str(), i))
-            .collect();
-        (
-            "waiting room log",
-            fifo.iter()
-                .filter_map(|r| Some((join_time(r)?, *rank.get(r.user.as_str())? as f64)))
-                .collect(),
-        )
+    let pairs_by = |join_time: &dyn Fn(&FanRecord) -> Option<f64>| -> Vec<(f64, f64)> {
+        fifo.iter()
+            .filter_map(|r| Some((join_time(r)?, admitted_at(r)?)))
+            .collect()
+    };
+    let by_send_time = pairs_by(&|r| r.join_sent);
+    let pairs = match gateway {
+        Some(received) => pairs_by(&|r| received.get(&r.user).copied()),
+        None => by_send_time.clone(),
     };
     let (tau, discordant) = kendall_tau_b(&pairs);
     let join_source = if gateway.is_some() {
@@ -267,6 +271,7 @@ pub fn compute(records: &[FanRecord], logged: &[String], joins: &JoinTimes) -> F
         join_source: join_source.to_string(),
         join_matched,
         fifo_candidates: fifo.len(),
+        kendall_tau_by_send_time: kendall_tau_b(&by_send_time).0,
         note,
     }
 }
@@ -519,6 +524,7 @@ mod tests {
         assert_eq!(f.join_source, JOIN_SOURCE_GATEWAY);
         assert_eq!((f.join_matched, f.fifo_candidates), (3, 3));
         assert_eq!(f.kendall_tau, Some(1.0));
+        assert!(f.kendall_tau_by_send_time.expect("tau") < 1.0);
 
         // One fan missing from the log: send time for all, and the report says so.
         let mut partial = received;

@@ -498,7 +498,7 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(m, "\n## Fairness (FIFO phase)\n");
         let _ = writeln!(
             m,
-            "Kendall tau-b of admission order vs join order: **{}** over {} fans who joined after the opening (discordant pairs {}); join order from the **{}** ({} of {} fans found in the gateway's access log); admission order from the {}; {} fans joined the pre-queue (shuffled at opening by design). {}.",
+            "Kendall tau-b of admission order vs join order: **{}** over {} fans who joined after the opening (discordant pairs {}); join order from the **{}** ({} of {} fans found in the gateway's access log; by the generator's send time instead: {}); admission order from the {}; {} fans joined the pre-queue (shuffled at opening by design). {}.",
             f.kendall_tau.map_or("–".into(), |t| format!("{t:.4}")),
             f.fifo_fans,
             f.discordant_share
@@ -506,6 +506,8 @@ pub fn markdown(r: &Report) -> String {
             f.join_source,
             f.join_matched,
             f.fifo_candidates,
+            f.kendall_tau_by_send_time
+                .map_or("–".into(), |t| format!("{t:.4}")),
             f.admission_source,
             f.pre_queue_fans,
             f.note
