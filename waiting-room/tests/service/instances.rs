@@ -158,7 +158,7 @@ impl Drop for Instances {
 
 /// The address in the process's "waiting room listening" log line (JSON, flattened fields).
 async fn listening_addr(log: &Path, child: &mut Child) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         if let Some(addr) = text
@@ -176,7 +176,7 @@ async fn listening_addr(log: &Path, child: &mut Child) -> String {
         }
         assert!(
             Instant::now() < deadline,
-            "no waiting room listening within 30 s:\n{text}"
+            "no waiting room listening within 15 s:\n{text}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
