@@ -1,5 +1,8 @@
 //! The waiting-room process against the real Postgres and Redis, on port 0.
 
+#[path = "service/instances.rs"]
+mod instances;
+
 use std::{collections::HashSet, time::Duration};
 
 use futures_util::StreamExt;
