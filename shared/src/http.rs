@@ -49,26 +49,80 @@ pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>
     (status, axum::Json(ErrorBody::new(code, message))).into_response()
 }
 
+/// Which of the common layers to apply. Services use [`Layers::ALL`] through
+/// [`apply_common_layers`]; the layer benchmark (`shared/benches/http_layers.rs`) turns them on
+/// one at a time to price each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layers {
+    pub metrics: bool,
+    pub body_limit: bool,
+    pub timeout: bool,
+    pub json_errors: bool,
+    pub propagate_request_id: bool,
+    pub trace: bool,
+    pub set_request_id: bool,
+}
+
+impl Layers {
+    pub const NONE: Self = Self {
+        metrics: false,
+        body_limit: false,
+        timeout: false,
+        json_errors: false,
+        propagate_request_id: false,
+        trace: false,
+        set_request_id: false,
+    };
+    pub const ALL: Self = Self {
+        metrics: true,
+        body_limit: true,
+        timeout: true,
+        json_errors: true,
+        propagate_request_id: true,
+        trace: true,
+        set_request_id: true,
+    };
+}
+
 /// Wraps `router` in the layers every service has. Call it last, after all routes are added.
 pub fn apply_common_layers<S>(router: Router<S>, config: &HttpConfig) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    router
+    apply_layers(router, config, Layers::ALL)
+}
+
+/// [`apply_common_layers`] with only the layers `layers` selects.
+pub fn apply_layers<S>(mut router: Router<S>, config: &HttpConfig, layers: Layers) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    if layers.metrics {
         // Per-route metrics need the matched route, which exists only inside the router.
-        .route_layer(middleware::from_fn(track_metrics))
-        .layer(axum::extract::DefaultBodyLimit::max(
-            config.body_limit_bytes,
-        ))
-        .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
-        .layer(TimeoutLayer::with_status_code(
+        router = router.route_layer(middleware::from_fn(track_metrics));
+    }
+    if layers.body_limit {
+        router = router
+            .layer(axum::extract::DefaultBodyLimit::max(
+                config.body_limit_bytes,
+            ))
+            .layer(RequestBodyLimitLayer::new(config.body_limit_bytes));
+    }
+    if layers.timeout {
+        router = router.layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,
-        ))
+        ));
+    }
+    if layers.json_errors {
         // Outside the limit and the timeout, so their 413 and 408 get the JSON body too.
-        .layer(middleware::from_fn(json_errors))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(
+        router = router.layer(middleware::from_fn(json_errors));
+    }
+    if layers.propagate_request_id {
+        router = router.layer(PropagateRequestIdLayer::new(REQUEST_ID));
+    }
+    if layers.trace {
+        router = router.layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<Body>| {
                 let request_id = request
                     .extensions()
@@ -82,8 +136,12 @@ where
                     request_id = %request_id,
                 )
             }),
-        )
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        );
+    }
+    if layers.set_request_id {
+        router = router.layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid));
+    }
+    router
 }
 
 /// Counts requests and records latency per route, method and status.
