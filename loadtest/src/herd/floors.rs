@@ -58,7 +58,9 @@ impl Bare {
     pub async fn start() -> anyhow::Result<Self> {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let exe = std::env::current_exe().context("this binary's path")?;
-        let child = Command::new(exe)
+        // Its own session, like the services (see `wrk::run`); setsid execs in place.
+        let child = Command::new("setsid")
+            .arg(exe)
             .args(["bare-200", "--addr", &addr.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -205,7 +207,9 @@ pub fn evalsha(
     requests: u64,
 ) -> anyhow::Result<BenchRow> {
     let (host, port) = redis_host_port(redis_url);
-    let output = Command::new("redis-benchmark")
+    // Its own session, like the services (see `wrk::run`).
+    let output = Command::new("setsid")
+        .arg("redis-benchmark")
         .args(["-h", &host, "-p", &port.to_string()])
         .args(["-c", &connections.to_string(), "-n", &requests.to_string()])
         .args(["-q", "--csv", "EVALSHA", sha, "0"])

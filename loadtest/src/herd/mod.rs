@@ -126,6 +126,7 @@ struct Load {
     p99_ms: Option<f64>,
     /// The generator's own duration when it knows it better than our clock (wrk).
     seconds: Option<f64>,
+    streams_open: u64,
     note: Option<String>,
 }
 
@@ -137,7 +138,7 @@ impl From<wrk::WrkResult> for Load {
             p50_ms: Some(r.p50_us as f64 / 1000.0),
             p99_ms: Some(r.p99_us as f64 / 1000.0),
             seconds: Some(r.duration_us as f64 / 1e6),
-            note: None,
+            ..Load::default()
         }
     }
 }
@@ -160,6 +161,8 @@ pub struct Phase {
     /// Cores each group kept busy over the phase.
     pub cores: BTreeMap<String, f64>,
     pub redis_calls: redis_stats::CallRate,
+    /// Push streams open through the phase (push only).
+    pub streams_open: u64,
     pub note: Option<String>,
 }
 
@@ -228,6 +231,7 @@ where
         cpu_us_per_request: cpu_us,
         cores,
         redis_calls: redis_stats::call_rate(&before.redis, &after.redis, wall),
+        streams_open: load.streams_open,
         note: load.note,
     };
     println!(
@@ -471,7 +475,7 @@ pub async fn run(gateway: &str, args: HerdArgs) -> anyhow::Result<()> {
                     p99_ms: Some(row.p99_ms),
                     // redis-benchmark's own time, without its start-up.
                     seconds: Some(bench_requests as f64 / row.rps.max(1.0)),
-                    note: None,
+                    ..Load::default()
                 })
             },
         )
@@ -536,6 +540,7 @@ pub async fn run(gateway: &str, args: HerdArgs) -> anyhow::Result<()> {
             Ok(Load {
                 requests: frames,
                 errors: open_failed + opened.saturating_sub(still_open),
+                streams_open: still_open,
                 note: Some(format!(
                     "{opened} streams open, {frames} status frames in the window; rate = frames/s, CPU per frame"
                 )),

@@ -285,6 +285,22 @@ pub fn markdown(herd: &Herd) -> String {
         "≤ 1",
         behind.map(|b| b <= 1.0),
     );
+    if let Some(p) = push {
+        // Streams cost even when nothing changes (today each one reads its status every
+        // second): per open stream and second is the figure that shows it.
+        let streams = p.streams_open.max(1) as f64;
+        let _ = writeln!(
+            md,
+            "\nPush: {} streams open; the waiting room used {} cores ({} µs per stream per second), \
+             nginx {} cores, Redis {} calls/s ({} per stream per second).",
+            p.streams_open,
+            num(p.cores.get("waiting-room").copied(), 2),
+            num(p.cores.get("waiting-room").map(|c| c * 1e6 / streams), 1),
+            num(p.cores.get("nginx").copied(), 2),
+            thousands(p.redis_calls.total_per_s),
+            num(Some(p.redis_calls.total_per_s / streams), 2),
+        );
+    }
     if acc.skipped > 0 {
         let _ = writeln!(
             md,

@@ -139,7 +139,11 @@ pub async fn run(
     let threads = if bases.len() == 1 { 2 } else { 1 };
     let mut children = Vec::new();
     for base in bases {
-        let child = tokio::process::Command::new("wrk")
+        // Its own session (`setsid` execs in place: the pid stays ours to wait for), so with
+        // the kernel's autogroups it gets a share of the CPU like each service of the stack,
+        // not a slice of this process's.
+        let child = tokio::process::Command::new("setsid")
+            .arg("wrk")
             .args([
                 "-t",
                 &threads.to_string(),
