@@ -234,7 +234,7 @@ mod tests {
             Path::new("/r/nginx"),
             30001,
             30002,
-            "127.0.0.1:30003".parse().unwrap(),
+            "127.0.0.1:30003".parse().expect("an address"),
         );
         assert!(conf.contains("listen 127.0.0.1:30001;"));
         assert!(conf.contains("listen 127.0.0.1:30002;"));

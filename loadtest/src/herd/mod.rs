@@ -676,8 +676,8 @@ async fn accuracy(
         .filter_map(|m| by_member.get(&m).copied())
         .collect();
     let rest = sample.saturating_sub(chosen.len());
-    if rest > 0 {
-        let step = (fans.len() / rest).max(1);
+    if let Some(step) = fans.len().checked_div(rest) {
+        let step = step.max(1);
         let front: std::collections::HashSet<usize> = chosen.iter().copied().collect();
         chosen.extend(
             (0..fans.len())

@@ -130,7 +130,7 @@ pub async fn event_memory(
         memory.total_bytes += bytes;
         memory.keys.push((name, bytes));
     }
-    memory.keys.sort_by(|a, b| b.1.cmp(&a.1));
+    memory.keys.sort_by_key(|k| std::cmp::Reverse(k.1));
     Ok(memory)
 }
 
@@ -248,9 +248,9 @@ cmdstat_hset:calls=10,usec=10,usec_per_call=1.00,rejected_calls=0,failed_calls=0
     fn call_rates_are_deltas_without_our_own_info_busiest_first() {
         let before = parse_commandstats(INFO);
         let mut after = before.clone();
-        *after.get_mut("evalsha").unwrap() += 2000;
-        *after.get_mut("hset").unwrap() += 20;
-        *after.get_mut("info").unwrap() += 1;
+        *after.get_mut("evalsha").expect("in INFO") += 2000;
+        *after.get_mut("hset").expect("in INFO") += 20;
+        *after.get_mut("info").expect("in INFO") += 1;
         after.insert("zadd".into(), 4);
         let rate = call_rate(&before, &after, 2.0);
         assert_eq!(rate.total_per_s, 1012.0);

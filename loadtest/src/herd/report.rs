@@ -64,7 +64,7 @@ fn thousands(v: f64) -> String {
     let digits = n.abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -103,7 +103,8 @@ pub fn markdown(herd: &Herd) -> String {
     md.push_str(
         "CPU is µs per request (push: per status frame) from `/proc`, processes found by their \
          listening port; `generator` is wrk, redis-benchmark or this process (push). Redis calls \
-         are the whole server's (`INFO commandstats`). The machine may be shared: the ratios to \
+         are the whole server's (`INFO commandstats`), and Redis counts every command a script \
+         runs as a call of its own: `evalsha` in the top commands is the round trips. The machine may be shared: the ratios to \
          the floors of the same run are what count.\n\n",
     );
 
@@ -274,7 +275,7 @@ pub fn markdown(herd: &Herd) -> String {
         "100",
         front.map(|f| f >= 100.0),
     );
-    let behind = (acc.behind_checked > 0).then(|| acc.behind_max_rel_error * 100.0);
+    let behind = (acc.behind_checked > 0).then_some(acc.behind_max_rel_error * 100.0);
     aim(
         &format!(
             "largest position error behind them, % ({} checked)",

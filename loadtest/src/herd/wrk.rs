@@ -237,17 +237,17 @@ HERD {\"requests\":18010,\"duration_us\":2000789,\"connect_errors\":0,\"read_err
     #[test]
     fn the_script_names_the_token_file_and_path_as_lua_strings() {
         let dir = std::env::temp_dir().join(format!("herd-wrk-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).expect("a temp dir");
         let file = write_script(
             &dir,
             "t",
             Path::new("/tmp/a\"b/tokens"),
             "/api/queue/1/status",
         )
-        .unwrap();
-        let text = std::fs::read_to_string(&file).unwrap();
+        .expect("written");
+        let text = std::fs::read_to_string(&file).expect("readable");
         assert!(text.contains(r#"local tokens_file = "/tmp/a\"b/tokens""#));
         assert!(text.contains(r#"local path = "/api/queue/1/status""#));
-        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).expect("removed");
     }
 }
