@@ -87,6 +87,14 @@ pub struct SaleArgs {
     /// Requests per redis-benchmark command when measuring the limits.
     #[arg(long, default_value_t = 100_000)]
     pub bench_requests: u64,
+    /// Waiting-room instances behind the gateway (recorded in the report; `infra/dev loadtest
+    /// --waiting-rooms N` starts them).
+    #[arg(long, env = "LOADTEST_WAITING_ROOMS", default_value_t = 1)]
+    pub waiting_rooms: usize,
+    /// The gateway's access log: join order is when the gateway received each join (its
+    /// `msec=` − `rt=`); without it, when the generator sent it.
+    #[arg(long, env = "GATEWAY_ACCESS_LOG")]
+    pub gateway_access_log: Option<PathBuf>,
     /// The command line to print in the report (infra/dev passes its own).
     #[arg(long, env = "LOADTEST_COMMAND")]
     pub command: Option<String>,
@@ -186,6 +194,10 @@ pub async fn run(base: &str, args: SaleArgs, queued: bool) -> anyhow::Result<boo
     scenario::install(run.clone())?;
     let attack_started = OffsetDateTime::now_utc() - run.clock.elapsed();
     let cpu_before = cpu::snapshot();
+    let access_log = args
+        .gateway_access_log
+        .as_deref()
+        .map(fairness::AccessLogMark::take);
     let fans_scenario = scenario!("Fan").register_transaction(transaction!(fan_journey));
     let metrics = scenario::attack(
         base,
@@ -241,7 +253,9 @@ pub async fn run(base: &str, args: SaleArgs, queued: bool) -> anyhow::Result<boo
     .await?;
     let verdict = checker::evaluate(&snapshot);
     let fairness = if queued {
-        Some(fairness::measure(&redis, &redis_keys, event_id, &records).await)
+        // Settling took seconds: the gateway has flushed its log buffer (flush=1s) by now.
+        let joins = fairness::read_joins(access_log.as_ref());
+        Some(fairness::measure(&redis, &redis_keys, event_id, &records, &joins).await)
     } else {
         None
     };

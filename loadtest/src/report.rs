@@ -381,7 +381,7 @@ pub fn markdown(r: &Report) -> String {
     let p = &r.parameters;
     let _ = writeln!(
         m,
-        "Started {} against {}; event {} with {} seats; {} fans arriving over {} s, sale opening after {} s; admission {}/min, at most {} active; {} ticket(s) per fan; {} registration worker(s); {} CPUs, load average {} at the start, {} at the end.\n",
+        "Started {} against {}; event {} with {} seats; {} fans arriving over {} s, sale opening after {} s; admission {}/min, at most {} active; {} ticket(s) per fan; {} registration worker(s); {} waiting-room instance(s); {} CPUs, load average {} at the start, {} at the end.\n",
         r.started,
         r.gateway,
         r.event_id,
@@ -393,6 +393,7 @@ pub fn markdown(r: &Report) -> String {
         p.max_active,
         p.tickets_per_fan,
         p.workers,
+        p.waiting_rooms,
         r.machine.cpus,
         r.machine.loadavg_start,
         r.machine.loadavg_end
@@ -497,11 +498,16 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(m, "\n## Fairness (FIFO phase)\n");
         let _ = writeln!(
             m,
-            "Kendall tau-b of admission order vs join order: **{}** over {} fans who joined after the opening (discordant pairs {}); admission order from the {}; {} fans joined the pre-queue (shuffled at opening by design). {}.",
+            "Kendall tau-b of admission order vs join order: **{}** over {} fans who joined after the opening (discordant pairs {}); join order from the **{}** ({} of {} fans found in the gateway's access log; by the generator's send time instead: {}); admission order from the {}; {} fans joined the pre-queue (shuffled at opening by design). {}.",
             f.kendall_tau.map_or("–".into(), |t| format!("{t:.4}")),
             f.fifo_fans,
             f.discordant_share
                 .map_or("–".into(), |d| format!("{:.3} %", d * 100.0)),
+            f.join_source,
+            f.join_matched,
+            f.fifo_candidates,
+            f.kendall_tau_by_send_time
+                .map_or("–".into(), |t| format!("{t:.4}")),
             f.admission_source,
             f.pre_queue_fans,
             f.note

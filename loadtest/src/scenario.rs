@@ -493,7 +493,11 @@ async fn queue(
 ) -> Result<Result<String, &'static str>, String> {
     record.join_sent = Some(run.now());
     let path = format!("/api/queue/{event}/join");
-    let answer = send(user, run, fan, Call::post(&path, "join")).await?;
+    // The gateway logs this id with its receive time: the report's join order (fairness.rs).
+    let request_id = format!("{}{}", crate::fairness::JOIN_REQUEST_ID_PREFIX, fan.id);
+    let headers = [("X-Request-Id", request_id.as_str())];
+    let call = Call::post(&path, "join").headers(&headers);
+    let answer = send(user, run, fan, call).await?;
     if answer.status != 200 {
         return Err(unexpected("join", &answer));
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use shared::{
     ids::{EventId, UserId},
-    tokens::{KeyPurpose, QueueClaims, TokenKeys},
+    tokens::{KeyPurpose, QueueClaims, QueuePlace, TokenKeys},
 };
 
 fn per_op(count: usize, mut op: impl FnMut()) -> Duration {
@@ -29,6 +29,7 @@ fn main() {
     let claims = QueueClaims {
         sub: UserId::new(),
         evt: EventId::new(),
+        place: Some(QueuePlace::Number(42)),
     };
     let ttl = Duration::from_secs(600);
     let signed = keys.sign(claims.clone(), ttl).expect("signs");

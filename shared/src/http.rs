@@ -2,7 +2,9 @@
 //!
 //! - [`apply_common_layers`]: request id, one tracing span per request, per-route metrics,
 //!   body limit (413), timeout (408), and [`json_errors`] so that every error a layer or the
-//!   router produces on its own (404, 405, 408, 413, ...) still has the contract's JSON body.
+//!   router produces on its own (404, 405, 408, 413, ...) still has the contract's JSON body
+//!   (in [`layers`], which says what each costs); [`apply_hot_layers`] for routes answered
+//!   from memory.
 //! - [`ops_router`]: `/healthz`, `/readyz` and `/metrics`.
 //! - [`Json`], [`Path`], [`Query`]: extractors whose rejections are contract errors, and which
 //!   refuse text containing a NUL character (422 `invalid_text`) for every handler at once:
@@ -15,30 +17,27 @@ use std::{
     net::{IpAddr, SocketAddr},
     pin::Pin,
     sync::Arc,
-    time::Instant,
 };
 
 use axum::{
     Router,
-    body::{Body, Bytes},
+    body::Bytes,
     extract::{
-        FromRequest, FromRequestParts, MatchedPath, Request,
+        FromRequest, FromRequestParts, Request,
         rejection::{JsonRejection, PathRejection, QueryRejection},
     },
     http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header, request::Parts},
-    middleware::{self, Next},
+    middleware::Next,
     response::{IntoResponse, Response},
     routing::get,
 };
 use tokio::net::TcpListener;
-use tower_http::{
-    limit::RequestBodyLimitLayer,
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
-    timeout::TimeoutLayer,
-    trace::TraceLayer,
-};
 
 use crate::{config::HttpConfig, error::ErrorBody, telemetry};
+
+pub mod layers;
+
+pub use layers::{Layers, apply_layers};
 
 /// The request-id header: set by the gateway, or made here, echoed on every response, and
 /// carried into logs (and later into RabbitMQ message headers).
@@ -54,59 +53,28 @@ pub fn apply_common_layers<S>(router: Router<S>, config: &HttpConfig) -> Router<
 where
     S: Clone + Send + Sync + 'static,
 {
-    router
-        // Per-route metrics need the matched route, which exists only inside the router.
-        .route_layer(middleware::from_fn(track_metrics))
-        .layer(axum::extract::DefaultBodyLimit::max(
-            config.body_limit_bytes,
-        ))
-        .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            config.request_timeout,
-        ))
-        // Outside the limit and the timeout, so their 413 and 408 get the JSON body too.
-        .layer(middleware::from_fn(json_errors))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request<Body>| {
-                let request_id = request
-                    .extensions()
-                    .get::<RequestId>()
-                    .and_then(|id| id.header_value().to_str().ok())
-                    .unwrap_or("-");
-                tracing::info_span!(
-                    "request",
-                    method = %request.method(),
-                    path = %request.uri().path(),
-                    request_id = %request_id,
-                )
-            }),
-        )
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+    apply_layers(router, config, Layers::ALL)
 }
 
-/// Counts requests and records latency per route, method and status.
-async fn track_metrics(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
-    let method = request.method().to_string();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("route", route), ("method", method), ("status", status)];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
-    response
+/// The layers for a router of hot routes only (answered from memory, no body to wait for):
+/// [`Layers::HOT`]. Same request ids, spans, metrics and error bodies as
+/// [`apply_common_layers`].
+pub fn apply_hot_layers<S>(router: Router<S>, config: &HttpConfig) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    apply_layers(router, config, Layers::HOT)
 }
 
 /// Gives every error response the contract's JSON body, including those made by layers and
-/// the router itself (which answer with plain text or nothing).
+/// the router itself (which answer with plain text or nothing). Part of the common layers;
+/// public for a router that wants only this.
 pub async fn json_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+    json_error_body(next.run(request).await)
+}
+
+/// The contract's JSON body for an error response that has none (a JSON one is kept).
+fn json_error_body(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
@@ -434,7 +402,16 @@ where
     Router::new()
         .route(
             "/healthz",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+            // A constant body: the probe is polled, and a JSON map per answer is waste.
+            get(|| async {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    )],
+                    r#"{"status":"ok"}"#,
+                )
+            }),
         )
         .route(
             "/readyz",

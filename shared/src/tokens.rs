@@ -47,11 +47,27 @@ impl Claims for AccessClaims {
     const AUDIENCE: &'static str = "access";
 }
 
-/// Names a fan's place in one event's waiting room. Signed by the waiting room.
+/// Names a fan's place in one event's waiting room. Sealed by the waiting room, which alone
+/// reads it: the place it carries lets any instance answer a status read from memory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueClaims {
     pub sub: UserId,
     pub evt: EventId,
+    /// Where the join put the fan; absent in tokens of joins answered `admitted` at once (and
+    /// in tokens from before places were sealed), which the waiting room looks up instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<QueuePlace>,
+}
+
+/// A fan's place in line, as their join found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueuePlace {
+    /// Their number: the line is served in the order of numbers.
+    Number(u64),
+    /// Their arrival in the pre-queue (1, 2, 3, ...): the shuffle at opening turns it into a
+    /// number, which every instance derives from the recorded seed.
+    PreQueue(u64),
 }
 
 impl Claims for QueueClaims {
@@ -467,6 +483,7 @@ mod tests {
         QueueClaims {
             sub: UserId::new(),
             evt: EventId::new(),
+            place: Some(QueuePlace::Number(42)),
         }
     }
 

@@ -1,6 +1,8 @@
-//! Joins/s and status reads/s through `queue.lua` at concurrency 50 against the real Redis,
-//! next to `redis-benchmark -t set,zadd` at the same concurrency in the same run, and Redis
-//! memory per waiting fan.
+//! Joins/s through `queue.lua` at concurrency 50 against the real Redis, next to
+//! `redis-benchmark -t set,zadd` at the same concurrency in the same run; the in-memory status
+//! (a fan's standing from this instance's summary, what every status read and push update
+//! costs the waiting room besides HTTP) per second on one core; and Redis memory per waiting fan
+//! after one tick wrote every fan's heartbeat.
 //!
 //! `cargo bench -p waiting-room --bench queue` (env: `REDIS_URL`, `BENCH_FANS`, default 100000).
 
@@ -143,40 +145,51 @@ async fn main() -> anyhow::Result<()> {
         })
         .await
     };
+    // Each join marked its fan seen; one tick brings this instance the queue's summary.
+    let view = queues.view(event);
+    queues.tick(event, false).await.expect("tick");
     let after = used_memory(&mut conn).await;
+    let base = keys.queue_base(event);
     let mut per_key = 0i64;
-    let seen_buckets = (0..1024).map(|b| format!("{}:{b}", keys.queue_seen(event)));
-    for key in std::iter::once(keys.queue_waiting(event)).chain(seen_buckets.clone()) {
+    let mut event_keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{base}*"))
+        .query_async(&mut conn)
+        .await?;
+    event_keys.sort();
+    for key in &event_keys {
         let bytes: Option<i64> = redis::cmd("MEMORY")
             .arg("USAGE")
-            .arg(&key)
+            .arg(key)
             .arg("SAMPLES")
             .arg(0)
             .query_async(&mut conn)
             .await?;
         per_key += bytes.unwrap_or(0);
     }
-    let statuses = {
-        let (queues, users) = (queues.clone(), users.clone());
-        run(fans, move |i| {
-            let (queues, users) = (queues.clone(), users.clone());
-            async move {
-                queues.status(event, users[i]).await.expect("status");
-            }
-        })
-        .await
-    };
+    let summary = queues.summary(&view, event).await?;
+    let places: Vec<_> = (1..=fans as u64)
+        .map(|n| Some(shared::tokens::QueuePlace::Number(n)))
+        .collect();
+    let started = Instant::now();
+    let mut checksum = 0u64;
+    for place in &places {
+        let standing = queues
+            .from_memory(&view, &summary, *place)
+            .expect("from memory");
+        checksum = checksum.wrapping_add(standing.position);
+    }
+    let statuses = fans as f64 / started.elapsed().as_secs_f64();
+    assert!(checksum > 0);
     let zadd = redis_benchmark("zadd");
 
     println!("waiting room, {fans} fans, concurrency {CONCURRENCY}");
     println!("  joins/s         {joins:>10.0}");
-    println!("  status reads/s  {statuses:>10.0}");
+    println!("  status in memory/s (one core) {statuses:>10.0}");
     match set {
         Some(set) => {
             println!(
-                "  redis SET/s     {set:>10.0}   joins = {:.2} x SET, status = {:.2} x SET",
-                joins / set,
-                statuses / set
+                "  redis SET/s     {set:>10.0}   joins = {:.2} x SET",
+                joins / set
             );
         }
         None => println!("  redis-benchmark not available"),
@@ -188,17 +201,14 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "  memory per waiting fan: {:.0} B (used_memory delta), {:.0} B (MEMORY USAGE of waiting + seen buckets)",
+        "  memory per waiting fan: {:.0} B (used_memory delta), {:.0} B (MEMORY USAGE of the event's {} keys)",
         (after - before) as f64 / fans as f64,
-        per_key as f64 / fans as f64
+        per_key as f64 / fans as f64,
+        event_keys.len()
     );
 
     let _: () = redis::cmd("DEL")
-        .arg(seen_buckets.collect::<Vec<_>>())
-        .arg(keys.queue_base(event) + "seq")
-        .arg(keys.queue_waiting(event))
-        .arg(keys.queue_gate(event))
-        .arg(keys.queue_meta(event))
+        .arg(event_keys)
         .query_async(&mut conn)
         .await?;
     Ok(())

@@ -70,7 +70,8 @@ pub fn spawn(queues: Queues, db: PgPool) {
                         let label = [("event", event.to_string())];
                         metrics::counter!("waiting_room_admissions_total")
                             .increment(outcome.admitted);
-                        metrics::counter!("waiting_room_drops_total").increment(outcome.dropped);
+                        metrics::counter!("waiting_room_drops_total")
+                            .increment(outcome.dropped + outcome.swept);
                         metrics::gauge!("waiting_room_queue_length", &label)
                             .set(outcome.waiting as f64);
                         metrics::gauge!("waiting_room_active_shoppers", &label)

@@ -1,10 +1,20 @@
 //! The virtual waiting room (issue 4): queue join/status/push, the pre-queue shuffle, paced
 //! admission and admission tokens. See `queue.lua` for the Redis model and the README section
 //! "The waiting room" for the design and the figures.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`queue`] | join, tick, shuffle: one `queue.lua` call each; a fan's standing |
+//! | [`summary`] | what one tick tells of a queue, and positions computed from it |
+//! | [`view`] | this instance's memory of each queue: summary, heartbeats, shuffle order |
+//! | [`admission`] | the loop that ticks every queue and carries the heartbeats |
+//! | [`routes`] | the HTTP surface: join, status, the push stream |
 
 pub mod admission;
 pub mod queue;
 pub mod routes;
+pub mod summary;
+pub mod view;
 
 use std::{
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},

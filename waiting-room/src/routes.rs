@@ -19,7 +19,7 @@ use shared::{
     http::{BearerAuth, Json, Path, Query, error_response},
     ids::{EventId, UserId},
     openapi::CommonResponses,
-    tokens::{AdmissionClaims, QueueClaims, TokenError},
+    tokens::{AdmissionClaims, QueueClaims, QueuePlace, TokenError},
 };
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -29,9 +29,6 @@ use crate::{
     AppState,
     queue::{QueueError, QueueState, Standing},
 };
-
-/// How often a push stream looks at its fan's standing.
-const PUSH_EVERY: Duration = Duration::from_millis(1000);
 
 /// A contract error: status, code, message.
 #[derive(Debug)]
@@ -97,7 +94,12 @@ impl FromRequestParts<AppState> for Fan {
 }
 
 /// Checks a queue token for `event`: 401 when missing, forged or expired, 403 for another event.
-fn queue_fan(state: &AppState, token: Option<&str>, event: EventId) -> Result<UserId, ApiError> {
+/// The fan, and the place their join sealed in the token.
+fn queue_fan(
+    state: &AppState,
+    token: Option<&str>,
+    event: EventId,
+) -> Result<(UserId, Option<QueuePlace>), ApiError> {
     let token = token
         .map(str::trim)
         .filter(|t| !t.is_empty())
@@ -136,7 +138,7 @@ fn queue_fan(state: &AppState, token: Option<&str>, event: EventId) -> Result<Us
             "This account is banned.",
         ));
     }
-    Ok(verified.claims.sub)
+    Ok((verified.claims.sub, verified.claims.place))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -223,7 +225,7 @@ async fn join(
     Path(event): Path<EventId>,
     Fan(user): Fan,
 ) -> Result<Json<JoinBody>, ApiError> {
-    let standing = state.queues.join(event, user).await?;
+    let joined = state.queues.join(event, user).await?;
     let queue_token = state
         .keys
         .admission
@@ -231,6 +233,7 @@ async fn join(
             QueueClaims {
                 sub: user,
                 evt: event,
+                place: joined.place,
             },
             state.queues.config().queue_token_ttl,
         )
@@ -244,7 +247,7 @@ async fn join(
         })?;
     Ok(Json(JoinBody {
         queue_token,
-        status: body(&state, event, user, &standing),
+        status: body(&state, event, user, &joined.standing),
     }))
 }
 
@@ -276,8 +279,8 @@ async fn status(
         })?),
         None => None,
     };
-    let user = queue_fan(&state, token, event)?;
-    let standing = state.queues.status(event, user).await?;
+    let (user, place) = queue_fan(&state, token, event)?;
+    let standing = state.queues.standing(event, user, place).await?;
     Ok(Json(body(&state, event, user, &standing)))
 }
 
@@ -305,8 +308,10 @@ struct PushQuery {
     queue_token: Option<String>,
 }
 
-/// The status as server-sent events (`event: status`), sent whenever it changes (looked at
-/// every second; each look counts as being seen), with keep-alive comments.
+/// The status as server-sent events (`event: status`), sent whenever it changes, with
+/// keep-alive comments. Driven by this instance's ticks: every stream of an event wakes with
+/// the tick's summary and computes its fan's standing in memory (an open stream counts as
+/// being seen), sending only when the fan's view changed.
 #[utoipa::path(
     get, path = "/api/queue/{event_id}/events", tag = "waiting room",
     params(("event_id" = EventId, Path), PushQuery),
@@ -321,38 +326,49 @@ async fn events(
     Path(event): Path<EventId>,
     Query(query): Query<PushQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let user = queue_fan(&state, query.queue_token.as_deref(), event)?;
+    let (user, place) = queue_fan(&state, query.queue_token.as_deref(), event)?;
     // Fail before the stream starts if the queue cannot be read at all.
-    let first = state.queues.status(event, user).await?;
-    let start = (state, Some(first), None::<(QueueState, u64, u64)>);
-    let stream = stream::unfold(start, move |(state, mut pending, mut last)| async move {
-        loop {
-            let standing = match pending.take() {
-                Some(standing) => standing,
-                None => {
-                    tokio::time::sleep(PUSH_EVERY).await;
-                    match state.queues.status(event, user).await {
-                        Ok(standing) => standing,
-                        Err(err) => {
-                            tracing::warn!(%event, error = %err, "push: status failed");
-                            continue;
+    let first = state.queues.standing(event, user, place).await?;
+    let mut summaries = state.queues.view(event).subscribe();
+    summaries.mark_unchanged();
+    let start = (
+        state,
+        summaries,
+        Some(first),
+        None::<(QueueState, u64, u64)>,
+    );
+    let stream = stream::unfold(
+        start,
+        move |(state, mut summaries, mut pending, mut last)| async move {
+            loop {
+                let standing = match pending.take() {
+                    Some(standing) => standing,
+                    None => {
+                        // The sender lives as long as the view; a closed channel ends the stream.
+                        summaries.changed().await.ok()?;
+                        match state.queues.standing(event, user, place).await {
+                            Ok(standing) => standing,
+                            Err(err) => {
+                                tracing::warn!(%event, error = %err, "push: status failed");
+                                continue;
+                            }
                         }
                     }
+                };
+                let key = (standing.state, standing.position, standing.eta_seconds);
+                if last == Some(key) {
+                    continue;
                 }
-            };
-            let key = (standing.state, standing.position, standing.eta_seconds);
-            if last == Some(key) {
-                continue;
+                last = Some(key);
+                let body = body(&state, event, user, &standing);
+                let event = Event::default()
+                    .event("status")
+                    .json_data(&body)
+                    .unwrap_or_else(|_| Event::default().comment("unserializable"));
+                return Some((Ok(event), (state, summaries, None, last)));
             }
-            last = Some(key);
-            let body = body(&state, event, user, &standing);
-            let event = Event::default()
-                .event("status")
-                .json_data(&body)
-                .unwrap_or_else(|_| Event::default().comment("unserializable"));
-            return Some((Ok(event), (state, None, last)));
-        }
-    });
+        },
+    );
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

@@ -1,5 +1,8 @@
 //! The waiting-room process against the real Postgres and Redis, on port 0.
 
+#[path = "service/instances.rs"]
+mod instances;
+
 use std::{collections::HashSet, time::Duration};
 
 use futures_util::StreamExt;
@@ -16,6 +19,7 @@ use shared::{
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
+use waiting_room::queue::QueueState;
 
 struct App {
     base: String,
@@ -115,6 +119,23 @@ impl App {
             .expect("sent");
         let status = response.status();
         (status, response.json().await.expect("json"))
+    }
+
+    /// The status once it is `state`, which it must be within a few ticks (100 ms each).
+    async fn status_within_a_tick(&self, event: EventId, queue_token: &str, state: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(1_000);
+        loop {
+            let (status, body) = self.status(event, queue_token).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            if body["state"] == state {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not {state} in time: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn active_count(&self, event: EventId) -> u64 {
@@ -332,6 +353,24 @@ async fn the_pre_queue_is_shuffled_reproducibly_at_opening_and_later_fans_queue_
     for (place, fan) in order.iter().enumerate() {
         if let Some(number) = numbers[*fan] {
             assert_eq!(number, place as i64 + 1, "fan {fan}");
+        }
+    }
+
+    // Every instance derives a pre-queue fan's number from the seed: their status says the
+    // place the shuffle gave them (behind the one fan admitted, if any).
+    let serving: Option<u64> = redis::cmd("GET")
+        .arg(format!("{}serving", keys.queue_base(event)))
+        .query_async(&mut conn)
+        .await
+        .expect("serving");
+    let serving = serving.unwrap_or(0) as i64;
+    for ((_, token), number) in early.iter().zip(&numbers) {
+        let (_, body) = app.status(event, token).await;
+        match number {
+            Some(number) if *number > serving => {
+                assert_eq!(body["position"], number - serving, "{body}");
+            }
+            _ => assert_eq!(body["state"], "admitted", "{body}"),
         }
     }
 
@@ -624,6 +663,7 @@ async fn every_bad_token_and_hostile_input_gets_a_clear_4xx(db: PgPool) {
     let claims = QueueClaims {
         sub: user,
         evt: event,
+        place: None,
     };
     let expired = app
         .keys
@@ -761,9 +801,10 @@ async fn without_high_demand_everyone_is_admitted_at_once(db: PgPool) {
         .query_async(&mut conn)
         .await
         .expect("hset");
+    // Status reads answer from the instance's summary: the switch reaches them with a tick.
     let tokens = join_many(&app, event, 3).await;
-    let (_, body) = app.status(event, &tokens[2]).await;
-    assert_eq!(body["state"], "waiting", "{body}");
+    let body = app.status_within_a_tick(event, &tokens[2], "waiting").await;
+    assert_eq!(body["position"], 2, "{body}");
     let _: () = redis::cmd("HSET")
         .arg(&gate)
         .arg("high_demand")
@@ -771,8 +812,9 @@ async fn without_high_demand_everyone_is_admitted_at_once(db: PgPool) {
         .query_async(&mut conn)
         .await
         .expect("hset");
-    let (_, body) = app.status(event, &tokens[2]).await;
-    assert_eq!(body["state"], "admitted", "{body}");
+    let body = app
+        .status_within_a_tick(event, &tokens[2], "admitted")
+        .await;
     assert!(body["admission_token"].is_string());
 }
 
@@ -817,6 +859,9 @@ async fn the_push_stream_sends_the_status_and_its_changes(db: PgPool) {
     seen.push_str(&String::from_utf8_lossy(&first));
     assert!(seen.contains("event: status"), "{seen}");
     assert!(seen.contains("\"waiting\""), "{seen}");
+    // Ticks come every 100 ms; with nothing changed for the fan, the stream stays quiet.
+    let quiet = tokio::time::timeout(Duration::from_millis(800), stream.next()).await;
+    assert!(quiet.is_err(), "sent without a change: {quiet:?}");
     // Free the active slot: the stream reports the admission.
     let _: i64 = redis::cmd("DEL")
         .arg(app.redis_keys().queue_active(event))
@@ -976,4 +1021,83 @@ async fn a_nul_character_in_a_query_is_422_invalid_text(db: PgPool) {
         .await
         .expect("redis");
     assert!(!joined);
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn status_reads_are_answered_from_memory_once_a_tick_has_run(db: PgPool) {
+    let redis = testing::redis();
+    let queues = waiting_room::Queues::new(
+        db.clone(),
+        shared::cache::connect(&redis).expect("redis"),
+        RedisKeys::new(redis.key_prefix.clone()),
+        queue_config(Duration::from_secs(60)),
+    );
+    // 1 a minute: nobody is admitted while the test runs.
+    let event = create_event(&db, true, 1, 1, open_now()).await;
+    let mut fans = Vec::new();
+    for _ in 0..300 {
+        let user = UserId::new();
+        let joined = queues.join(event, user).await.expect("joins");
+        assert_eq!(joined.standing.state, QueueState::Waiting);
+        fans.push((user, joined.place));
+    }
+    queues.tick(event, false).await.expect("ticks");
+    let calls = queues.script_calls();
+    for (place, (user, token_place)) in (1..).zip(&fans) {
+        let standing = queues
+            .standing(event, *user, *token_place)
+            .await
+            .expect("status");
+        assert_eq!(
+            (standing.state, standing.position),
+            (QueueState::Waiting, place)
+        );
+    }
+    assert_eq!(
+        queues.script_calls(),
+        calls,
+        "300 status reads made no Redis call"
+    );
+    // A token without a place (from before places were sealed) is looked up: one call.
+    let standing = queues
+        .standing(event, fans[9].0, None)
+        .await
+        .expect("status");
+    assert_eq!(standing.position, 10);
+    assert_eq!(queues.script_calls(), calls + 1);
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn fans_who_left_the_middle_of_the_line_stop_counting_in_the_places_behind_them(db: PgPool) {
+    // Grace 1 s: a fan unseen for 1 to 1.5 s leaves the line, wherever they stand.
+    let app = spawn(&db, Duration::from_secs(1)).await;
+    let event = create_event(&db, true, 1, 1, open_now()).await;
+    let tokens = join_many(&app, event, 10).await;
+    let mut by_position = vec![String::new(); 10];
+    for token in &tokens {
+        let (_, body) = app.status(event, token).await;
+        by_position[body["position"].as_u64().expect("position") as usize - 1] = token.clone();
+    }
+    // Fans 3, 5 and 7 stop polling; the others keep at it for 2.5 s.
+    let leavers = [2, 4, 6];
+    for _ in 0..10 {
+        for (i, token) in by_position.iter().enumerate() {
+            if !leavers.contains(&i) {
+                let (_, body) = app.status(event, token).await;
+                assert_eq!(body["state"], "waiting", "{body}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (_, last) = app.status(event, &by_position[9]).await;
+    assert_eq!(
+        last["position"], 7,
+        "three left from ahead of the last: {last}"
+    );
+    let (_, fourth) = app.status(event, &by_position[3]).await;
+    assert_eq!(fourth["position"], 3, "{fourth}");
+    for i in leavers {
+        let (_, body) = app.status(event, &by_position[i]).await;
+        assert_eq!(body["state"], "expired", "fan {i} left: {body}");
+    }
 }
