@@ -28,7 +28,7 @@ const TICKS_PER_SECOND: f64 = 100.0;
 
 /// Parses the name and user + system ticks of one `/proc/<pid>/stat` line. The name is inside
 /// parentheses and may itself contain spaces or parentheses: the last `)` ends it.
-fn parse_stat(line: &str) -> Option<(String, f64)> {
+pub(crate) fn parse_stat(line: &str) -> Option<(String, f64)> {
     let open = line.find('(')?;
     let close = line.rfind(')')?;
     let name = line.get(open + 1..close)?.to_string();

@@ -87,7 +87,7 @@ pub async fn measure(redis_url: &str, key_prefix: &str, db: &PgPool, requests: u
     limits
 }
 
-fn redis_host_port(url: &str) -> (String, u16) {
+pub(crate) fn redis_host_port(url: &str) -> (String, u16) {
     let rest = url.split("://").nth(1).unwrap_or(url);
     let rest = rest.rsplit('@').next().unwrap_or(rest);
     let hostport = rest.split('/').next().unwrap_or(rest);
@@ -124,15 +124,36 @@ fn redis_benchmark(host: &str, port: u16, requests: u64, args: &[String]) -> any
     csv_rate(&text).with_context(|| format!("no rate in redis-benchmark's output: {text}"))
 }
 
-/// The rate of the last test in redis-benchmark's `--csv` output: a header line
-/// ("test","rps",...) then one line per test, "NAME","RPS" and six latency columns. NAME may
-/// hold commas (a script), so the columns are counted from the end.
+/// The rate of the last test in redis-benchmark's `--csv` output.
 fn csv_rate(text: &str) -> Option<f64> {
+    csv_row(text).map(|row| row.rps)
+}
+
+/// One test of redis-benchmark's `--csv` output: requests per second and latency (ms).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct BenchRow {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// The last test of redis-benchmark's `--csv` output: a header line ("test","rps",...) then
+/// one line per test, "NAME","RPS" and six latency columns (avg, min, p50, p95, p99, max).
+/// NAME may hold commas (a script), so the columns are counted from the end.
+pub(crate) fn csv_row(text: &str) -> Option<BenchRow> {
     text.lines()
         .filter(|line| !line.starts_with("\"test\""))
         .filter_map(|line| {
             let fields: Vec<&str> = line.rsplitn(8, ',').collect();
-            (fields.len() == 8).then(|| fields[6].trim_matches('"').parse::<f64>().ok())?
+            if fields.len() != 8 {
+                return None;
+            }
+            let num = |i: usize| fields[i].trim_matches('"').parse::<f64>().ok();
+            Some(BenchRow {
+                rps: num(6)?,
+                p50_ms: num(3)?,
+                p99_ms: num(1)?,
+            })
         })
         .next_back()
 }
@@ -185,6 +206,14 @@ mod tests {
     fn the_rate_is_read_from_the_end_of_a_csv_line() {
         let text = "\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\",\"p50_latency_ms\",\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n\"EVAL a, b 2 k\",\"24096.39\",\"1.616\",\"0.216\",\"1.159\",\"4.231\",\"8.887\",\"16.719\"\n";
         assert_eq!(super::csv_rate(text), Some(24096.39));
+        assert_eq!(
+            super::csv_row(text),
+            Some(super::BenchRow {
+                rps: 24096.39,
+                p50_ms: 1.159,
+                p99_ms: 8.887
+            })
+        );
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! a fan signs up, logs in, refreshes, reads `/api/me` and joins a waiting room; then a
 //! high-demand sale end to end (queue, admission, hold, 202, the worker's confirmation). It exits
 //! non-zero on the first failure, naming the step. `demo` makes the demo data `infra/dev up`
-//! promises (idempotently). The goose flash-sale scenarios and the invariant checker come with
-//! the load-test issue.
+//! promises (idempotently). `herd` benchmarks the waiting room against its floors. The goose
+//! flash-sale scenarios and the invariant checker come with the load-test issue.
 
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ mod cpu;
 mod demo;
 mod fairness;
 mod flash;
+mod herd;
 mod limits;
 mod queued;
 mod report;
@@ -68,6 +69,16 @@ enum Command {
     Simple(flash::SaleArgs),
     /// Browsing under load (goose): event lists and search, event pages, seat maps.
     Browse(browse::BrowseArgs),
+    /// The waiting room alone against its floors: N fans waiting in one event, then status
+    /// reads (direct and through the gateway) and push streams beside nginx `return 200`, nginx
+    /// proxying to a bare 200 and `EVALSHA` in redis-benchmark; herd.md and herd.json.
+    Herd(herd::HerdArgs),
+    /// A bare 200 server (the herd's floor), run by `herd` as its own process.
+    #[command(name = "bare-200", hide = true)]
+    Bare200 {
+        #[arg(long)]
+        addr: std::net::SocketAddr,
+    },
     /// Create the demo organizer, fan, venue and an on-sale event, unless they exist.
     Demo {
         #[arg(long, env = "ADMIN_EMAIL", default_value = "admin@example.test")]
@@ -84,6 +95,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Smoke => smoke(cli.base_url.trim_end_matches('/')).await,
         Command::FlashSale(args) => sale(cli.base_url.trim_end_matches('/'), args, true).await,
         Command::Simple(args) => sale(cli.base_url.trim_end_matches('/'), args, false).await,
+        Command::Herd(args) => herd::run(cli.base_url.trim_end_matches('/'), args).await,
+        Command::Bare200 { addr } => herd::bare_200(addr).await,
         Command::Browse(args) => {
             if browse::run(cli.base_url.trim_end_matches('/'), args).await? {
                 Ok(())
