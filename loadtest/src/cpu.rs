@@ -39,21 +39,23 @@ pub(crate) fn parse_stat(line: &str) -> Option<(String, f64)> {
     Some((name, (utime + stime) / TICKS_PER_SECOND))
 }
 
+/// Every process now: its pid and its `/proc` directory.
+pub(crate) fn processes() -> impl Iterator<Item = (u32, std::path::PathBuf)> {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((pid, entry.path()))
+        })
+}
+
 /// Reads every process's CPU time now.
 pub fn snapshot() -> Snapshot {
     let mut snap = Snapshot::default();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return snap;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(line) = fs::read_to_string(entry.path().join("stat")) else {
+    for (pid, dir) in processes() {
+        let Ok(line) = fs::read_to_string(dir.join("stat")) else {
             continue;
         };
         if let Some((name, secs)) = parse_stat(&line) {

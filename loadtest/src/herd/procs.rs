@@ -46,18 +46,8 @@ pub fn listening_pids(ports: &[u16]) -> Vec<u32> {
         return Vec::new();
     }
     let mut pids = BTreeSet::new();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
+    for (pid, dir) in crate::cpu::processes() {
+        let Ok(fds) = fs::read_dir(dir.join("fd")) else {
             continue;
         };
         for fd in fds.flatten() {

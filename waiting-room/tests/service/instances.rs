@@ -11,11 +11,11 @@
 //!   over the log's length sampled every 25 ms, with the admission credit a tick may carry
 //!   (at most one second's worth, `queue.lua`'s cap, so a late tick never turns into a burst)
 //!   allowed on top: two instances admitting for the same slot would double the count;
-//! - a fan's position never increases while one instance answers, and rises by at most one
-//!   tick's admissions when another answers next (each instance serves from the summary of
-//!   its own last tick, and two instances' ticks are up to one tick apart);
+//! - a fan's position never increases while one instance answers, and rises by at most the
+//!   admissions of a few ticks when another answers next (each instance serves from the summary
+//!   of its own last tick: see `APART`);
 //! - two instances asked about the same fan at the same moment agree, within the admissions
-//!   made in between (and one tick's worth, for instances that serve from a per-tick summary).
+//!   made in between (and `APART`, for instances that serve from their own tick's summary).
 //!
 //! The children are SIGKILLed on every exit path (a drop guard), so a failing test leaves no
 //! process behind.
@@ -41,16 +41,18 @@ use shared::{
     tokens::{AccessClaims, KeyPurpose, KeySet},
 };
 use sqlx::PgPool;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 const INSTANCES: usize = 3;
 const FANS: usize = 60;
 const ADMIT_PER_MINUTE: u32 = 600;
 const TICK_MS: u64 = 100;
-/// The admissions of one tick, plus one for a tick that came late: how far apart two instances'
-/// summaries may be.
-const ONE_TICK: u64 = (ADMIT_PER_MINUTE as u64 * TICK_MS).div_ceil(60_000) + 1;
+/// How far apart in time two instances' summaries may be: each serves from its own last tick,
+/// and on a loaded machine (CI runs this beside other tests) a tick comes late.
+const APART_MS: u64 = 5 * TICK_MS;
+/// The admissions of that time at the configured rate: how far two instances' answers for one
+/// fan may differ, beyond the admissions made in between.
+const APART: u64 = (ADMIT_PER_MINUTE as u64 * APART_MS).div_ceil(60_000);
 /// The whole sale must be over by then (the test's bound; ~6 s of admissions at 10/s).
 const SALE_TIMEOUT: Duration = Duration::from_secs(45);
 
@@ -189,41 +191,14 @@ async fn listening_addr(log: &Path, child: &mut Child) -> String {
 
 /// A high-demand event, open since a minute ago, straight in Postgres.
 async fn open_high_demand_event(db: &PgPool, admit_per_minute: u32, max_active: u32) -> EventId {
-    let organizer = Uuid::new_v4();
-    sqlx::query("INSERT INTO users (id, email, name, password_hash) VALUES ($1, $2, 'O', 'x')")
-        .bind(organizer)
-        .bind(format!("{organizer}@example.test"))
-        .execute(db)
-        .await
-        .expect("user");
-    let venue = Uuid::new_v4();
-    sqlx::query(
-        "INSERT INTO venues (id, organizer_id, name, layout, capacity)
-         VALUES ($1, $2, 'V', '{}', 2)",
+    super::create_event(
+        db,
+        true,
+        admit_per_minute as i32,
+        max_active as i32,
+        super::open_now(),
     )
-    .bind(venue)
-    .bind(organizer)
-    .execute(db)
     .await
-    .expect("venue");
-    let event = EventId::new();
-    let now = OffsetDateTime::now_utc();
-    sqlx::query(
-        "INSERT INTO events (id, organizer_id, venue_id, title, starts_at, sale_opens_at,
-                             capacity, high_demand, admit_per_minute, max_active)
-         VALUES ($1, $2, $3, 'Show', $4, $5, 2, true, $6, $7)",
-    )
-    .bind(event)
-    .bind(organizer)
-    .bind(venue)
-    .bind(now + time::Duration::days(30))
-    .bind(now - time::Duration::seconds(60))
-    .bind(admit_per_minute as i32)
-    .bind(max_active as i32)
-    .execute(db)
-    .await
-    .expect("event");
-    event
 }
 
 /// What the fans, the prober and the sampler share.
@@ -355,11 +330,7 @@ async fn fan(sale: Arc<Sale>, user: UserId) {
             sale.violation(format!("fan {user}: instance {n} answered {body}"));
             return;
         };
-        let slack = if last_instance == Some(n) {
-            0
-        } else {
-            ONE_TICK
-        };
+        let slack = if last_instance == Some(n) { 0 } else { APART };
         if now > last + slack {
             sale.violation(format!(
                 "fan {user}: position went up from {last} to {now} (instance {n})"
@@ -468,8 +439,8 @@ async fn three_instances_one_killed_mid_sale_admit_every_fan_once_at_the_rate(db
                     sale.violation(format!("probe of {user}: {x} / {y}"));
                     continue;
                 };
-                // A view may be one tick old: one tick's admissions on top.
-                let allowed = after - before + per_tick();
+                // Each answers from its own tick's summary: APART on top.
+                let allowed = after - before + APART;
                 if px.abs_diff(py) > allowed {
                     sale.violation(format!(
                         "fan {user}: instance {a} says {px}, instance {b} says {py}, with {} admitted in between",
@@ -601,11 +572,4 @@ async fn three_instances_one_killed_mid_sale_admit_every_fan_once_at_the_rate(db
         worst.0,
         worst.2 * 100.0
     );
-}
-
-/// Admissions one tick may make at the configured rate (at least one).
-fn per_tick() -> u64 {
-    (u64::from(ADMIT_PER_MINUTE) * TICK_MS)
-        .div_ceil(60_000)
-        .max(1)
 }
