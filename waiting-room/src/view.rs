@@ -120,7 +120,11 @@ impl View {
 
     /// The last summary, if it is younger than `fresh`.
     pub fn summary(&self, fresh: Duration) -> Option<Arc<Summary>> {
-        self.used.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Read before writing: every status read passes here, and a store on each would bounce
+        // the cache line between cores.
+        if !self.used.load(std::sync::atomic::Ordering::Relaxed) {
+            self.used.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         self.summary
             .borrow()
             .as_ref()

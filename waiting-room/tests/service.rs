@@ -85,16 +85,7 @@ impl App {
     }
 
     fn access(&self, user: UserId) -> String {
-        self.keys
-            .access
-            .sign(
-                AccessClaims {
-                    sub: user,
-                    role: Role::Fan,
-                },
-                Duration::from_secs(900),
-            )
-            .expect("signs")
+        fan_access_token(&self.keys, user)
     }
 
     async fn join(&self, event: EventId, user: UserId) -> (StatusCode, Value) {
@@ -148,6 +139,19 @@ impl App {
             .await
             .expect("zcount")
     }
+}
+
+/// A fan's access token, signed with the test's keys.
+fn fan_access_token(keys: &KeySet, user: UserId) -> String {
+    keys.access
+        .sign(
+            AccessClaims {
+                sub: user,
+                role: Role::Fan,
+            },
+            Duration::from_secs(900),
+        )
+        .expect("signs")
 }
 
 /// An event (and its organizer and venue) straight in Postgres.

@@ -36,9 +36,8 @@ use serde_json::Value;
 use shared::{
     cache::{RedisKeys, redis},
     config::{RedisConfig, testing},
-    domain::Role,
     ids::{EventId, UserId},
-    tokens::{AccessClaims, KeyPurpose, KeySet},
+    tokens::{KeyPurpose, KeySet},
 };
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -234,16 +233,7 @@ impl Sale {
     }
 
     fn access(&self, user: UserId) -> String {
-        self.keys
-            .access
-            .sign(
-                AccessClaims {
-                    sub: user,
-                    role: Role::Fan,
-                },
-                Duration::from_secs(900),
-            )
-            .expect("signs")
+        super::fan_access_token(&self.keys, user)
     }
 
     /// Sends through instance `n`; a transport error (the instance was killed under the
