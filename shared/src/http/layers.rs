@@ -722,6 +722,9 @@ mod tests {
             .build()
             .expect("a runtime");
         tracing::subscriber::with_default(subscriber, || {
+            // Another test of this binary may have run the span's callsite with no subscriber
+            // and cached it as disabled; ask every callsite again now that this one exists.
+            tracing::callsite::rebuild_interest_cache();
             runtime.block_on(async {
                 for layers in [Layers::ALL, Layers::HOT] {
                     let request = Request::get("/layers-test/log")
