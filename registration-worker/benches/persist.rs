@@ -22,9 +22,9 @@ use lapin::{
     options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions},
     types::FieldTable,
 };
-use registration_worker::persist::{Outcome, Persister};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
+use shared::booking::{Bookings, Outcome, PendingBooking, Persisted};
 use shared::{
     cache::{RedisKeys, redis},
     config::{
@@ -143,7 +143,7 @@ async fn run(url: &str, redis: &RedisConfig, amqp: &AmqpConfig) -> anyhow::Resul
     );
 
     // --- persistence throughput --------------------------------------------------------
-    let persister = Persister::new(
+    let persister = Bookings::standalone(
         bench.db.clone(),
         shared::cache::connect(&bench.redis)?,
         RedisKeys::new(bench.redis.key_prefix.clone()),
@@ -212,7 +212,7 @@ enum Load {
     Burst(usize),
 }
 
-fn count_confirmed(results: &[registration_worker::persist::Persisted]) -> usize {
+fn count_confirmed(results: &[Persisted]) -> usize {
     results
         .iter()
         .filter(|r| matches!(r.outcome, Outcome::Confirmed { .. }))
@@ -376,7 +376,7 @@ impl Bench {
     /// directly, as the API makes them).
     async fn commands(
         &self,
-        persister: &Persister,
+        persister: &Bookings,
         n: usize,
     ) -> anyhow::Result<Vec<ProcessBookingCommand>> {
         let event = self.event(n, false).await?;
@@ -399,21 +399,19 @@ impl Bench {
                 event_id: event,
                 user_id: fan,
                 hold_id: hold,
-                seat_ids: Vec::new(),
                 idempotency_key: None,
                 requested_at: time::OffsetDateTime::now_utc(),
                 prices: Vec::new(),
             };
             // The API's marker, as before every publish: a worker persists only marked commands.
-            shared::sales::PendingBooking {
+            let marker = PendingBooking {
                 user_id: fan,
                 event_id: event,
                 hold_id: hold,
                 created_at: command.requested_at,
                 published: true,
-            }
-            .write(&persister.redis, &persister.keys, command.booking_id)
-            .await?;
+            };
+            persister.claims.mark(command.booking_id, &marker).await?;
             commands.push(command);
         }
         Ok(commands)

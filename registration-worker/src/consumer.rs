@@ -16,11 +16,13 @@ use lapin::{
     },
     types::FieldTable,
 };
-use shared::{config::WorkerConfig, messaging::ProcessBookingCommand};
+use shared::{
+    booking::{Bookings, Outcome, Persisted},
+    config::WorkerConfig,
+    messaging::ProcessBookingCommand,
+};
 use time::OffsetDateTime;
 use tokio::sync::watch;
-
-use crate::persist::{Outcome, Persisted, Persister};
 
 /// The longest pause between retries of a failing batch.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -33,22 +35,13 @@ pub async fn run(
     slot: usize,
     connection: Arc<Connection>,
     queue: String,
-    persister: Persister,
+    bookings: Bookings,
     config: WorkerConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(100);
     while !*shutdown.borrow() {
-        match consume(
-            slot,
-            &connection,
-            &queue,
-            &persister,
-            &config,
-            &mut shutdown,
-        )
-        .await
-        {
+        match consume(slot, &connection, &queue, &bookings, &config, &mut shutdown).await {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(err) => {
                 tracing::warn!(
@@ -71,7 +64,7 @@ async fn consume(
     slot: usize,
     connection: &Connection,
     queue: &str,
-    persister: &Persister,
+    bookings: &Bookings,
     config: &WorkerConfig,
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -97,7 +90,7 @@ async fn consume(
                 Ok(None) | Err(_) => break,
             }
         }
-        handle_batch(persister, batch, shutdown).await;
+        handle_batch(bookings, batch, shutdown).await;
     }
     // Graceful: no new deliveries; the batch in hand is done and acked; closing the channel
     // returns anything prefetched but unprocessed to the queue.
@@ -134,7 +127,7 @@ pub(crate) async fn subscribe(
 
 /// Persists one batch and settles every delivery in it.
 pub async fn handle_batch(
-    persister: &Persister,
+    bookings: &Bookings,
     batch: Vec<Delivery>,
     shutdown: &watch::Receiver<bool>,
 ) {
@@ -172,9 +165,9 @@ pub async fn handle_batch(
     let mut backoff = Duration::from_millis(100);
     let mut attempts = 0;
     loop {
-        match persister.persist(&commands).await {
+        match bookings.persist(&commands).await {
             Ok(results) => {
-                settle(persister, &deliveries, results).await;
+                settle(bookings, &deliveries, results).await;
                 return;
             }
             Err(err) => {
@@ -195,10 +188,10 @@ pub async fn handle_batch(
         backoff = (backoff * 2).min(MAX_BACKOFF);
         // An outage (Postgres or Redis down) is not the messages' fault: wait it out without
         // spending their delivery attempts. Otherwise, after a few tries, find the culprit.
-        if healthy(persister).await {
+        if bookings.reachable().await {
             attempts += 1;
             if attempts >= BATCH_ATTEMPTS {
-                one_by_one(persister, deliveries, commands).await;
+                one_by_one(bookings, deliveries, commands).await;
                 return;
             }
         }
@@ -208,13 +201,13 @@ pub async fn handle_batch(
 /// Each command in a transaction of its own: the ones that fail go back to the queue (and
 /// to the dead-letter queue once the delivery limit is reached), the others are done.
 async fn one_by_one(
-    persister: &Persister,
+    bookings: &Bookings,
     deliveries: Vec<Delivery>,
     commands: Vec<ProcessBookingCommand>,
 ) {
     for (delivery, command) in deliveries.into_iter().zip(commands) {
-        match persister.persist(std::slice::from_ref(&command)).await {
-            Ok(results) => settle(persister, std::slice::from_ref(&delivery), results).await,
+        match bookings.persist(std::slice::from_ref(&command)).await {
+            Ok(results) => settle(bookings, std::slice::from_ref(&delivery), results).await,
             Err(err) => {
                 tracing::error!(booking.id = %command.booking_id, error = format!("{err:#}"),
                     "a booking command keeps failing; requeued");
@@ -224,12 +217,8 @@ async fn one_by_one(
     }
 }
 
-async fn healthy(persister: &Persister) -> bool {
-    shared::db::ping(&persister.db).await && shared::cache::ping(&persister.redis).await
-}
-
 /// Acks (the commit is done), counts, then updates Redis.
-async fn settle(persister: &Persister, deliveries: &[Delivery], results: Vec<Persisted>) {
+async fn settle(bookings: &Bookings, deliveries: &[Delivery], results: Vec<Persisted>) {
     for delivery in deliveries {
         if let Err(err) = delivery.acker.ack(BasicAckOptions::default()).await {
             // Redelivered later, and then found done: harmless.
@@ -241,14 +230,14 @@ async fn settle(persister: &Persister, deliveries: &[Delivery], results: Vec<Per
             Outcome::Confirmed { .. } => {
                 metrics::counter!("worker_bookings_persisted_total").increment(1);
             }
-            Outcome::Rejected(reason) => {
-                metrics::counter!("worker_bookings_rejected_total", "reason" => reason)
+            Outcome::Rejected(why) => {
+                metrics::counter!("worker_bookings_rejected_total", "reason" => why.code())
                     .increment(1);
             }
             Outcome::AlreadyDone { .. } | Outcome::Dropped => {}
         }
     }
-    persister.after_commit(&results).await;
+    bookings.settle(&results).await;
 }
 
 async fn nack_all(deliveries: &[Delivery]) {

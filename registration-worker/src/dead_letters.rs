@@ -21,15 +21,12 @@ use lapin::{
     types::{AMQPValue, FieldTable},
 };
 use shared::{
+    booking::{Bookings, persist::end_dead_lettered},
     ids::{BookingId, EventId},
-    messaging::{BookingRejected, ProcessBookingCommand},
-    sales::{self, WriteError},
+    messaging::ProcessBookingCommand,
 };
-use sqlx::PgConnection;
 use time::OffsetDateTime;
 use tokio::sync::watch;
-
-use crate::persist::{Outcome, Persisted, Persister, reason};
 
 /// The most of a message body kept (the table's check says the same).
 pub const PAYLOAD_CAP: usize = 16 * 1024;
@@ -160,8 +157,8 @@ pub enum Recorded {
 }
 
 /// Records `letter` (and ends its booking) in one transaction; see the module doc.
-pub async fn record(persister: &Persister, letter: &DeadLetter) -> anyhow::Result<Recorded> {
-    let mut tx = persister.db.begin().await?;
+pub async fn record(bookings: &Bookings, letter: &DeadLetter) -> anyhow::Result<Recorded> {
+    let mut tx = bookings.db.begin().await?;
     let inserted: Option<(i64,)> = sqlx::query_as(
         "INSERT INTO dead_letters
              (dedup_key, booking_id, event_id, payload, reason, first_death_at, death_count)
@@ -181,7 +178,7 @@ pub async fn record(persister: &Persister, letter: &DeadLetter) -> anyhow::Resul
         return Ok(Recorded::Again);
     };
     let rejected = match &letter.command {
-        Some(command) => end_booking(&mut tx, command).await?,
+        Some(command) => end_dead_lettered(&mut tx, command).await?,
         None => false,
     };
     tx.commit().await?;
@@ -189,84 +186,9 @@ pub async fn record(persister: &Persister, letter: &DeadLetter) -> anyhow::Resul
         "kind" => if letter.command.is_some() { "command" } else { "unparsable" })
     .increment(1);
     if let Some(command) = letter.command.as_ref().filter(|_| rejected) {
-        // After the commit, as for any rejection: the seats go back, the marker goes.
-        if let Err(err) = persister
-            .inventory
-            .release(command.event_id, command.hold_id, command.user_id)
-            .await
-        {
-            tracing::warn!(booking.id = %command.booking_id, error = %err,
-                "could not release the hold of a dead-lettered booking (it expires by itself)");
-        }
-        persister
-            .after_commit(&[Persisted {
-                booking_id: command.booking_id,
-                event_id: command.event_id,
-                user_id: command.user_id,
-                hold_id: command.hold_id,
-                outcome: Outcome::Rejected(reason::PROCESSING_FAILED),
-            }])
-            .await;
+        bookings.settle_dead_lettered(command).await;
     }
     Ok(Recorded::New { id, rejected })
-}
-
-/// The dead command's booking, `rejected` with `processing_failed`, unless it exists. The hold
-/// is recorded when no other booking owns it; the idempotency key is not (it may be what made
-/// the command fail). A booking that cannot be written at all (its event or fan is gone) is
-/// left unwritten: the dead letter alone says what happened.
-async fn end_booking(
-    tx: &mut PgConnection,
-    command: &ProcessBookingCommand,
-) -> anyhow::Result<bool> {
-    let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM bookings WHERE id = $1")
-        .bind(command.booking_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if exists.is_some() {
-        return Ok(false);
-    }
-    let rejected = BookingRejected {
-        booking_id: command.booking_id,
-        event_id: command.event_id,
-        user_id: command.user_id,
-        reason: reason::PROCESSING_FAILED.to_string(),
-    };
-    for hold in [Some(command.hold_id), None] {
-        sqlx::query("SAVEPOINT dead_booking")
-            .execute(&mut *tx)
-            .await?;
-        match sales::write_rejected(tx, &rejected, hold, None).await {
-            Ok(()) => {
-                sqlx::query("RELEASE SAVEPOINT dead_booking")
-                    .execute(&mut *tx)
-                    .await?;
-                return Ok(true);
-            }
-            Err(err) if refused(&err) => {
-                sqlx::query("ROLLBACK TO SAVEPOINT dead_booking")
-                    .execute(&mut *tx)
-                    .await?;
-                tracing::warn!(booking.id = %command.booking_id, error = %err,
-                    hold = hold.is_some(), "the dead-lettered booking was refused");
-            }
-            Err(WriteError::Database(err)) => return Err(err.into()),
-            Err(err) => return Err(anyhow::anyhow!("writing a rejection: {err}")),
-        }
-    }
-    Ok(false)
-}
-
-/// Did the database refuse these values (a constraint), rather than fail?
-fn refused(err: &WriteError) -> bool {
-    match err {
-        WriteError::Duplicate(_) | WriteError::EventNotFound => true,
-        // SQLSTATE class 23: integrity constraint violations.
-        WriteError::Database(sqlx::Error::Database(db)) => {
-            db.code().is_some_and(|code| code.starts_with("23"))
-        }
-        _ => false,
-    }
 }
 
 /// Consumes the dead-letter queue until `shutdown` turns true; reopens its channel after a
@@ -274,12 +196,12 @@ fn refused(err: &WriteError) -> bool {
 pub async fn run(
     connection: std::sync::Arc<Connection>,
     queue: String,
-    persister: Persister,
+    bookings: Bookings,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(100);
     while !*shutdown.borrow() {
-        match consume(&connection, &queue, &persister, &mut shutdown).await {
+        match consume(&connection, &queue, &bookings, &mut shutdown).await {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(err) => {
                 tracing::warn!(
@@ -299,7 +221,7 @@ pub async fn run(
 async fn consume(
     connection: &Connection,
     queue: &str,
-    persister: &Persister,
+    bookings: &Bookings,
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let (channel, mut consumer, _tag) =
@@ -312,18 +234,18 @@ async fn consume(
         let Some(delivery) = next else {
             anyhow::bail!("the dead-letter consumer was cancelled by the broker");
         };
-        handle(persister, delivery?, shutdown).await;
+        handle(bookings, delivery?, shutdown).await;
     }
     channel.close(200, "shutting down".into()).await?;
     Ok(())
 }
 
 /// Records one dead letter, retrying while Postgres fails, then acks it.
-async fn handle(persister: &Persister, delivery: Delivery, shutdown: &watch::Receiver<bool>) {
+async fn handle(bookings: &Bookings, delivery: Delivery, shutdown: &watch::Receiver<bool>) {
     let letter = DeadLetter::read(&delivery.data, delivery.properties.headers().as_ref());
     let mut backoff = Duration::from_millis(100);
     loop {
-        match record(persister, &letter).await {
+        match record(bookings, &letter).await {
             Ok(recorded) => {
                 tracing::error!(booking.id = ?letter.booking_id(), reason = %letter.reason,
                     ?recorded, "a booking command was dead-lettered");

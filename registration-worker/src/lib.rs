@@ -1,10 +1,11 @@
 //! The registration worker: consumes `ProcessBookingCommand`s, persists bookings and tickets in
-//! batches, and relays the outbox.
+//! batches, and relays the outbox. What a booking becomes is `shared::booking`'s to say (its
+//! `persist` step: a batch in one transaction, a savepoint per booking, idempotent by booking
+//! id); this crate brings the messages to it and acks them.
 //!
 //! | module | what |
 //! |---|---|
 //! | [`consumer`] | the competing consumers: prefetch, batches, acks after commit, poison, retries |
-//! | [`persist`] | a batch in one transaction, a savepoint per booking, idempotent by booking id |
 //! | [`relay`] | the outbox relay (`FOR UPDATE SKIP LOCKED`, publisher confirms) |
 //! | [`dead_letters`] | the dead-letter queue recorded for admins; dead commands' bookings end `rejected` |
 //!
@@ -13,7 +14,6 @@
 
 pub mod consumer;
 pub mod dead_letters;
-pub mod persist;
 pub mod relay;
 
 use std::{
@@ -25,6 +25,7 @@ use std::{
 
 use anyhow::Context;
 use shared::{
+    booking::Bookings,
     cache::RedisKeys,
     config::{
         AmqpConfig, HttpConfig, KeysConfig, LogFormat, PostgresConfig, RedisConfig, WorkerConfig,
@@ -34,8 +35,6 @@ use shared::{
     tokens::{KeyPurpose, KeySet, TokenKeys},
 };
 use tokio::sync::watch;
-
-pub use crate::persist::Persister;
 
 /// Everything the worker reads from its environment (see `shared::config`).
 #[derive(Debug, Clone)]
@@ -77,7 +76,7 @@ pub struct Worker {
     server: Server,
     config: Config,
     amqp: Arc<lapin::Connection>,
-    persister: Persister,
+    bookings: Bookings,
     publisher: Publisher,
 }
 
@@ -96,7 +95,7 @@ pub async fn build_with_keys(config: &Config, ticket_keys: TokenKeys) -> anyhow:
     let channel = amqp.create_channel().await.context("opening a channel")?;
     messaging::declare_topology(&channel, &Names::new(config.amqp.prefix.clone())).await?;
     let publisher = Publisher::connect(&config.amqp, "registration-worker-relay").await?;
-    let persister = Persister::new(
+    let bookings = Bookings::standalone(
         db.clone(),
         redis.clone(),
         RedisKeys::new(config.redis.key_prefix.clone()),
@@ -115,7 +114,7 @@ pub async fn build_with_keys(config: &Config, ticket_keys: TokenKeys) -> anyhow:
         server,
         config: config.clone(),
         amqp,
-        persister,
+        bookings,
         publisher,
     })
 }
@@ -125,8 +124,8 @@ impl Worker {
         self.server.local_addr()
     }
 
-    pub fn persister(&self) -> &Persister {
-        &self.persister
+    pub fn bookings(&self) -> &Bookings {
+        &self.bookings
     }
 
     /// Consumes, relays and serves the ops endpoints until `shutdown` resolves; then stops
@@ -143,7 +142,7 @@ impl Worker {
                 slot,
                 self.amqp.clone(),
                 queue.clone(),
-                self.persister.clone(),
+                self.bookings.clone(),
                 self.config.worker.clone(),
                 stopped.clone(),
             )));
@@ -154,13 +153,13 @@ impl Worker {
             tasks.push(tokio::spawn(dead_letters::run(
                 self.amqp.clone(),
                 Names::new(self.config.amqp.prefix.clone()).dead_letter_queue(),
-                self.persister.clone(),
+                self.bookings.clone(),
                 stopped.clone(),
             )));
         }
         if self.config.worker.relay {
             tasks.push(tokio::spawn(relay::run(
-                self.persister.db.clone(),
+                self.bookings.db.clone(),
                 self.publisher.clone(),
                 self.config.worker.outbox_poll,
                 stopped.clone(),

@@ -13,9 +13,9 @@ use lapin::{
     options::{BasicConsumeOptions, BasicGetOptions, QueueBindOptions, QueueDeclareOptions},
     types::FieldTable,
 };
-use registration_worker::persist::{Outcome, reason};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
+use shared::booking::{Outcome, Rejection};
 use shared::{
     config::{
         AdminBootstrap, AmqpConfig, AuthConfig, KeysConfig, LogFormat, RedisConfig, Secret,
@@ -289,16 +289,17 @@ impl Sale {
     async fn mark_pending(&self, command: &ProcessBookingCommand) {
         let redis = shared::cache::connect(&self.redis).expect("redis");
         let keys = shared::cache::RedisKeys::new(self.redis.key_prefix.clone());
-        shared::sales::PendingBooking {
+        let marker = shared::booking::PendingBooking {
             user_id: command.user_id,
             event_id: command.event_id,
             hold_id: command.hold_id,
             created_at: command.requested_at,
             published: true,
-        }
-        .write(&redis, &keys, command.booking_id)
-        .await
-        .expect("marker");
+        };
+        shared::booking::Claims::new(redis, keys)
+            .mark(command.booking_id, &marker)
+            .await
+            .expect("marker");
     }
 
     /// Lets `fan` in as the waiting room's admission tick would (the admitted set) and hands
@@ -578,7 +579,6 @@ async fn the_same_command_delivered_twice_makes_one_booking(db: PgPool) {
         event_id: sale.event,
         user_id: fan,
         hold_id: hold,
-        seat_ids: Vec::new(),
         idempotency_key: None,
         requested_at: time::OffsetDateTime::now_utc(),
         prices: Vec::new(),
@@ -646,7 +646,7 @@ async fn a_command_the_api_took_back_with_a_503_is_dropped_and_the_hold_still_re
 ) {
     let sale = Sale::open(db, 10).await;
     let worker = sale.worker(worker_config()).await;
-    let persister = worker.persister().clone();
+    let persister = worker.bookings().clone();
     let (fan, token, hold) = sale.fan_with_hold().await;
     // What a broker going down mid-publish can leave behind: the command stored, its confirm
     // lost, the API's 503 sent and its marker dropped.
@@ -655,7 +655,6 @@ async fn a_command_the_api_took_back_with_a_503_is_dropped_and_the_hold_still_re
         event_id: sale.event,
         user_id: fan,
         hold_id: hold,
-        seat_ids: Vec::new(),
         idempotency_key: None,
         requested_at: time::OffsetDateTime::now_utc(),
         prices: Vec::new(),
@@ -665,7 +664,7 @@ async fn a_command_the_api_took_back_with_a_503_is_dropped_and_the_hold_still_re
         .await
         .expect("persisted");
     assert_eq!(results[0].outcome, Outcome::Dropped);
-    persister.after_commit(&results).await;
+    persister.settle(&results).await;
     let (bookings,): (i64,) = sqlx::query_as("SELECT count(*) FROM bookings")
         .fetch_one(&sale.db)
         .await
@@ -682,7 +681,7 @@ async fn a_command_the_api_took_back_with_a_503_is_dropped_and_the_hold_still_re
 async fn a_seat_sold_meanwhile_rejects_that_booking_and_its_batch_mates_are_confirmed(db: PgPool) {
     let sale = Sale::open(db, 10).await;
     let worker = sale.worker(worker_config()).await;
-    let persister = worker.persister().clone();
+    let persister = worker.bookings().clone();
     let mut commands = Vec::new();
     for _ in 0..3 {
         let (fan, _, hold) = sale.fan_with_hold().await;
@@ -691,7 +690,6 @@ async fn a_seat_sold_meanwhile_rejects_that_booking_and_its_batch_mates_are_conf
             event_id: sale.event,
             user_id: fan,
             hold_id: hold,
-            seat_ids: Vec::new(),
             idempotency_key: None,
             requested_at: time::OffsetDateTime::now_utc(),
             prices: Vec::new(),
@@ -722,7 +720,7 @@ async fn a_seat_sold_meanwhile_rejects_that_booking_and_its_batch_mates_are_conf
         matches!(outcomes[0], Outcome::Confirmed { .. }),
         "{outcomes:?}"
     );
-    assert_eq!(outcomes[1], &Outcome::Rejected(reason::SEATS_ALREADY_SOLD));
+    assert_eq!(outcomes[1], &Outcome::Rejected(Rejection::SeatsAlreadySold));
     assert!(
         matches!(outcomes[2], Outcome::Confirmed { .. }),
         "{outcomes:?}"
@@ -734,7 +732,7 @@ async fn a_seat_sold_meanwhile_rejects_that_booking_and_its_batch_mates_are_conf
         .fetch_one(&sale.db)
         .await
         .expect("reason");
-    assert_eq!(why.as_deref(), Some(reason::SEATS_ALREADY_SOLD));
+    assert_eq!(why.as_deref(), Some(Rejection::SeatsAlreadySold.code()));
     sale.assert_no_seat_twice().await;
     // Persisting the same batch again changes nothing.
     let again = persister.persist(&commands).await.expect("persisted");
@@ -752,7 +750,7 @@ async fn a_hold_that_expired_before_the_worker_gives_a_rejected_booking_with_its
 ) {
     let sale = Sale::open(db, 10).await;
     let worker = sale.worker(worker_config()).await;
-    let persister = worker.persister().clone();
+    let persister = worker.bookings().clone();
     let (fan, _) = sale.mint(Role::Fan).await;
     let catalog = persister
         .catalogs
@@ -773,7 +771,6 @@ async fn a_hold_that_expired_before_the_worker_gives_a_rejected_booking_with_its
         event_id: sale.event,
         user_id: fan,
         hold_id: hold,
-        seat_ids: Vec::new(),
         idempotency_key: Some("key-1".into()),
         requested_at: time::OffsetDateTime::now_utc(),
         prices: Vec::new(),
@@ -782,7 +779,10 @@ async fn a_hold_that_expired_before_the_worker_gives_a_rejected_booking_with_its
         .persist(std::slice::from_ref(&command))
         .await
         .expect("persisted");
-    assert_eq!(results[0].outcome, Outcome::Rejected(reason::HOLD_EXPIRED));
+    assert_eq!(
+        results[0].outcome,
+        Outcome::Rejected(Rejection::HoldExpired)
+    );
     let (status, why, tickets): (String, Option<String>, i64) = sqlx::query_as(
         "SELECT status, reason, (SELECT count(*) FROM tickets) FROM bookings WHERE id = $1",
     )
@@ -792,7 +792,7 @@ async fn a_hold_that_expired_before_the_worker_gives_a_rejected_booking_with_its
     .expect("row");
     assert_eq!(
         (status.as_str(), why.as_deref(), tickets),
-        ("rejected", Some(reason::HOLD_EXPIRED), 0)
+        ("rejected", Some(Rejection::HoldExpired.code()), 0)
     );
     let (routing_key,): (String,) = sqlx::query_as("SELECT routing_key FROM outbox")
         .fetch_one(&sale.db)
@@ -1190,7 +1190,6 @@ async fn postgres_unavailable_for_a_while_loses_no_command_and_the_worker_recove
             event_id: sale.event,
             user_id: *fan,
             hold_id: *hold,
-            seat_ids: Vec::new(),
             idempotency_key: None,
             requested_at: time::OffsetDateTime::now_utc(),
             prices: Vec::new(),
@@ -1563,7 +1562,7 @@ async fn a_command_that_keeps_failing_is_dead_lettered_its_booking_rejected_and_
     let sale = Sale::open(db, 10).await;
     let worker = sale.worker(worker_config()).await;
     let worker_base = format!("http://{}", worker.local_addr());
-    let persister = worker.persister().clone();
+    let persister = worker.bookings().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(worker.run_until(async move {
         let _ = stopped.await;
@@ -1577,7 +1576,6 @@ async fn a_command_that_keeps_failing_is_dead_lettered_its_booking_rejected_and_
         event_id: sale.event,
         user_id: fan,
         hold_id: hold,
-        seat_ids: Vec::new(),
         idempotency_key: Some("k".repeat(300)),
         requested_at: time::OffsetDateTime::now_utc(),
         prices: Vec::new(),
@@ -1615,7 +1613,7 @@ async fn a_command_that_keeps_failing_is_dead_lettered_its_booking_rejected_and_
     let view = sale.booking(&token, doomed.booking_id).await;
     assert_eq!(
         (view["status"].as_str(), view["reason"].as_str()),
-        (Some("rejected"), Some(reason::PROCESSING_FAILED)),
+        (Some("rejected"), Some(Rejection::ProcessingFailed.code())),
         "{view}"
     );
     let (outbox,): (i64,) = sqlx::query_as(

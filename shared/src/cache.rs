@@ -22,7 +22,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::{
     config::RedisConfig,
-    ids::{BookingId, EventId, HoldId, UserId},
+    ids::{EventId, HoldId, UserId},
 };
 
 /// The process's connections to Redis: a few multiplexed, self-reconnecting connections shared
@@ -176,21 +176,18 @@ impl RedisKeys {
         format!("{}inv:hold-event:{hold}", self.prefix)
     }
 
-    // --- queued bookings (`bk:...`) ----------------------------------------------------------
+    // --- queued bookings (`bk:{fan:ID}:...`, see `booking/claim.lua`) ----------------------
+    // One fan's keys share the fan's hash tag: the claim writes them in one script call.
 
-    /// A queued booking not yet written by a worker: its owner, event and hold (JSON).
-    pub fn booking_pending(&self, booking: BookingId) -> String {
-        format!("{}bk:pending:{booking}", self.prefix)
+    /// What the fan's queued registrations claimed: field `hold:<hold id>` or
+    /// `key:<Idempotency-Key>` → the booking id made from it (one booking per hold, per key).
+    pub fn booking_claims(&self, fan: UserId) -> String {
+        format!("{}bk:{{fan:{fan}}}:claims", self.prefix)
     }
 
-    /// The queued booking made from a hold (one booking per hold).
-    pub fn booking_by_hold(&self, hold: HoldId) -> String {
-        format!("{}bk:hold:{hold}", self.prefix)
-    }
-
-    /// The queued booking a fan's `Idempotency-Key` made.
-    pub fn booking_by_key(&self, fan: UserId, key: &str) -> String {
-        format!("{}bk:key:{fan}:{key}", self.prefix)
+    /// The fan's queued bookings not yet written by a worker: booking id → its marker (JSON).
+    pub fn bookings_pending(&self, fan: UserId) -> String {
+        format!("{}bk:{{fan:{fan}}}:pending", self.prefix)
     }
 
     /// Events with inventory loaded in Redis, for the periodic sweep of expired holds.

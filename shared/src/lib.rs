@@ -2,6 +2,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`admission`] | the high-demand gate's admission: the token check, spending and giving it back |
 //! | [`bans`] | users banned recently, refused at once by every process that checks tokens |
 //! | [`config`] | typed configuration from environment variables; every variable is documented there |
 //! | [`telemetry`] | tracing (pretty or JSON) and the Prometheus recorder |
@@ -14,7 +15,7 @@
 //! | [`cache`] | the Redis pool and every Redis key family |
 //! | [`inventory`] | seats and holds in Redis (one Lua script), and each event's seat catalog |
 //! | [`messaging`] | the RabbitMQ connection, exchange and queue names, message payloads |
-//! | [`sales`] | writing a booking (tickets, prices, outbox) for both registration paths |
+//! | [`booking`] | a booking's whole life: claim or replay, both registration paths, persist, settle, reject, dead-letter end |
 //! | [`http`] | (feature `http`) the axum plumbing the web services share |
 //! | [`openapi`] | (feature `http`) the answers every operation documents, and the committed per-service documents |
 //! | [`ticket_pdf`] | (feature `ticket-pdf`) a booking's tickets as a PDF with QR codes |
@@ -22,7 +23,9 @@
 //! `shared` never imports a service, and its core has no web stack: the axum parts live behind
 //! the `http` feature.
 
+pub mod admission;
 pub mod bans;
+pub mod booking;
 pub mod cache;
 pub mod config;
 pub mod db;
@@ -35,7 +38,6 @@ pub mod inventory;
 pub mod messaging;
 #[cfg(feature = "http")]
 pub mod openapi;
-pub mod sales;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "ticket-pdf")]

@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::{
     config::AmqpConfig,
     domain::Money,
-    ids::{BookingId, ClassId, EventId, HoldId, SeatId, TicketId, UserId},
+    ids::{BookingId, ClassId, EventId, HoldId, TicketId, UserId},
 };
 
 /// Connects with automatic recovery, so a broker restart does not need a process restart.
@@ -416,14 +416,15 @@ pub mod routing {
     pub const BOOKING_REJECTED: &str = "booking.rejected";
 }
 
-/// Asks a registration worker to persist a booking from a hold (the queued path).
+/// Asks a registration worker to persist a booking from a hold (the queued path). The hold's
+/// seats are the worker's to read from the hold itself (commands from before that still carry
+/// `seat_ids`, which parse: unknown fields are ignored).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessBookingCommand {
     pub booking_id: BookingId,
     pub event_id: EventId,
     pub user_id: UserId,
     pub hold_id: HoldId,
-    pub seat_ids: Vec<SeatId>,
     pub idempotency_key: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub requested_at: OffsetDateTime,

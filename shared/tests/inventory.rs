@@ -442,3 +442,194 @@ async fn a_gated_hold_needs_the_fan_admitted_now_and_ends_with_the_admission(db:
             .expect("best"),
     );
 }
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn keeping_a_hold_for_an_order_spends_the_admission_in_the_same_step_or_changes_nothing(
+    db: PgPool,
+) {
+    use shared::inventory::Spending;
+    let (inventory, catalog, redis) = fixture(db, 1, 10);
+    let event = catalog.event_id;
+    let active = inventory.keys().queue_active(event);
+    let (ada, bob) = (UserId::new(), UserId::new());
+    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let _: () = shared::cache::redis::cmd("ZADD")
+        .arg(&active)
+        .arg(now_ms + 60_000)
+        .arg(ada.to_string())
+        .arg(now_ms + 60_000)
+        .arg(bob.to_string())
+        .query_async(&mut redis.conn())
+        .await
+        .expect("ZADD");
+    let (ada_hold, bob_hold) = (HoldId::new(), HoldId::new());
+    held(
+        inventory
+            .hold_seats(&catalog, ada_hold, ada, HoldTerms::gated(MINUTE), &[0, 1])
+            .await
+            .expect("hold"),
+    );
+    held(
+        inventory
+            .hold_seats(&catalog, bob_hold, bob, HoldTerms::gated(MINUTE), &[2])
+            .await
+            .expect("hold"),
+    );
+    let score = |fan: UserId| {
+        let (redis, active) = (redis.clone(), active.clone());
+        async move {
+            shared::cache::redis::cmd("ZSCORE")
+                .arg(active)
+                .arg(fan.to_string())
+                .query_async::<Option<i64>>(&mut redis.conn())
+                .await
+                .expect("ZSCORE")
+        }
+    };
+
+    // Someone else's hold: nothing is extended, nothing spent.
+    let foreign = inventory
+        .extend_spending(event, ada_hold, bob, MINUTE)
+        .await
+        .expect("extend");
+    assert_eq!(foreign, Spending::HoldGone(HoldState::NotFound));
+    assert_eq!(score(bob).await, Some(now_ms + 60_000));
+
+    // Ada's: kept for two minutes, and her admission is used up, saying when it would end.
+    let spent = inventory
+        .extend_spending(event, ada_hold, ada, 2 * MINUTE)
+        .await
+        .expect("extend");
+    let Spending::Spent { seats, admission } = spent else {
+        panic!("{spent:?}");
+    };
+    assert_eq!(seats, vec![0, 1]);
+    assert_eq!(admission.ends_at_ms, now_ms + 60_000);
+    assert_eq!(score(ada).await, None);
+    let HoldState::Live { expires_at_ms, .. } = inventory
+        .extend(event, ada_hold, ada, Duration::ZERO)
+        .await
+        .expect("extend")
+    else {
+        panic!("the hold lives");
+    };
+    assert!(
+        expires_at_ms >= now_ms + 110_000,
+        "not kept: {expires_at_ms}"
+    );
+
+    // A second order on the same admission: refused, and the hold is not kept longer.
+    let again = inventory
+        .extend_spending(event, ada_hold, ada, 10 * MINUTE)
+        .await
+        .expect("extend");
+    assert_eq!(again, Spending::NotAdmitted);
+    let HoldState::Live {
+        expires_at_ms: still,
+        ..
+    } = inventory
+        .extend(event, ada_hold, ada, Duration::ZERO)
+        .await
+        .expect("extend")
+    else {
+        panic!("the hold lives");
+    };
+    assert_eq!(still, expires_at_ms);
+
+    // Given back, it buys again.
+    shared::admission::restore(&redis, inventory.keys(), admission).await;
+    assert_eq!(score(ada).await, Some(now_ms + 60_000));
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn fifty_attempts_to_claim_one_hold_at_once_make_one_claim_and_a_release_undoes_only_its_own(
+    db: PgPool,
+) {
+    use shared::booking::{
+        Claims,
+        claim::{ClaimRequest, Claimed},
+    };
+    let (inventory, _, redis) = fixture(db, 1, 1);
+    let keys = inventory.keys().clone();
+    let claims = Claims::new(redis.clone(), keys.clone());
+    let (fan, hold, event) = (UserId::new(), HoldId::new(), EventId::new());
+    let request = |key: usize| ClaimRequest {
+        event,
+        fan,
+        hold,
+        idempotency_key: Some(format!("tab-{key}")),
+    };
+
+    // Fifty tabs, fifty keys, one hold.
+    let attempts = (0..50).map(|n| {
+        let (claims, request) = (claims.clone(), request(n));
+        tokio::spawn(async move { claims.claim(&request, false, &[]).await })
+    });
+    let mut won = Vec::new();
+    for attempt in futures_util::future::join_all(attempts).await {
+        match attempt.expect("task").expect("claim") {
+            Claimed::New(claim) => won.push(claim),
+            Claimed::Taken(found) => {
+                // Each loser sees the winner's booking on the hold, and its marker.
+                let on_hold = found
+                    .last()
+                    .cloned()
+                    .flatten()
+                    .expect("the hold is claimed");
+                assert!(on_hold.marker.is_some_and(|marker| marker.user_id == fan));
+            }
+            Claimed::Nothing => panic!("a claim that was not a look-up claimed nothing"),
+        }
+    }
+    assert_eq!(won.len(), 1, "{won:?}");
+    let winner = won.pop().expect("one");
+    let booking = winner.booking;
+    assert!(claims.pending(fan, booking).await.expect("HGET").is_some());
+
+    // A release by a request whose claim a stale takeover replaced leaves the new one alone:
+    // take the hold over as stale (as after a lost marker), then release the old claim.
+    let seen = [Some(booking)];
+    let taken_over = claims
+        .claim(
+            &ClaimRequest {
+                idempotency_key: None,
+                ..request(0)
+            },
+            false,
+            &seen,
+        )
+        .await
+        .expect("claim");
+    let Claimed::New(replacement) = taken_over else {
+        panic!("{taken_over:?}");
+    };
+    claims.release(winner).await;
+    let found = claims
+        .claim(
+            &ClaimRequest {
+                idempotency_key: None,
+                ..request(0)
+            },
+            true,
+            &[],
+        )
+        .await
+        .expect("look");
+    let Claimed::Taken(found) = found else {
+        panic!("{found:?}");
+    };
+    assert_eq!(
+        found
+            .last()
+            .cloned()
+            .flatten()
+            .map(|earlier| earlier.booking),
+        Some(replacement.booking)
+    );
+    assert!(claims.pending(fan, booking).await.expect("HGET").is_none());
+
+    // Released, the hold can be claimed again at once.
+    claims.release(replacement).await;
+    let again = claims.claim(&request(7), false, &[]).await.expect("claim");
+    assert!(matches!(again, Claimed::New(_)), "{again:?}");
+}

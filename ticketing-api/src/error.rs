@@ -243,12 +243,28 @@ impl From<crate::bookings::BookingError> for ApiError {
         let message = err.to_string();
         match err {
             E::Hold(err) => err.into(),
-            E::HoldExpired => Self::conflict("hold_expired", message),
-            E::SeatsAlreadySold => Self::conflict("seats_already_sold", message),
+            E::Register(err) => err.into(),
             E::NotFound => Self::NotFound("booking"),
             E::InvalidIdempotencyKey => Self::invalid("invalid_idempotency_key", message),
+            E::Redis(err) => Self::Internal(anyhow::Error::new(err).context("redis")),
+            E::Database(err) => err.into(),
+        }
+    }
+}
+
+impl From<shared::booking::RegisterError> for ApiError {
+    fn from(err: shared::booking::RegisterError) -> Self {
+        use shared::booking::RegisterError as E;
+        let message = err.to_string();
+        match err {
+            E::Gate(err) => err.into(),
+            // The rejection's reason is the code: the same word a queued booking ends with.
+            E::Rejected(why) => Self::conflict(why.code(), message),
+            E::EventNotFound => Self::NotFound("event"),
             E::InProgress => Self::conflict("registration_in_progress", message),
             E::QueueUnavailable => Self::Unavailable(message),
+            E::Inventory(shared::inventory::InventoryError::Loading) => Self::Unavailable(message),
+            E::Inventory(err) => Self::Internal(anyhow::Error::new(err).context("inventory")),
             E::Redis(err) => Self::Internal(anyhow::Error::new(err).context("redis")),
             E::Database(err) => err.into(),
             E::Internal(err) => Self::Internal(err),

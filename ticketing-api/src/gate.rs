@@ -7,26 +7,15 @@
 //! `RedisKeys::queue_gate(event)` with the fields `high_demand` ("1"/"0"), `admit_per_minute`,
 //! `max_active`, `sale_opens_at_ms` and `updated_at_ms` (Unix ms), written in one HSET.
 //!
-//! While the mode is on, a fan needs a *live admission*, checked in two parts:
-//!
-//! - the admission token (signed by the waiting room, verified here with its public key, no
-//!   network hop) must name them and the event: it says who is asking;
-//! - the waiting room's set of admitted fans (`RedisKeys::queue_active`: user id scored by the
-//!   end of their admission) must hold them *now*: it says whether they may. This set is the
-//!   truth. Only the waiting room's admission tick adds to it, and only while the gate is on, so
-//!   a token handed out while the gate was off (a join answers `admitted` at once then) buys
-//!   nothing once it is on. A hold checks it inside the inventory script (one round trip, see
-//!   `shared::inventory::HoldTerms`); a registration *spends* it ([`spend`]): the fan leaves
-//!   the set in the same step that checks them, so one admission makes one order, and the room
-//!   may let the next fan in. A retry of that registration finds its booking before any check.
-
-use std::sync::LazyLock;
+//! While the mode is on, a fan needs a *live admission* (`shared::admission`): a token that
+//! names them and the event, and a place in the waiting room's admitted set now. A hold checks
+//! it inside the inventory script; a queued registration spends it (`shared::booking`).
 
 use serde::{Deserialize, Serialize};
+pub use shared::admission::{GateError, check};
 use shared::{
-    cache::redis::{self, Script},
+    cache::redis,
     ids::{EventId, UserId},
-    tokens::{AdmissionClaims, TokenError, TokenKeys},
 };
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -38,46 +27,6 @@ pub const ADMISSION_HEADER: &str = "x-admission-token";
 
 /// Bounds of `admit_per_minute` and `max_active`.
 pub const MAX_RATE: i64 = 1_000_000;
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GateError {
-    #[error("this event is in high demand: join the waiting room and send its admission token")]
-    AdmissionRequired,
-    /// The admission token was sent but cannot be used; the text says why.
-    #[error("the admission token is {0}")]
-    InvalidAdmission(&'static str),
-    /// The token is sound but the fan is not admitted now: their admission was spent on a
-    /// purchase, has ended, or was handed out while the gate was off.
-    #[error("your admission is used or over: take a place in the waiting room again")]
-    NotAdmitted,
-}
-
-/// May `fan` shop `event` with this admission token? Only called for high-demand events.
-pub fn check(
-    keys: &TokenKeys,
-    token: Option<&str>,
-    fan: UserId,
-    event: EventId,
-) -> Result<(), GateError> {
-    let token = token
-        .map(str::trim)
-        .filter(|token| !token.is_empty())
-        .ok_or(GateError::AdmissionRequired)?;
-    let claims = keys
-        .verify::<AdmissionClaims>(token)
-        .map_err(|err| match err {
-            TokenError::Expired => GateError::InvalidAdmission("expired"),
-            _ => GateError::InvalidAdmission("not valid"),
-        })?
-        .claims;
-    if claims.sub != fan {
-        return Err(GateError::InvalidAdmission("issued to another fan"));
-    }
-    if claims.evt != event {
-        return Err(GateError::InvalidAdmission("for another event"));
-    }
-    Ok(())
-}
 
 /// What the organizer sets with `PUT /api/events/{id}/demand-mode`. The rate and the cap
 /// keep their last values (600 a minute and 1,000 at first) when not sent, so turning the gate
@@ -232,168 +181,13 @@ pub async fn move_opening(
         .map_err(|err| anyhow::Error::new(err).context("moving the waiting room's opening"))
 }
 
-/// Takes the fan out of the admitted set if their admission is live, atomically: returns when
-/// it would have ended (Unix ms), or `None` if there was none to spend.
-static SPEND: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        "local t = redis.call('TIME')
-         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-         local ends = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
-         if not ends or ends <= now then return false end
-         redis.call('ZREM', KEYS[1], ARGV[1])
-         return string.format('%d', ends)",
-    )
-});
-
-/// A spent admission, to give back if the purchase it paid for could not be accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use = "give it back with `restore` if the purchase is not accepted"]
-pub struct Spent {
-    event: EventId,
-    fan: UserId,
-    ends_at_ms: i64,
-}
-
-/// Spends the fan's live admission to `event`: one admission, one order. `NotAdmitted` when
-/// there is none (already spent, over, or never granted while the gate was on).
-pub async fn spend(state: &AppState, event: EventId, fan: UserId) -> Result<Spent, SpendError> {
-    let ends: Option<String> = SPEND
-        .key(state.redis_keys.queue_active(event))
-        .arg(fan.to_string())
-        .invoke_async(&mut state.redis.conn())
-        .await?;
-    let ends_at_ms = ends
-        .and_then(|ms| ms.parse().ok())
-        .ok_or(SpendError::Gate(GateError::NotAdmitted))?;
-    Ok(Spent {
-        event,
-        fan,
-        ends_at_ms,
-    })
-}
-
-/// Why an admission could not be spent.
-#[derive(Debug, thiserror::Error)]
-pub enum SpendError {
-    #[error(transparent)]
-    Gate(#[from] GateError),
-    #[error(transparent)]
-    Redis(#[from] redis::RedisError),
-}
-
-/// Gives a spent admission back (the purchase it paid for was not accepted), unless it has
-/// ended meanwhile. Best effort: on failure the fan rejoins the waiting room.
-pub async fn restore(state: &AppState, spent: Spent) {
-    let restored = redis::cmd("ZADD")
-        .arg(state.redis_keys.queue_active(spent.event))
-        .arg("NX")
-        .arg(spent.ends_at_ms)
-        .arg(spent.fan.to_string())
-        .query_async::<i64>(&mut state.redis.conn())
-        .await;
-    if let Err(err) = restored {
-        tracing::warn!(event.id = %spent.event, user.id = %spent.fan, error = %err,
-            "could not give an unused admission back");
-    }
-}
-
-/// The fan bought without the gate (it was off by the time they registered): an admission
-/// they still hold is spent all the same, so it cannot buy again if the gate comes back on.
-/// Best effort (an admission ends by itself); a failure is logged, never returned.
-pub async fn spend_if_any(state: &AppState, event: EventId, fan: UserId) {
-    if let Err(SpendError::Redis(err)) = spend(state, event, fan).await {
-        tracing::warn!(event.id = %event, user.id = %fan, error = %err,
-            "could not spend the fan's admission");
-    }
-}
-
 fn unix_ms(at: OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use shared::tokens::{AccessClaims, KeyPurpose};
-    use uuid::Uuid;
-
     use super::*;
-
-    fn admission(keys: &TokenKeys, fan: UserId, event: EventId) -> String {
-        keys.sign(
-            AdmissionClaims {
-                sub: fan,
-                evt: event,
-                jti: Uuid::new_v4(),
-            },
-            Duration::from_secs(60),
-        )
-        .expect("signs")
-    }
-
-    #[test]
-    fn each_bad_token_says_why() {
-        let keys = TokenKeys::generate(KeyPurpose::Admission);
-        let (fan, event) = (UserId::new(), EventId::new());
-        let good = admission(&keys, fan, event);
-        assert_eq!(check(&keys, Some(&good), fan, event), Ok(()));
-        assert_eq!(
-            check(&keys, None, fan, event),
-            Err(GateError::AdmissionRequired)
-        );
-        assert_eq!(
-            check(&keys, Some("  "), fan, event),
-            Err(GateError::AdmissionRequired)
-        );
-        assert_eq!(
-            check(&keys, Some(&good), UserId::new(), event),
-            Err(GateError::InvalidAdmission("issued to another fan"))
-        );
-        assert_eq!(
-            check(&keys, Some(&good), fan, EventId::new()),
-            Err(GateError::InvalidAdmission("for another event"))
-        );
-        let old = OffsetDateTime::now_utc() - time::Duration::hours(1);
-        let expired = keys
-            .sign_at(
-                AdmissionClaims {
-                    sub: fan,
-                    evt: event,
-                    jti: Uuid::new_v4(),
-                },
-                old,
-                Duration::from_secs(60),
-            )
-            .expect("signs");
-        assert_eq!(
-            check(&keys, Some(&expired), fan, event),
-            Err(GateError::InvalidAdmission("expired"))
-        );
-        let other = TokenKeys::generate(KeyPurpose::Admission);
-        assert_eq!(
-            check(&keys, Some(&admission(&other, fan, event)), fan, event),
-            Err(GateError::InvalidAdmission("not valid"))
-        );
-        // Same key, wrong audience.
-        let access = keys
-            .sign(
-                AccessClaims {
-                    sub: fan,
-                    role: shared::domain::Role::Fan,
-                },
-                Duration::from_secs(60),
-            )
-            .expect("signs");
-        assert_eq!(
-            check(&keys, Some(&access), fan, event),
-            Err(GateError::InvalidAdmission("not valid"))
-        );
-        assert_eq!(
-            check(&keys, Some("garbage"), fan, event),
-            Err(GateError::InvalidAdmission("not valid"))
-        );
-    }
 
     #[test]
     fn rates_are_bounded() {

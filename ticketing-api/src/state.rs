@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use shared::{
     bans::BanList,
+    booking::Bookings,
     cache::RedisKeys,
     config::AuthConfig,
     inventory::{CatalogCache, Inventory},
@@ -30,6 +31,8 @@ pub struct AppState {
     pub trust_forwarded_for: bool,
     /// Booking commands to the registration workers (publisher confirms).
     pub publisher: Publisher,
+    /// A booking's life: registration on both paths (with this state's inventory and catalogs).
+    pub bookings: Bookings,
 }
 
 impl AppState {
@@ -48,9 +51,19 @@ impl AppState {
             redis.clone(),
             redis_keys.clone(),
         ));
+        let inventory = Inventory::new(db.clone(), redis.clone(), redis_keys.clone());
+        let catalogs = CatalogCache::new();
+        let bookings = Bookings::new(
+            db.clone(),
+            redis.clone(),
+            redis_keys.clone(),
+            inventory.clone(),
+            catalogs.clone(),
+            Arc::new(keys.ticket.clone()),
+        );
         Self {
-            inventory: Inventory::new(db.clone(), redis.clone(), redis_keys.clone()),
-            catalogs: CatalogCache::new(),
+            inventory,
+            catalogs,
             db,
             redis,
             redis_keys,
@@ -60,6 +73,7 @@ impl AppState {
             bans: BanList::new(),
             trust_forwarded_for: config.http.trust_forwarded_for,
             publisher,
+            bookings,
         }
     }
 }

@@ -238,16 +238,27 @@ elseif op == 'release' then
 
 elseif op == 'extend' then
   -- ARGV: hold id, owner, ms to add from now (never shortens). Returns the hold's seats.
+  -- With KEYS[2] (the admitted fans, as for 'hold'), the owner's live admission is spent in the
+  -- same step, the one that keeps the hold for a queued order: it answers 'not_admitted' (and
+  -- changes nothing) without one, and the reply carries when the spent admission would have
+  -- ended, so that it can be given back if the order is not accepted. Without KEYS[2] that
+  -- field is 0.
   local id, owner, ttl = ARGV[2], ARGV[3], tonumber(ARGV[4])
   local holder, current, seats = read_record(id)
   if holder ~= owner then return { 'not_found' } end
   if not is_live(id, now) then return { 'expired' } end
+  local admission_ends = 0
+  if KEYS[2] then
+    admission_ends = tonumber(redis.call('ZSCORE', KEYS[2], owner))
+    if not admission_ends or admission_ends <= now then return { 'not_admitted' } end
+    redis.call('ZREM', KEYS[2], owner)
+  end
   local expires = math.max(current, now + ttl)
   if expires ~= current then
     write_record(id, owner, expires, seats)
     redis.call('ZADD', HOLDS, expires, id)
   end
-  local reply = { 'ok', string.format('%d', expires) }
+  local reply = { 'ok', string.format('%d', expires), string.format('%d', admission_ends) }
   for idx in string.gmatch(seats, '(%d+):%d+:%d+') do reply[#reply + 1] = idx end
   return reply
 

@@ -19,6 +19,7 @@ use sqlx::PgPool;
 
 pub use self::catalog::{Catalog, CatalogCache, ClassInfo, SeatInfo};
 use crate::{
+    admission::Spent,
     cache::{Redis, RedisKeys, redis},
     ids::{EventId, HoldId, UserId},
 };
@@ -86,6 +87,17 @@ pub enum HoldState {
     Live { expires_at_ms: i64, seats: Vec<u32> },
     Expired,
     NotFound,
+}
+
+/// What [`Inventory::extend_spending`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spending {
+    /// The hold lives on (these seats, by idx) and the admission is spent.
+    Spent { seats: Vec<u32>, admission: Spent },
+    /// The hold is not live (or not the owner's): nothing changed.
+    HoldGone(HoldState),
+    /// The owner holds no live admission: nothing changed.
+    NotAdmitted,
 }
 
 /// Seats of one class by state.
@@ -263,22 +275,40 @@ impl Inventory {
         owner: UserId,
         ttl: Duration,
     ) -> Result<HoldState, InventoryError> {
-        let args = [
-            "extend".to_string(),
-            hold.to_string(),
-            owner.to_string(),
-            ttl.as_millis().to_string(),
-        ];
-        let reply = self.call(event, &args).await?;
+        let reply = self.call(event, &extend_args(hold, owner, ttl)).await?;
         match reply.first().map(String::as_str) {
             Some("ok") => Ok(HoldState::Live {
                 expires_at_ms: parse(&reply, 1)?,
-                seats: parse_all(&reply, 2)?,
+                seats: parse_all(&reply, 3)?,
             }),
-            Some("expired") => Ok(HoldState::Expired),
-            // A lost inventory lost its holds too.
-            Some("not_found" | "not_loaded") => Ok(HoldState::NotFound),
-            _ => Err(InventoryError::Protocol(reply)),
+            _ => gone(reply),
+        }
+    }
+
+    /// [`Inventory::extend`], and in the same step spends `owner`'s live admission to the event
+    /// (the high-demand gate: see `crate::admission`): a queued order keeps its hold and uses
+    /// up the admission that let the fan in, or does neither.
+    pub async fn extend_spending(
+        &self,
+        event: EventId,
+        hold: HoldId,
+        owner: UserId,
+        ttl: Duration,
+    ) -> Result<Spending, InventoryError> {
+        let reply = self
+            .call_gated(event, true, &extend_args(hold, owner, ttl))
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(Spending::Spent {
+                seats: parse_all(&reply, 3)?,
+                admission: Spent {
+                    event,
+                    fan: owner,
+                    ends_at_ms: parse(&reply, 2)?,
+                },
+            }),
+            Some("not_admitted") => Ok(Spending::NotAdmitted),
+            _ => gone(reply).map(Spending::HoldGone),
         }
     }
 
@@ -511,6 +541,26 @@ impl Inventory {
                 }
             }
         });
+    }
+}
+
+/// The script's `extend`: ARGV for `hold` of `owner`, kept `ttl` from now.
+fn extend_args(hold: HoldId, owner: UserId, ttl: Duration) -> [String; 4] {
+    [
+        "extend".to_string(),
+        hold.to_string(),
+        owner.to_string(),
+        ttl.as_millis().to_string(),
+    ]
+}
+
+/// An `extend` reply for a hold that is not live.
+fn gone(reply: Vec<String>) -> Result<HoldState, InventoryError> {
+    match reply.first().map(String::as_str) {
+        Some("expired") => Ok(HoldState::Expired),
+        // A lost inventory lost its holds too.
+        Some("not_found" | "not_loaded") => Ok(HoldState::NotFound),
+        _ => Err(InventoryError::Protocol(reply)),
     }
 }
 

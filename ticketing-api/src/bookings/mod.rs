@@ -1,64 +1,39 @@
-//! Bookings: turning a fan's hold into tickets.
-//!
-//! The simple path (low-demand events) does it in the request: the hold is checked (owner and
-//! life) and extended for the length of the work; prices are read from the event's classes in
-//! Postgres, never from the request; booking, tickets and the outbox event are written in one
-//! transaction, where `UNIQUE (event_id, seat_id)` is the final word against selling a seat
-//! twice. Only after the commit are the seats marked sold in Redis and the hold dropped.
+//! Bookings as the API serves them: registering a hold (a thin caller of `shared::booking`,
+//! which owns a booking's whole life: claim or replay, both paths, persist, settle), and the
+//! booking and ticket views fans and admins read.
 //!
 //! Retries are safe: the same `Idempotency-Key` (per fan) or the same hold returns the booking
 //! already made.
 
-use std::time::Duration;
-
 use serde::Serialize;
 use shared::{
+    admission,
+    booking::{QueuedRequest, RegisterError, Request},
     cache::redis,
     ids::{BookingId, EventId, HoldId, SeatId, TicketId, UserId},
-    inventory::{HoldState, InventoryError},
-    messaging::ProcessBookingCommand,
-    sales::{self, NewBooking, PENDING_TTL_SECS, PendingBooking, WriteError},
 };
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use crate::{
     AppState,
-    gate::SpendError,
     holds::{HoldError, SaleRules},
 };
-
-/// How long a registration keeps the hold alive while it works.
-const WORK_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BookingError {
     #[error(transparent)]
     Hold(#[from] HoldError),
-    #[error("the hold has expired or is not yours")]
-    HoldExpired,
-    #[error("some of these seats were sold meanwhile")]
-    SeatsAlreadySold,
+    #[error(transparent)]
+    Register(#[from] RegisterError),
     #[error("no such booking")]
     NotFound,
     #[error("the Idempotency-Key must be 1 to 200 visible characters")]
     InvalidIdempotencyKey,
-    #[error("this registration is still being queued; retry in a moment")]
-    InProgress,
-    #[error("registrations cannot be queued right now; try again shortly")]
-    QueueUnavailable,
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
-}
-
-impl From<InventoryError> for BookingError {
-    fn from(err: InventoryError) -> Self {
-        Self::Hold(HoldError::Inventory(err))
-    }
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -117,13 +92,11 @@ pub struct QueuedView {
     pub status: &'static str,
 }
 
-/// How long a queued registration keeps the hold alive, for the worker to re-check it.
-const QUEUE_GRACE: Duration = Duration::from_secs(120);
-
-/// Registers the fan's hold. In high-demand mode the fan must hold a live admission (the
-/// `X-Admission-Token` names them; the waiting room's admitted set says they are admitted now),
-/// which the registration spends, and the registration is queued to the workers
-/// ([`register_queued`]); otherwise it is booked now (the simple path).
+/// Registers the fan's hold. A retry of a booking already made answers with it, even once the
+/// admission is spent. Otherwise the event's rules decide: in high-demand mode the fan must
+/// hold a live admission (the `X-Admission-Token` names them; the waiting room's admitted set
+/// says they are admitted now), which the registration spends, and it is queued to the workers;
+/// otherwise it is booked now.
 pub async fn register(
     state: &AppState,
     event: EventId,
@@ -133,319 +106,37 @@ pub async fn register(
     admission: Option<&str>,
     request_id: Option<&str>,
 ) -> Result<Registration, BookingError> {
-    // A retry of a booking already made answers with it, even once the admission is spent.
-    if let Some(existing) = find_previous(&state.db, fan, hold, idempotency_key.as_deref()).await? {
-        return Ok(Registration::Booked(existing));
+    let bookings = &state.bookings;
+    let idempotency_key = idempotency_key.as_deref();
+    if let Some(existing) = bookings.find_previous(fan, hold, idempotency_key).await? {
+        return Ok(Registration::Booked(
+            get(&state.db, existing, fan, false).await?,
+        ));
     }
     let rules = SaleRules::load(&state.db, event).await?;
     rules.check_open()?;
-    if rules.high_demand {
-        let request = QueuedRequest {
-            event,
-            fan,
-            hold,
-            idempotency_key,
-            admission,
-            request_id,
-        };
-        return register_queued(state, &rules, request).await;
-    }
-    let catalog = state
-        .catalogs
-        .get(&state.db, event)
-        .await?
-        .ok_or(HoldError::EventNotFound)?;
-    // Owner-checked, and kept alive while we write.
-    let seats = match state.inventory.extend(event, hold, fan, WORK_GRACE).await? {
-        HoldState::Live { seats, .. } => seats,
-        // A concurrent retry of this very request may have just booked the hold (and so
-        // consumed it): then its booking is the answer.
-        HoldState::Expired | HoldState::NotFound => {
-            return find_previous(&state.db, fan, hold, idempotency_key.as_deref())
-                .await?
-                .map(Registration::Booked)
-                .ok_or(BookingError::HoldExpired);
-        }
-    };
-
-    let booking_id = BookingId::new();
-    let mut tx = state.db.begin().await?;
-    let written = sales::write_booking(
-        &mut tx,
-        &state.keys.ticket,
-        NewBooking {
-            id: booking_id,
-            event,
-            fan,
-            hold,
-            idempotency_key: idempotency_key.as_deref(),
-            seat_idx: &seats,
-            quote: None,
-        },
-    )
-    .await;
-    match written {
-        Ok(_) => tx.commit().await?,
-        Err(err) => {
-            drop(tx);
-            return match err {
-                WriteError::SeatSold => {
-                    metrics::counter!("bookings_rejected_total", "reason" => "seat_sold")
-                        .increment(1);
-                    Err(BookingError::SeatsAlreadySold)
-                }
-                // A concurrent retry of the same request won the race: answer with its booking.
-                WriteError::Duplicate(constraint) => {
-                    find_previous(&state.db, fan, hold, idempotency_key.as_deref())
-                        .await?
-                        .map(Registration::Booked)
-                        .ok_or_else(|| {
-                            anyhow::anyhow!("{constraint} tripped, yet no booking found").into()
-                        })
-                }
-                WriteError::EventNotFound => Err(HoldError::EventNotFound.into()),
-                WriteError::EventCancelled => Err(HoldError::EventCancelled.into()),
-                WriteError::Database(err) => Err(BookingError::Database(err)),
-                WriteError::Internal(err) => Err(BookingError::Internal(err)),
-            };
-        }
-    }
-    metrics::counter!("bookings_confirmed_total", "path" => "simple").increment(1);
-
-    // Postgres has spoken; now tell Redis. If this fails the seats are still sold (Postgres
-    // refuses them to anyone else) and the inventory is corrected when it is next rebuilt.
-    // An admission the fan still holds (the gate was turned off after they were let in) is
-    // spent too, in the same round trip.
-    let (converted, ()) = tokio::join!(
-        state.inventory.convert(&catalog, hold, fan, &seats),
-        crate::gate::spend_if_any(state, event, fan),
-    );
-    if let Err(err) = converted {
-        tracing::error!(booking.id = %booking_id, error = %err, "could not mark seats sold in Redis");
-    }
-    Ok(Registration::Booked(
-        get(&state.db, booking_id, fan, false).await?,
-    ))
-}
-
-/// Deletes `key` if it still holds `value` (another request's claim is left alone).
-const COMPARE_AND_DELETE: &str =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
-
-/// A registration on the queued path, as the request made it.
-struct QueuedRequest<'a> {
-    event: EventId,
-    fan: UserId,
-    hold: HoldId,
-    idempotency_key: Option<String>,
-    admission: Option<&'a str>,
-    request_id: Option<&'a str>,
-}
-
-/// The queued path. A retry (the same key, or the same hold) answers with the booking it made,
-/// before any check. Otherwise: the admission token must name this fan and event; the hold is
-/// checked (owner, life) and kept alive for the worker; the booking id is claimed in Redis for
-/// the hold and the idempotency key (so retries answer with the same booking, without a
-/// Postgres write); the fan's admission is spent (one admission, one order); the command, with
-/// the prices as quoted now, is published with publisher confirms, and only then is the
-/// registration accepted. If anything fails after the claims, they are dropped and the
-/// admission given back, so a retry can succeed at once.
-async fn register_queued(
-    state: &AppState,
-    rules: &SaleRules,
-    request: QueuedRequest<'_>,
-) -> Result<Registration, BookingError> {
-    let QueuedRequest {
+    let request = Request {
         event,
         fan,
         hold,
         idempotency_key,
-        admission,
-        request_id,
-    } = request;
-    let keys = &state.redis_keys;
-    let mut conn = state.redis.conn();
-    let key_slot = idempotency_key
-        .as_deref()
-        .map(|key| keys.booking_by_key(fan, key));
-    if let Some(previous) = queued_previous(state, fan, hold, key_slot.as_deref()).await? {
-        return Ok(previous);
-    }
-    crate::gate::check(&state.keys.admission, admission, fan, event).map_err(HoldError::from)?;
-    // Owner-checked, and kept alive until a worker has re-checked it.
-    let seats = match state
-        .inventory
-        .extend(event, hold, fan, QUEUE_GRACE)
-        .await?
-    {
-        HoldState::Live { seats, .. } => seats,
-        HoldState::Expired | HoldState::NotFound => {
-            return queued_previous(state, fan, hold, key_slot.as_deref())
-                .await?
-                .ok_or(BookingError::HoldExpired);
-        }
     };
-
-    let booking_id = BookingId::new();
-    let id = booking_id.to_string();
-    let pending_key = keys.booking_pending(booking_id);
-    let mut marker = PendingBooking {
-        user_id: fan,
-        event_id: event,
-        hold_id: hold,
-        created_at: OffsetDateTime::now_utc(),
-        published: false,
-    };
-    marker.write(&state.redis, keys, booking_id).await?;
-    // One booking per hold, and per key: whoever claims first owns them.
-    let mut claimed = Vec::new();
-    for slot in std::iter::once(keys.booking_by_hold(hold)).chain(key_slot.clone()) {
-        let won: Result<Option<String>, _> = redis::cmd("SET")
-            .arg(&slot)
-            .arg(&id)
-            .arg("NX")
-            .arg("EX")
-            .arg(PENDING_TTL_SECS)
-            .query_async(&mut conn)
-            .await;
-        match won {
-            Ok(Some(_)) => claimed.push(slot),
-            // A concurrent retry claimed it first: answer with its booking.
-            Ok(None) => {
-                undo_claims(state, &pending_key, &claimed, &id).await;
-                return queued_previous(state, fan, hold, key_slot.as_deref())
-                    .await?
-                    .ok_or(BookingError::InProgress);
-            }
-            Err(err) => {
-                undo_claims(state, &pending_key, &claimed, &id).await;
-                return Err(err.into());
-            }
-        }
-    }
-
-    // This registration owns the hold now: spend the admission that paid for it.
-    let spent = match crate::gate::spend(state, event, fan).await {
-        Ok(spent) => spent,
-        Err(err) => {
-            undo_claims(state, &pending_key, &claimed, &id).await;
-            return Err(match err {
-                SpendError::Gate(err) => HoldError::from(err).into(),
-                SpendError::Redis(err) => err.into(),
-            });
-        }
-    };
-    let published = async {
-        let catalog = state
-            .catalogs
-            .get(&state.db, event)
-            .await?
-            .ok_or(HoldError::EventNotFound)?;
-        let command = ProcessBookingCommand {
-            booking_id,
-            event_id: event,
-            user_id: fan,
-            hold_id: hold,
-            seat_ids: seats
-                .iter()
-                .filter_map(|&idx| catalog.seat(idx).map(|seat| seat.id))
-                .collect(),
-            idempotency_key,
-            requested_at: marker.created_at,
+    let registration = if rules.high_demand {
+        let queued = QueuedRequest {
+            admission: admission::check(&state.keys.admission, admission, fan, event),
             prices: rules.quote(),
+            request_id,
         };
-        state
-            .publisher
-            .publish_command(&command, request_id)
-            .await
-            .map_err(|err| {
-                tracing::error!(booking.id = %booking_id, error = format!("{err:#}"),
-                    "the broker did not take the booking command");
-                metrics::counter!("bookings_queue_failures_total").increment(1);
-                BookingError::QueueUnavailable
-            })
+        bookings.queue(&state.publisher, request, queued).await?
+    } else {
+        bookings.book_now(request).await?
     };
-    if let Err(err) = published.await {
-        undo_claims(state, &pending_key, &claimed, &id).await;
-        crate::gate::restore(state, spent).await;
-        return Err(err);
-    }
-    // The broker has it. XX: a fast worker may have written the booking and dropped the marker.
-    marker.published = true;
-    let updated: Result<Option<String>, _> = redis::cmd("SET")
-        .arg(&pending_key)
-        .arg(serde_json::to_string(&marker).map_err(anyhow::Error::from)?)
-        .arg("XX")
-        .arg("KEEPTTL")
-        .query_async(&mut conn)
-        .await;
-    if let Err(err) = updated {
-        // Harmless: a retry meanwhile answers "in progress" until the worker is done.
-        tracing::warn!(booking.id = %booking_id, error = %err, "could not mark the booking queued");
-    }
-    metrics::counter!("bookings_queued_total").increment(1);
-    Ok(Registration::Queued(booking_id))
-}
-
-/// Drops the claims of a registration that was not queued, so that a retry can queue it.
-async fn undo_claims(state: &AppState, pending_key: &str, claimed: &[String], id: &str) {
-    let mut conn = state.redis.conn();
-    let mut pipe = redis::pipe();
-    pipe.del(pending_key).ignore();
-    for slot in claimed {
-        pipe.cmd("EVAL")
-            .arg(COMPARE_AND_DELETE)
-            .arg(1)
-            .arg(slot)
-            .arg(id)
-            .ignore();
-    }
-    if let Err(err) = pipe.query_async::<()>(&mut conn).await {
-        tracing::warn!(error = %err, "could not drop the claims of an unqueued registration");
-    }
-}
-
-/// The queued booking an earlier attempt made (by key first, then by hold): its row if a
-/// worker wrote it, else accepted if the broker confirmed it; `InProgress` while the earlier
-/// attempt still waits for the broker.
-async fn queued_previous(
-    state: &AppState,
-    fan: UserId,
-    hold: HoldId,
-    key_slot: Option<&str>,
-) -> Result<Option<Registration>, BookingError> {
-    let mut conn = state.redis.conn();
-    let mut slots = Vec::new();
-    slots.extend(key_slot.map(str::to_string));
-    slots.push(state.redis_keys.booking_by_hold(hold));
-    for slot in slots {
-        let found: Option<String> = redis::cmd("GET").arg(&slot).query_async(&mut conn).await?;
-        let Some(booking_id) = found.and_then(|id| id.parse::<BookingId>().ok()) else {
-            continue;
-        };
-        match pending(state, booking_id).await? {
-            Some(marker) if marker.user_id != fan => continue,
-            Some(marker) if marker.published => return Ok(Some(Registration::Queued(booking_id))),
-            Some(_) => return Err(BookingError::InProgress),
-            None => match get(&state.db, booking_id, fan, false).await {
-                Ok(view) => return Ok(Some(Registration::Booked(view))),
-                Err(BookingError::NotFound) => continue,
-                Err(err) => return Err(err),
-            },
+    Ok(match registration {
+        shared::booking::Registration::Booked(id) => {
+            Registration::Booked(get(&state.db, id, fan, false).await?)
         }
-    }
-    Ok(None)
-}
-
-async fn pending(
-    state: &AppState,
-    booking: BookingId,
-) -> Result<Option<PendingBooking>, BookingError> {
-    let raw: Option<String> = redis::cmd("GET")
-        .arg(state.redis_keys.booking_pending(booking))
-        .query_async(&mut state.redis.conn())
-        .await?;
-    Ok(raw.and_then(|raw| serde_json::from_str(&raw).ok()))
+        shared::booking::Registration::Queued(id) => Registration::Queued(id),
+    })
 }
 
 /// A booking as its owner (or an admin) sees it: the row, or `pending` while a worker has
@@ -460,13 +151,11 @@ pub async fn get_any(
         Err(BookingError::NotFound) => {}
         other => return other,
     }
-    let Some(marker) = pending(state, id).await? else {
+    // A queued booking's marker is the owner's: an admin sees it once a worker wrote it.
+    let Some(marker) = state.bookings.claims.pending(caller, id).await? else {
         // The worker may have written it and dropped the marker in between.
         return get(&state.db, id, caller, as_admin).await;
     };
-    if !(as_admin || marker.user_id == caller) {
-        return Err(BookingError::NotFound);
-    }
     let event: Option<(String, Option<String>)> = sqlx::query_as(
         "SELECT e.title, (SELECT c.currency FROM ticket_classes c WHERE c.event_id = e.id
                           ORDER BY c.position LIMIT 1)
@@ -487,30 +176,6 @@ pub async fn get_any(
         created_at: marker.created_at,
         tickets: Vec::new(),
     })
-}
-
-/// The booking an earlier attempt of this request made, by idempotency key or by hold.
-async fn find_previous(
-    db: &PgPool,
-    fan: UserId,
-    hold: HoldId,
-    idempotency_key: Option<&str>,
-) -> Result<Option<BookingView>, BookingError> {
-    let id: Option<(BookingId,)> = sqlx::query_as(
-        "SELECT id FROM bookings
-         WHERE user_id = $1 AND (hold_id = $2 OR ($3::text IS NOT NULL AND idempotency_key = $3))
-         ORDER BY (idempotency_key = $3) DESC NULLS LAST
-         LIMIT 1",
-    )
-    .bind(fan)
-    .bind(hold)
-    .bind(idempotency_key)
-    .fetch_optional(db)
-    .await?;
-    match id {
-        Some((id,)) => Ok(Some(get(db, id, fan, false).await?)),
-        None => Ok(None),
-    }
 }
 
 #[derive(sqlx::FromRow)]

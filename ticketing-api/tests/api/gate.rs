@@ -1073,3 +1073,133 @@ async fn moving_the_sale_opening_reaches_the_waiting_room_until_the_sale_opens(d
     .await;
     assert_eq!(renamed.status(), StatusCode::OK);
 }
+
+/// Narrows what the app's own Redis user may touch to `patterns` (below the app's key prefix):
+/// a Redis that fails a step of a registration for real (NOPERM), the way an outage or a
+/// failover mid-request does.
+async fn allow_keys(admin: &Redis, user: &str, prefix: &str, patterns: &[&str]) {
+    let mut acl = redis::cmd("ACL");
+    acl.arg("SETUSER")
+        .arg(user)
+        .arg("on")
+        .arg(">app-password")
+        .arg("resetkeys")
+        .arg("+@all");
+    for pattern in patterns {
+        acl.arg(format!("~{prefix}{pattern}"));
+    }
+    acl.query_async::<()>(&mut admin.conn())
+        .await
+        .expect("ACL SETUSER");
+}
+
+/// The fan's claims and queued-booking markers in Redis, as (claims, markers).
+async fn claim_state(admin: &Redis, keys: &RedisKeys, fan: UserId) -> (usize, usize) {
+    let mut conn = admin.conn();
+    let claims: usize = redis::cmd("HLEN")
+        .arg(keys.booking_claims(fan))
+        .query_async(&mut conn)
+        .await
+        .expect("HLEN");
+    let markers: usize = redis::cmd("HLEN")
+        .arg(keys.bookings_pending(fan))
+        .query_async(&mut conn)
+        .await
+        .expect("HLEN");
+    (claims, markers)
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_queued_registration_that_fails_midway_leaves_nothing_and_its_retry_succeeds_at_once(
+    db: PgPool,
+) {
+    // The app talks to Redis as a user of its own; the test, as the default user, narrows that
+    // user's keys so that one step of the registration fails, then widens them again.
+    let mut config = test_config();
+    let prefix = config.redis.key_prefix.clone();
+    let user = format!("app-{}", Uuid::new_v4().simple());
+    let admin = shared::cache::connect(&config.redis).expect("redis");
+    allow_keys(&admin, &user, &prefix, &["*"]).await;
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let authenticated = url.replacen("redis://", &format!("redis://{user}:app-password@"), 1);
+    config.redis.url = shared::config::Secret::new(authenticated);
+    let AdmittedFan {
+        gated,
+        event,
+        fan_id,
+        fan,
+        token,
+    } = admitted_fan_with(db, config).await;
+    let app = &gated.app;
+    let keys = &gated.keys;
+    let admitted_until = gated.active_score(&event, fan_id).await;
+    let hold_id = held(hold_with(app, &fan, &event, Some(&token)).await).await;
+
+    // 1. The claim itself fails (the fan's booking keys are out of reach): nothing is claimed,
+    //    nothing spent.
+    allow_keys(&admin, &user, &prefix, &["inv:*", "wr:*"]).await;
+    let failed = register_keyed(app, &fan, &event, &hold_id, &token, "order-1").await;
+    assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    allow_keys(&admin, &user, &prefix, &["*"]).await;
+    assert_eq!(claim_state(&admin, keys, fan_id).await, (0, 0));
+    assert_eq!(gated.active_score(&event, fan_id).await, admitted_until);
+
+    // 2. The claim is made, then the step after it fails (the event's inventory and admitted
+    //    set are out of reach): the claim and its marker are taken back, the admission kept.
+    allow_keys(&admin, &user, &prefix, &["bk:*"]).await;
+    let failed = register_keyed(app, &fan, &event, &hold_id, &token, "order-1").await;
+    assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    allow_keys(&admin, &user, &prefix, &["*"]).await;
+    assert_eq!(claim_state(&admin, keys, fan_id).await, (0, 0));
+    assert_eq!(gated.active_score(&event, fan_id).await, admitted_until);
+
+    // The retry, at once: accepted, not "in progress" — and it is the one order.
+    let booking =
+        accepted(register_keyed(app, &fan, &event, &hold_id, &token, "order-1").await).await;
+    assert_eq!(
+        claim_state(&admin, keys, fan_id).await,
+        (2, 1),
+        "claimed by hold and key, marked"
+    );
+    assert!(gated.active_score(&event, fan_id).await.is_none(), "spent");
+    let again =
+        accepted(register_keyed(app, &fan, &event, &hold_id, &token, "order-1").await).await;
+    assert_eq!(again, booking);
+
+    redis::cmd("ACL")
+        .arg("DELUSER")
+        .arg(&user)
+        .query_async::<()>(&mut admin.conn())
+        .await
+        .expect("ACL DELUSER");
+    drop_topology(app).await;
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_claim_whose_booking_redis_lost_is_taken_over_by_the_retry(db: PgPool) {
+    let AdmittedFan {
+        gated,
+        event,
+        fan_id,
+        fan,
+        token,
+    } = admitted_fan(db).await;
+    let app = &gated.app;
+    let hold_id = held(hold_with(app, &fan, &event, Some(&token)).await).await;
+    let first = accepted(register_with(app, &fan, &event, &hold_id, Some(&token)).await).await;
+
+    // Redis loses the marker (a failover that kept the claim): the booking is neither queued
+    // (a worker drops its command: the API no longer stands by it) nor written. The fan's
+    // retry is not told "in progress" forever; it queues the hold again.
+    redis::cmd("DEL")
+        .arg(gated.keys.bookings_pending(fan_id))
+        .query_async::<()>(&mut gated.redis.conn())
+        .await
+        .expect("DEL");
+    gated.add_active(&event, fan_id).await;
+    let retried = accepted(register_with(app, &fan, &event, &hold_id, Some(&token)).await).await;
+    assert_ne!(retried, first, "the stale booking was answered");
+    let again = accepted(register_with(app, &fan, &event, &hold_id, Some(&token)).await).await;
+    assert_eq!(again, retried);
+    drop_topology(app).await;
+}

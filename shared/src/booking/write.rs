@@ -1,9 +1,10 @@
-//! Persisting a booking: what the simple path (in the API's request) and the queued path (in the
-//! registration worker) both write, in the caller's transaction.
+//! Writing a booking's rows: what the simple path (in the API's request) and the queued path
+//! (in the registration worker) both write, in the caller's transaction.
 //!
 //! Prices are the server's, never a request's: read from the event's classes under the event's
 //! `FOR KEY SHARE` lock (the simple path, in the request), or as quoted when a queued
-//! registration was accepted (carried by the command: the fan pays what they were told). Booking, tickets (with signed codes) and the outbox event go in together;
+//! registration was accepted (carried by the command: the fan pays what they were told).
+//! Booking, tickets (with signed codes) and the outbox event go in together;
 //! `UNIQUE (event_id, seat_id)` on tickets is the final word against selling a seat twice, and a
 //! violation of it comes back as [`WriteError::SeatSold`] for this booking alone.
 
@@ -247,41 +248,4 @@ pub async fn write_rejected(
         .execute(&mut *tx)
         .await?;
     Ok(())
-}
-
-/// The Redis marker of a queued booking until a worker has written its row
-/// (`RedisKeys::booking_pending`): whose it is, and whether the broker has confirmed it yet.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PendingBooking {
-    pub user_id: UserId,
-    pub event_id: EventId,
-    pub hold_id: HoldId,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    /// `false` while the API waits for the broker's confirm.
-    pub published: bool,
-}
-
-/// How long the queued-booking markers live in Redis: far longer than any queue lag.
-pub const PENDING_TTL_SECS: u64 = 86_400;
-
-impl PendingBooking {
-    /// Writes the marker of `booking` (the API does, before it publishes the command). A worker
-    /// persists a command only while its marker exists or its booking row does: the API takes
-    /// the marker back when it answers 503, and the fan was told nothing was queued.
-    pub async fn write(
-        &self,
-        redis: &crate::cache::Redis,
-        keys: &crate::cache::RedisKeys,
-        booking: BookingId,
-    ) -> Result<(), crate::cache::redis::RedisError> {
-        let marker = serde_json::to_string(self).expect("ids, a time and a flag always encode");
-        crate::cache::redis::cmd("SET")
-            .arg(keys.booking_pending(booking))
-            .arg(marker)
-            .arg("EX")
-            .arg(PENDING_TTL_SECS)
-            .query_async(&mut redis.conn())
-            .await
-    }
 }

@@ -1,37 +1,27 @@
-//! Persisting a batch of booking commands: many bookings in one Postgres transaction, a
-//! savepoint each, so that one booking's unique violation rejects only that booking.
+//! Persisting a batch of booking commands (the registration worker's step): many bookings in
+//! one Postgres transaction, a savepoint each, so that one booking's unique violation rejects
+//! only that booking.
 //!
 //! Idempotent by booking id: a command whose booking row exists changes nothing. Every hold is
 //! re-checked (owner, life) and extended before the transaction; an expired or foreign hold
 //! gives a `rejected` booking with its reason. Nothing here talks to the broker: the caller
-//! acks after [`Persister::persist`] returned (the commit), then calls
-//! [`Persister::after_commit`].
-
-use std::{sync::Arc, time::Duration};
+//! acks after [`Bookings::persist`] returned (the commit), then calls [`Bookings::settle`].
+//! A command that failed on every delivery ends `rejected` too, from the dead-letter queue
+//! ([`Bookings::end_dead_lettered`]).
 
 use futures_util::future::join_all;
-use shared::{
-    cache::{Redis, RedisKeys, redis},
+use sqlx::PgConnection;
+
+use super::{
+    Bookings, Rejection, WORK_GRACE,
+    write::{self, NewBooking, WriteError},
+};
+use crate::{
     ids::{BookingId, EventId, HoldId, UserId},
-    inventory::{CatalogCache, HoldState, Inventory},
+    inventory::HoldState,
     messaging::{BookingRejected, ProcessBookingCommand},
-    sales::{self, NewBooking, WriteError},
     tokens::TokenKeys,
 };
-use sqlx::{PgConnection, PgPool};
-
-/// How long the worker keeps a hold alive while it persists it.
-const WORK_GRACE: Duration = Duration::from_secs(30);
-
-/// Why a booking was rejected (the `reason` the fan reads).
-pub mod reason {
-    pub const HOLD_EXPIRED: &str = "hold_expired";
-    pub const SEATS_ALREADY_SOLD: &str = "seats_already_sold";
-    pub const EVENT_CANCELLED: &str = "event_cancelled";
-    pub const DUPLICATE: &str = "duplicate_registration";
-    /// The command failed on every delivery and was dead-lettered (see `dead_letters`).
-    pub const PROCESSING_FAILED: &str = "processing_failed";
-}
 
 /// What became of one command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +29,7 @@ pub enum Outcome {
     /// Booking and tickets written; these seats (idx) are to be marked sold.
     Confirmed { seats: Vec<u32> },
     /// A `rejected` booking written, with this reason.
-    Rejected(&'static str),
+    Rejected(Rejection),
     /// The booking row existed already (a redelivery); `seats` of a still-live hold of a
     /// confirmed booking are marked sold again, in case the first attempt died before that.
     AlreadyDone { seats: Option<Vec<u32>> },
@@ -58,29 +48,7 @@ pub struct Persisted {
     pub outcome: Outcome,
 }
 
-/// Everything persisting needs; cheap to clone.
-#[derive(Clone)]
-pub struct Persister {
-    pub db: PgPool,
-    pub redis: Redis,
-    pub keys: RedisKeys,
-    pub inventory: Inventory,
-    pub catalogs: CatalogCache,
-    pub ticket_keys: Arc<TokenKeys>,
-}
-
-impl Persister {
-    pub fn new(db: PgPool, redis: Redis, keys: RedisKeys, ticket_keys: TokenKeys) -> Self {
-        Self {
-            inventory: Inventory::new(db.clone(), redis.clone(), keys.clone()),
-            catalogs: CatalogCache::new(),
-            db,
-            redis,
-            keys,
-            ticket_keys: Arc::new(ticket_keys),
-        }
-    }
-
+impl Bookings {
     /// Persists `commands` in one transaction and commits. An error is transient (Postgres or
     /// Redis unavailable, ...): nothing was committed, and the whole batch may be retried.
     pub async fn persist(
@@ -101,19 +69,13 @@ impl Persister {
                 WORK_GRACE,
             )
         }));
-        let marked = join_all(commands.iter().map(|command| {
-            let key = self.keys.booking_pending(command.booking_id);
-            let mut conn = self.redis.conn();
-            async move {
-                redis::cmd("EXISTS")
-                    .arg(key)
-                    .query_async::<bool>(&mut conn)
-                    .await
-            }
-        }));
-        let (holds, marked) = tokio::join!(extended, marked);
+        let queued: Vec<_> = commands
+            .iter()
+            .map(|command| (command.user_id, command.booking_id))
+            .collect();
+        let (holds, marked) = tokio::join!(extended, self.claims.are_pending(&queued));
         let holds = holds.into_iter().collect::<Result<Vec<_>, _>>()?;
-        let marked = marked.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let marked = marked?;
 
         let mut tx = self.db.begin().await?;
         let ids: Vec<BookingId> = commands.iter().map(|command| command.booking_id).collect();
@@ -162,11 +124,10 @@ impl Persister {
         Ok(results)
     }
 
-    /// After the commit (and the ack): seats sold in Redis, the pending marker gone. (The fan
+    /// After the commit (and the ack): seats sold in Redis, the pending markers gone. (The fan
     /// left the active shoppers at the API's 202.) Failures are logged: Postgres has the final
     /// word.
-    pub async fn after_commit(&self, results: &[Persisted]) {
-        let mut conn = self.redis.conn();
+    pub async fn settle(&self, results: &[Persisted]) {
         for result in results {
             let seats = match &result.outcome {
                 Outcome::Confirmed { seats } => Some(seats),
@@ -174,31 +135,21 @@ impl Persister {
                 Outcome::Rejected(_) | Outcome::Dropped => None,
             };
             if let Some(seats) = seats {
-                match self.catalogs.get(&self.db, result.event_id).await {
-                    Ok(Some(catalog)) => {
-                        if let Err(err) = self
-                            .inventory
-                            .convert(&catalog, result.hold_id, result.user_id, seats)
-                            .await
-                        {
-                            tracing::error!(booking.id = %result.booking_id, error = %err,
-                                "could not mark seats sold in Redis");
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(err) => tracing::error!(booking.id = %result.booking_id, error = %err,
-                        "could not load the event's catalog"),
-                }
-            }
-            let deleted = redis::cmd("DEL")
-                .arg(self.keys.booking_pending(result.booking_id))
-                .query_async::<i64>(&mut conn)
+                self.mark_sold(
+                    result.booking_id,
+                    result.event_id,
+                    result.hold_id,
+                    result.user_id,
+                    seats,
+                )
                 .await;
-            if let Err(err) = deleted {
-                tracing::warn!(booking.id = %result.booking_id, error = %err,
-                    "could not drop the pending marker");
             }
         }
+        let written: Vec<_> = results
+            .iter()
+            .map(|result| (result.user_id, result.booking_id))
+            .collect();
+        self.claims.forget(&written).await;
     }
 }
 
@@ -210,10 +161,10 @@ async fn persist_one(
     live_seats: Option<Vec<u32>>,
 ) -> anyhow::Result<Outcome> {
     let Some(seats) = live_seats else {
-        return reject(tx, command, reason::HOLD_EXPIRED).await;
+        return reject(tx, command, Rejection::HoldExpired).await;
     };
     sqlx::query("SAVEPOINT booking").execute(&mut *tx).await?;
-    let written = sales::write_booking(
+    let written = write::write_booking(
         tx,
         ticket_keys,
         NewBooking {
@@ -234,8 +185,8 @@ async fn persist_one(
                 .await?;
             return Ok(Outcome::Confirmed { seats });
         }
-        Err(WriteError::SeatSold) => reason::SEATS_ALREADY_SOLD,
-        Err(WriteError::EventCancelled) => reason::EVENT_CANCELLED,
+        Err(WriteError::SeatSold) => Rejection::SeatsAlreadySold,
+        Err(WriteError::EventCancelled) => Rejection::EventCancelled,
         Err(WriteError::Duplicate(constraint)) if constraint == "bookings_pkey" => {
             // Written meanwhile by another worker (a redelivery racing its first delivery).
             sqlx::query("ROLLBACK TO SAVEPOINT booking")
@@ -243,7 +194,7 @@ async fn persist_one(
                 .await?;
             return Ok(Outcome::AlreadyDone { seats: None });
         }
-        Err(WriteError::Duplicate(_)) => reason::DUPLICATE,
+        Err(WriteError::Duplicate(_)) => Rejection::Duplicate,
         Err(WriteError::EventNotFound) => {
             sqlx::query("ROLLBACK TO SAVEPOINT booking")
                 .execute(&mut *tx)
@@ -266,16 +217,16 @@ async fn persist_one(
 async fn reject(
     tx: &mut PgConnection,
     command: &ProcessBookingCommand,
-    why: &'static str,
+    why: Rejection,
 ) -> anyhow::Result<Outcome> {
     let rejected = BookingRejected {
         booking_id: command.booking_id,
         event_id: command.event_id,
         user_id: command.user_id,
-        reason: why.to_string(),
+        reason: why.code().to_string(),
     };
     sqlx::query("SAVEPOINT rejection").execute(&mut *tx).await?;
-    let written = sales::write_rejected(
+    let written = write::write_rejected(
         tx,
         &rejected,
         Some(command.hold_id),
@@ -294,7 +245,7 @@ async fn reject(
             sqlx::query("ROLLBACK TO SAVEPOINT rejection")
                 .execute(&mut *tx)
                 .await?;
-            match sales::write_rejected(tx, &rejected, None, None).await {
+            match write::write_rejected(tx, &rejected, None, None).await {
                 Ok(()) => {}
                 Err(WriteError::Database(err)) => return Err(err.into()),
                 Err(other) => return Err(anyhow::anyhow!("writing a rejection: {other}")),
@@ -308,4 +259,88 @@ async fn reject(
         .execute(&mut *tx)
         .await?;
     Ok(Outcome::Rejected(why))
+}
+
+/// The end state of a command that failed on every delivery and was dead-lettered: its booking
+/// is written `rejected` with [`Rejection::ProcessingFailed`], unless it exists, in the
+/// caller's transaction (the dead letter's record). The hold is recorded when no other booking
+/// owns it; the idempotency key is not (it may be what made the command fail). A booking that
+/// cannot be written at all (its event or fan is gone) is left unwritten: the dead letter alone
+/// says what happened. Returns whether the booking was ended here; if so, call
+/// [`Bookings::settle_dead_lettered`] after the commit.
+pub async fn end_dead_lettered(
+    tx: &mut PgConnection,
+    command: &ProcessBookingCommand,
+) -> anyhow::Result<bool> {
+    let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM bookings WHERE id = $1")
+        .bind(command.booking_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if exists.is_some() {
+        return Ok(false);
+    }
+    let rejected = BookingRejected {
+        booking_id: command.booking_id,
+        event_id: command.event_id,
+        user_id: command.user_id,
+        reason: Rejection::ProcessingFailed.code().to_string(),
+    };
+    for hold in [Some(command.hold_id), None] {
+        sqlx::query("SAVEPOINT dead_booking")
+            .execute(&mut *tx)
+            .await?;
+        match write::write_rejected(tx, &rejected, hold, None).await {
+            Ok(()) => {
+                sqlx::query("RELEASE SAVEPOINT dead_booking")
+                    .execute(&mut *tx)
+                    .await?;
+                return Ok(true);
+            }
+            Err(err) if refused(&err) => {
+                sqlx::query("ROLLBACK TO SAVEPOINT dead_booking")
+                    .execute(&mut *tx)
+                    .await?;
+                tracing::warn!(booking.id = %command.booking_id, error = %err,
+                    hold = hold.is_some(), "the dead-lettered booking was refused");
+            }
+            Err(WriteError::Database(err)) => return Err(err.into()),
+            Err(err) => return Err(anyhow::anyhow!("writing a rejection: {err}")),
+        }
+    }
+    Ok(false)
+}
+
+/// Did the database refuse these values (a constraint), rather than fail?
+fn refused(err: &WriteError) -> bool {
+    match err {
+        WriteError::Duplicate(_) | WriteError::EventNotFound => true,
+        // SQLSTATE class 23: integrity constraint violations.
+        WriteError::Database(sqlx::Error::Database(db)) => {
+            db.code().is_some_and(|code| code.starts_with("23"))
+        }
+        _ => false,
+    }
+}
+
+impl Bookings {
+    /// After a dead-lettered booking was ended ([`end_dead_lettered`]) and committed, as for
+    /// any rejection: the seats go back, the marker goes.
+    pub async fn settle_dead_lettered(&self, command: &ProcessBookingCommand) {
+        if let Err(err) = self
+            .inventory
+            .release(command.event_id, command.hold_id, command.user_id)
+            .await
+        {
+            tracing::warn!(booking.id = %command.booking_id, error = %err,
+                "could not release the hold of a dead-lettered booking (it expires by itself)");
+        }
+        self.settle(&[Persisted {
+            booking_id: command.booking_id,
+            event_id: command.event_id,
+            user_id: command.user_id,
+            hold_id: command.hold_id,
+            outcome: Outcome::Rejected(Rejection::ProcessingFailed),
+        }])
+        .await;
+    }
 }
