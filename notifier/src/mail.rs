@@ -32,6 +32,7 @@ use shared::{
     config::{AmqpConfig, SmtpConfig, SmtpTls},
     ids::BookingId,
     messaging::{self, BookingConfirmed, BookingRejected, Names, routing},
+    shutdown::Shutdown,
     ticket_pdf::{self, BookingTickets},
 };
 use sqlx::PgPool;
@@ -82,13 +83,13 @@ impl Mailer {
 }
 
 /// Consumes the mail queue forever, reconnecting after a broker outage.
-/// Stops when `stop` turns true.
-pub async fn run(mailer: Mailer, amqp: AmqpConfig, mut stop: tokio::sync::watch::Receiver<bool>) {
+/// Stops at `stop`.
+pub async fn run(mailer: Mailer, amqp: AmqpConfig, mut stop: Shutdown) {
     let mut backoff = Duration::from_millis(200);
     loop {
         let result = tokio::select! {
             result = consume(&mailer, &amqp) => result,
-            _ = stop.wait_for(|stop| *stop) => return,
+            () = stop.recv() => return,
         };
         match result {
             Ok(()) => tracing::warn!("the mail consumer stopped; reconnecting"),
@@ -101,7 +102,7 @@ pub async fn run(mailer: Mailer, amqp: AmqpConfig, mut stop: tokio::sync::watch:
         }
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
-            _ = stop.wait_for(|stop| *stop) => return,
+            () = stop.recv() => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }

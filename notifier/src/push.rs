@@ -62,6 +62,7 @@ use shared::{
     http::{Query, error_response},
     ids::UserId,
     messaging::{self, BookingConfirmed, BookingRejected, Names, routing},
+    shutdown::Shutdown,
     tokens::TokenKeys,
 };
 use sqlx::PgPool;
@@ -475,19 +476,14 @@ async fn serve(socket: WebSocket, mut slot: Slot, expires: tokio::time::Instant)
 }
 
 /// Reloads the ban list every [`BAN_RELOAD`] and closes the sockets of the users on it, until
-/// `stop` turns true. A failed reload keeps the previous list (and says so).
-pub async fn enforce_bans(
-    hub: Hub,
-    bans: BanList,
-    db: PgPool,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+/// `stop`. A failed reload keeps the previous list (and says so).
+pub async fn enforce_bans(hub: Hub, bans: BanList, db: PgPool, mut stop: Shutdown) {
     let mut tick = tokio::time::interval(BAN_RELOAD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.wait_for(|stop| *stop) => return,
+            () = stop.recv() => return,
         }
         if let Err(err) = bans.reload(&db, BAN_WINDOW).await {
             tracing::warn!(error = %err, "could not reload the ban list");
@@ -531,18 +527,13 @@ pub fn render(routing_key: &str, payload: &[u8]) -> anyhow::Result<(UserId, Stri
 /// Consumes this instance's push queue forever, reconnecting after a broker outage (a new
 /// exclusive queue each time: events published while disconnected are not pushed; the
 /// booking's state is always readable over HTTP).
-/// Stops when `stop` turns true.
-pub async fn run(
-    hub: Hub,
-    amqp: AmqpConfig,
-    instance: Uuid,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+/// Stops at `stop`.
+pub async fn run(hub: Hub, amqp: AmqpConfig, instance: Uuid, mut stop: Shutdown) {
     let mut backoff = Duration::from_millis(200);
     loop {
         let result = tokio::select! {
             result = consume(&hub, &amqp, instance) => result,
-            _ = stop.wait_for(|stop| *stop) => {
+            () = stop.recv() => {
                 hub.inner.consuming.store(false, Ordering::SeqCst);
                 return;
             }
@@ -556,7 +547,7 @@ pub async fn run(
         }
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
-            _ = stop.wait_for(|stop| *stop) => return,
+            () = stop.recv() => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }

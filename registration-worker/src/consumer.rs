@@ -16,9 +16,8 @@ use lapin::{
     },
     types::FieldTable,
 };
-use shared::{config::WorkerConfig, messaging::ProcessBookingCommand};
+use shared::{config::WorkerConfig, messaging::ProcessBookingCommand, shutdown::Shutdown};
 use time::OffsetDateTime;
-use tokio::sync::watch;
 
 use crate::persist::{Outcome, Persisted, Persister};
 
@@ -27,7 +26,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Retries of a batch while Postgres and Redis answer, before each command is tried alone.
 const BATCH_ATTEMPTS: u32 = 3;
 
-/// One consumer: its own channel and prefetch window, until `shutdown` turns true. Reopens its
+/// One consumer: its own channel and prefetch window, until `shutdown`. Reopens its
 /// channel after a broker outage.
 pub async fn run(
     slot: usize,
@@ -35,10 +34,10 @@ pub async fn run(
     queue: String,
     persister: Persister,
     config: WorkerConfig,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) {
     let mut backoff = Duration::from_millis(100);
-    while !*shutdown.borrow() {
+    while !shutdown.is_shutdown() {
         match consume(
             slot,
             &connection,
@@ -58,7 +57,7 @@ pub async fn run(
                 );
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => {}
+                    () = shutdown.recv() => {}
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
@@ -73,14 +72,14 @@ async fn consume(
     queue: &str,
     persister: &Persister,
     config: &WorkerConfig,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &mut Shutdown,
 ) -> anyhow::Result<()> {
     let (channel, mut consumer, tag) =
         subscribe(connection, queue, config.batch_size, &slot.to_string()).await?;
     loop {
         let first = tokio::select! {
             next = consumer.next() => next,
-            _ = shutdown.changed() => break,
+            () = shutdown.recv() => break,
         };
         let Some(first) = first else {
             anyhow::bail!("the consumer was cancelled by the broker");
@@ -133,11 +132,7 @@ pub(crate) async fn subscribe(
 }
 
 /// Persists one batch and settles every delivery in it.
-pub async fn handle_batch(
-    persister: &Persister,
-    batch: Vec<Delivery>,
-    shutdown: &watch::Receiver<bool>,
-) {
+pub async fn handle_batch(persister: &Persister, batch: Vec<Delivery>, shutdown: &Shutdown) {
     metrics::counter!("worker_commands_consumed_total").increment(batch.len() as u64);
     metrics::histogram!("worker_batch_size").record(batch.len() as f64);
     let mut deliveries = Vec::with_capacity(batch.len());
@@ -186,7 +181,7 @@ pub async fn handle_batch(
                 );
             }
         }
-        if *shutdown.borrow() {
+        if shutdown.is_shutdown() {
             // Never acked as done: back to the queue for the next worker.
             nack_all(&deliveries).await;
             return;

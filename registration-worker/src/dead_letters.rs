@@ -24,10 +24,10 @@ use shared::{
     ids::{BookingId, EventId},
     messaging::{BookingRejected, ProcessBookingCommand},
     sales::{self, WriteError},
+    shutdown::Shutdown,
 };
 use sqlx::PgConnection;
 use time::OffsetDateTime;
-use tokio::sync::watch;
 
 use crate::persist::{Outcome, Persisted, Persister, reason};
 
@@ -269,16 +269,16 @@ fn refused(err: &WriteError) -> bool {
     }
 }
 
-/// Consumes the dead-letter queue until `shutdown` turns true; reopens its channel after a
+/// Consumes the dead-letter queue until `shutdown`; reopens its channel after a
 /// broker outage.
 pub async fn run(
     connection: std::sync::Arc<Connection>,
     queue: String,
     persister: Persister,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) {
     let mut backoff = Duration::from_millis(100);
-    while !*shutdown.borrow() {
+    while !shutdown.is_shutdown() {
         match consume(&connection, &queue, &persister, &mut shutdown).await {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(err) => {
@@ -288,7 +288,7 @@ pub async fn run(
                 );
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => {}
+                    () = shutdown.recv() => {}
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
@@ -300,14 +300,14 @@ async fn consume(
     connection: &Connection,
     queue: &str,
     persister: &Persister,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &mut Shutdown,
 ) -> anyhow::Result<()> {
     let (channel, mut consumer, _tag) =
         crate::consumer::subscribe(connection, queue, PREFETCH, "dead").await?;
     loop {
         let next = tokio::select! {
             next = consumer.next() => next,
-            _ = shutdown.changed() => break,
+            () = shutdown.recv() => break,
         };
         let Some(delivery) = next else {
             anyhow::bail!("the dead-letter consumer was cancelled by the broker");
@@ -319,7 +319,7 @@ async fn consume(
 }
 
 /// Records one dead letter, retrying while Postgres fails, then acks it.
-async fn handle(persister: &Persister, delivery: Delivery, shutdown: &watch::Receiver<bool>) {
+async fn handle(persister: &Persister, delivery: Delivery, shutdown: &Shutdown) {
     let letter = DeadLetter::read(&delivery.data, delivery.properties.headers().as_ref());
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -339,7 +339,7 @@ async fn handle(persister: &Persister, delivery: Delivery, shutdown: &watch::Rec
                 );
             }
         }
-        if *shutdown.borrow() {
+        if shutdown.is_shutdown() {
             let requeue = BasicNackOptions {
                 multiple: false,
                 requeue: true,

@@ -7,22 +7,16 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use shared::messaging::Publisher;
+use shared::{messaging::Publisher, shutdown::Shutdown};
 use sqlx::PgPool;
-use tokio::sync::watch;
 
 /// Rows per relay transaction.
 pub const RELAY_BATCH: i64 = 100;
 
-/// Relays until `shutdown` turns true; sleeps `poll` whenever the outbox is empty.
-pub async fn run(
-    db: PgPool,
-    publisher: Publisher,
-    poll: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Relays until `shutdown`; sleeps `poll` whenever the outbox is empty.
+pub async fn run(db: PgPool, publisher: Publisher, poll: Duration, mut shutdown: Shutdown) {
     let mut backoff = Duration::from_millis(100);
-    while !*shutdown.borrow() {
+    while !shutdown.is_shutdown() {
         let pause = match relay_once(&db, &publisher).await {
             Ok(0) => poll,
             Ok(_) => {
@@ -37,7 +31,7 @@ pub async fn run(
         };
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
-            _ = shutdown.changed() => {}
+            () = shutdown.recv() => {}
         }
     }
 }

@@ -5,7 +5,7 @@
 //! | [`bans`] | users banned recently, refused at once by every process that checks tokens |
 //! | [`config`] | typed configuration from environment variables; every variable is documented there |
 //! | [`telemetry`] | tracing (pretty or JSON) and the Prometheus recorder |
-//! | [`shutdown`] | the graceful-shutdown signal |
+//! | [`shutdown`] | the graceful-shutdown signal, and the [`shutdown::Shutdown`] every loop watches |
 //! | [`error`] | the JSON error body of the HTTP contract |
 //! | [`ids`] | typed ids (`UserId`, `EventId`, ...) |
 //! | [`domain`] | value types parsed once at the edge: `Email`, `Role`, `Money` |
