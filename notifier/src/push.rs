@@ -57,6 +57,7 @@ use lapin::{
 use serde::Deserialize;
 use serde_json::json;
 use shared::{
+    backoff::Backoff,
     bans::BanList,
     config::{AmqpConfig, PushConfig},
     http::{Query, error_response},
@@ -529,7 +530,7 @@ pub fn render(routing_key: &str, payload: &[u8]) -> anyhow::Result<(UserId, Stri
 /// booking's state is always readable over HTTP).
 /// Stops at `stop`.
 pub async fn run(hub: Hub, amqp: AmqpConfig, instance: Uuid, mut stop: Shutdown) {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         let result = tokio::select! {
             result = consume(&hub, &amqp, instance) => result,
@@ -545,11 +546,10 @@ pub async fn run(hub: Hub, amqp: AmqpConfig, instance: Uuid, mut stop: Shutdown)
                 "the push consumer failed; reconnecting"
             );
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = stop.recv() => return,
+        backoff.wait_or(&mut stop).await;
+        if stop.is_shutdown() {
+            return;
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

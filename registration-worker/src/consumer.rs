@@ -16,13 +16,15 @@ use lapin::{
     },
     types::FieldTable,
 };
-use shared::{config::WorkerConfig, messaging::ProcessBookingCommand, shutdown::Shutdown};
+use shared::{
+    backoff::Backoff, config::WorkerConfig, messaging::ProcessBookingCommand, shutdown::Shutdown,
+};
 use time::OffsetDateTime;
 
 use crate::persist::{Outcome, Persisted, Persister};
 
-/// The longest pause between retries of a failing batch.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The pauses between retries of a failing batch, or between reopenings of a consumer.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 /// Retries of a batch while Postgres and Redis answer, before each command is tried alone.
 const BATCH_ATTEMPTS: u32 = 3;
 
@@ -36,7 +38,7 @@ pub async fn run(
     config: WorkerConfig,
     mut shutdown: Shutdown,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = BACKOFF;
     while !shutdown.is_shutdown() {
         match consume(
             slot,
@@ -48,18 +50,14 @@ pub async fn run(
         )
         .await
         {
-            Ok(()) => backoff = Duration::from_millis(100),
+            Ok(()) => backoff.reset(),
             Err(err) => {
                 tracing::warn!(
                     slot,
                     error = format!("{err:#}"),
                     "consumer stopped; reopening"
                 );
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = shutdown.recv() => {}
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff.wait_or(&mut shutdown).await;
             }
         }
     }
@@ -164,7 +162,7 @@ pub async fn handle_batch(persister: &Persister, batch: Vec<Delivery>, shutdown:
         return;
     }
 
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = BACKOFF;
     let mut attempts = 0;
     loop {
         match persister.persist(&commands).await {
@@ -186,8 +184,7 @@ pub async fn handle_batch(persister: &Persister, batch: Vec<Delivery>, shutdown:
             nack_all(&deliveries).await;
             return;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        backoff.wait().await;
         // An outage (Postgres or Redis down) is not the messages' fault: wait it out without
         // spending their delivery attempts. Otherwise, after a few tries, find the culprit.
         if healthy(persister).await {

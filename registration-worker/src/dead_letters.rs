@@ -21,6 +21,7 @@ use lapin::{
     types::{AMQPValue, FieldTable},
 };
 use shared::{
+    backoff::Backoff,
     ids::{BookingId, EventId},
     messaging::{BookingRejected, ProcessBookingCommand},
     sales::{self, WriteError},
@@ -35,7 +36,8 @@ use crate::persist::{Outcome, Persisted, Persister, reason};
 pub const PAYLOAD_CAP: usize = 16 * 1024;
 /// Unacked dead letters per consumer.
 const PREFETCH: u16 = 10;
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The pauses between retries of a record, or between reopenings of the consumer.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 /// A dead-lettered message, read from its body and the broker's `x-death` headers.
 #[derive(Debug, Clone, PartialEq)]
@@ -277,20 +279,16 @@ pub async fn run(
     persister: Persister,
     mut shutdown: Shutdown,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = BACKOFF;
     while !shutdown.is_shutdown() {
         match consume(&connection, &queue, &persister, &mut shutdown).await {
-            Ok(()) => backoff = Duration::from_millis(100),
+            Ok(()) => backoff.reset(),
             Err(err) => {
                 tracing::warn!(
                     error = format!("{err:#}"),
                     "dead-letter consumer stopped; reopening"
                 );
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = shutdown.recv() => {}
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff.wait_or(&mut shutdown).await;
             }
         }
     }
@@ -321,7 +319,7 @@ async fn consume(
 /// Records one dead letter, retrying while Postgres fails, then acks it.
 async fn handle(persister: &Persister, delivery: Delivery, shutdown: &Shutdown) {
     let letter = DeadLetter::read(&delivery.data, delivery.properties.headers().as_ref());
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = BACKOFF;
     loop {
         match record(persister, &letter).await {
             Ok(recorded) => {
@@ -349,8 +347,7 @@ async fn handle(persister: &Persister, delivery: Delivery, shutdown: &Shutdown) 
             }
             return;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        backoff.wait().await;
     }
 }
 

@@ -2,6 +2,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`backoff`] | the pauses between retries: doubling, capped, cut short by shutdown |
 //! | [`bans`] | users banned recently, refused at once by every process that checks tokens |
 //! | [`config`] | typed configuration from environment variables; every variable is documented there |
 //! | [`telemetry`] | tracing (pretty or JSON) and the Prometheus recorder |
@@ -22,6 +23,7 @@
 //! `shared` never imports a service, and its core has no web stack: the axum parts live behind
 //! the `http` feature.
 
+pub mod backoff;
 pub mod bans;
 pub mod cache;
 pub mod config;
