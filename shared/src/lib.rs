@@ -14,6 +14,7 @@
 //! | [`db`] | the Postgres pool and the embedded migrations |
 //! | [`cache`] | the Redis pool and every Redis key family |
 //! | [`inventory`] | seats and holds in Redis (one Lua script), and each event's seat catalog |
+//! | [`lock`] | an owner-checked Redis lock: one process does a job, the others wait or skip it |
 //! | [`messaging`] | the RabbitMQ connection, exchange and queue names, message payloads |
 //! | [`sales`] | writing a booking (tickets, prices, outbox) for both registration paths |
 //! | [`http`] | (feature `http`) the axum plumbing the web services share |
@@ -34,6 +35,7 @@ pub mod error;
 pub mod http;
 pub mod ids;
 pub mod inventory;
+pub mod lock;
 pub mod messaging;
 #[cfg(feature = "http")]
 pub mod openapi;

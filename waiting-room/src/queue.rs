@@ -21,6 +21,7 @@ use shared::{
     cache::{Redis, RedisKeys, redis},
     config::QueueConfig,
     ids::{EventId, UserId},
+    lock::Lock,
     tokens::QueuePlace,
 };
 use sqlx::PgPool;
@@ -41,6 +42,8 @@ const SWEEP_PER_SECOND: u32 = 20_000;
 const PLACE_BATCH: usize = 2_000;
 /// How long the cached event row (exists, cancelled) is trusted.
 const EVENT_CACHE_TTL: Duration = Duration::from_secs(2);
+/// How long an instance that died mid-shuffle keeps the others from redoing it.
+const SHUFFLE_LOCK_TTL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -571,21 +574,14 @@ impl Queues {
     /// a redo (after a crash mid-way) writes the same numbers. Returns the seed when this call
     /// finished the shuffle.
     pub async fn shuffle(&self, event: EventId) -> Result<Option<u64>, QueueError> {
-        let mut conn = self.redis.conn();
-        let lock = format!("{}shuffle-lock", self.keys.queue_base(event));
-        let got: Option<String> = redis::cmd("SET")
-            .arg(&lock)
-            .arg("1")
-            .arg("NX")
-            .arg("PX")
-            .arg(30_000)
-            .query_async(&mut conn)
-            .await?;
-        if got.is_none() {
+        let key = format!("{}shuffle-lock", self.keys.queue_base(event));
+        let Some(lock) = Lock::acquire(&self.redis, key, SHUFFLE_LOCK_TTL).await? else {
             return Ok(None);
-        }
+        };
         let result = self.shuffle_locked(event).await;
-        let _: Result<(), _> = redis::cmd("DEL").arg(&lock).query_async(&mut conn).await;
+        if let Err(err) = lock.release().await {
+            tracing::warn!(%event, error = %err, "could not release the shuffle lock; it expires");
+        }
         result
     }
 

@@ -21,6 +21,7 @@ pub use self::catalog::{Catalog, CatalogCache, ClassInfo, SeatInfo};
 use crate::{
     cache::{Redis, RedisKeys, redis},
     ids::{EventId, HoldId, UserId},
+    lock::Lock,
 };
 
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("inventory.lua")));
@@ -369,19 +370,10 @@ impl Inventory {
         let event = catalog.event_id;
         let base = self.keys.inventory(event);
         let mut conn = self.redis.conn();
-        let token = uuid::Uuid::new_v4().to_string();
-        let locked: bool = redis::cmd("SET")
-            .arg(format!("{base}loading"))
-            .arg(&token)
-            .arg("NX")
-            .arg("PX")
-            .arg(LOAD_WAIT.as_millis().to_string())
-            .query_async::<Option<String>>(&mut conn)
-            .await?
-            .is_some();
-        if !locked {
+        let Some(lock) = Lock::acquire(&self.redis, format!("{base}loading"), LOAD_WAIT).await?
+        else {
             return self.wait_loaded(&base).await;
-        }
+        };
 
         let sold: Vec<(i32,)> = sqlx::query_as(
             "SELECT s.idx FROM tickets t
@@ -440,14 +432,8 @@ impl Inventory {
             .arg(catalog.classes.len())
             .invoke_async(&mut conn)
             .await?;
-        // Compare-and-delete: the lock may have expired and been taken by another builder.
-        redis::cmd("EVAL")
-            .arg("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
-            .arg(1)
-            .arg(format!("{base}loading"))
-            .arg(&token)
-            .query_async::<i64>(&mut conn)
-            .await?;
+        // Owner-checked: the lock may have expired and been taken by another builder.
+        lock.release().await?;
         redis::cmd("SADD")
             .arg(self.keys.active_events())
             .arg(event.to_string())
