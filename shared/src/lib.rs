@@ -2,11 +2,11 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`backoff`] | the pauses between retries: doubling, capped, cut short by shutdown |
 //! | [`bans`] | users banned recently, refused at once by every process that checks tokens |
 //! | [`config`] | typed configuration from environment variables; every variable is documented there |
 //! | [`telemetry`] | tracing (pretty or JSON) and the Prometheus recorder |
 //! | [`shutdown`] | the graceful-shutdown signal, and the [`shutdown::Shutdown`] every loop watches |
+//! | [`backoff`] | the pauses between retries: doubling, capped, cut short by shutdown |
 //! | [`error`] | the JSON error body of the HTTP contract |
 //! | [`ids`] | typed ids (`UserId`, `EventId`, ...) |
 //! | [`domain`] | value types parsed once at the edge: `Email`, `Role`, `Money` |
@@ -16,6 +16,7 @@
 //! | [`inventory`] | seats and holds in Redis (one Lua script), and each event's seat catalog |
 //! | [`lock`] | an owner-checked Redis lock: one process does a job, the others wait or skip it |
 //! | [`messaging`] | the RabbitMQ connection, exchange and queue names, message payloads |
+//! | [`reply`] | Lua replies read with one cursor, and one error for an answer that does not fit |
 //! | [`sales`] | writing a booking (tickets, prices, outbox) for both registration paths |
 //! | [`http`] | (feature `http`) the axum plumbing the web services share |
 //! | [`openapi`] | (feature `http`) the answers every operation documents, and the committed per-service documents |
@@ -39,6 +40,7 @@ pub mod lock;
 pub mod messaging;
 #[cfg(feature = "http")]
 pub mod openapi;
+pub mod reply;
 pub mod sales;
 pub mod shutdown;
 pub mod telemetry;

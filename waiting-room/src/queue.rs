@@ -22,6 +22,7 @@ use shared::{
     config::QueueConfig,
     ids::{EventId, UserId},
     lock::Lock,
+    reply::{Reply, ReplyError},
     tokens::QueuePlace,
 };
 use sqlx::PgPool;
@@ -57,6 +58,8 @@ pub enum QueueError {
     Database(#[from] sqlx::Error),
     #[error("the queue script answered {0:?}")]
     Protocol(String),
+    #[error("the queue script answered {0}")]
+    Reply(#[from] ReplyError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -155,69 +158,6 @@ fn member(user: UserId) -> [u8; 16] {
 
 fn now_ms() -> i64 {
     i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
-/// The script's replies, read front to back: one cursor for every answer of `queue.lua`.
-#[derive(Debug)]
-pub struct Reply<'a> {
-    items: &'a [redis::Value],
-}
-
-impl<'a> Reply<'a> {
-    pub fn new(value: &'a redis::Value) -> Result<Self, QueueError> {
-        match value {
-            redis::Value::Array(items) => Ok(Self { items }),
-            other => Err(QueueError::Protocol(format!("{other:?}"))),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
-    fn next(&mut self) -> Result<&'a redis::Value, QueueError> {
-        let (first, rest) = self
-            .items
-            .split_first()
-            .ok_or_else(|| QueueError::Protocol("the answer ended early".into()))?;
-        self.items = rest;
-        Ok(first)
-    }
-
-    pub fn bytes(&mut self) -> Result<&'a [u8], QueueError> {
-        match self.next()? {
-            redis::Value::BulkString(b) => Ok(b),
-            redis::Value::SimpleString(s) => Ok(s.as_bytes()),
-            other => Err(QueueError::Protocol(format!("not text: {other:?}"))),
-        }
-    }
-
-    pub fn text(&mut self) -> Result<String, QueueError> {
-        match self.next()? {
-            redis::Value::Int(n) => Ok(n.to_string()),
-            redis::Value::BulkString(b) => Ok(String::from_utf8_lossy(b).into_owned()),
-            redis::Value::SimpleString(s) => Ok(s.clone()),
-            other => Err(QueueError::Protocol(format!("not text: {other:?}"))),
-        }
-    }
-
-    pub fn int(&mut self) -> Result<i64, QueueError> {
-        match self.next()? {
-            redis::Value::Int(n) => Ok(*n),
-            redis::Value::BulkString(b) => String::from_utf8_lossy(b)
-                .parse()
-                .map_err(|_| QueueError::Protocol("not a number".into())),
-            other => Err(QueueError::Protocol(format!("not a number: {other:?}"))),
-        }
-    }
-
-    pub fn uint(&mut self) -> Result<u64, QueueError> {
-        Ok(self.int()?.max(0).unsigned_abs())
-    }
-
-    pub fn list(&mut self) -> Result<Reply<'a>, QueueError> {
-        Reply::new(self.next()?)
-    }
 }
 
 impl Queues {
@@ -495,7 +435,7 @@ impl Queues {
             "waiting" => Found::Waiting(reply.uint()?),
             "admitted" => Found::Admitted(reply.int()?),
             "expired" => Found::Expired,
-            other => return Err(QueueError::Protocol(other.to_string())),
+            other => return Err(reply.error(format!("unknown state {other}")).into()),
         })
     }
 
@@ -597,7 +537,7 @@ impl Queues {
         let seed: u64 = reply
             .text()?
             .parse()
-            .map_err(|_| QueueError::Protocol("seed".into()))?;
+            .map_err(|_| reply.error("not a seed"))?;
         let mut fans: Vec<Vec<u8>> = redis::cmd("ZRANGE")
             .arg(self.keys.queue_pre(event))
             .arg(0)

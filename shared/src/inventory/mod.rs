@@ -22,6 +22,7 @@ use crate::{
     cache::{Redis, RedisKeys, redis},
     ids::{EventId, HoldId, UserId},
     lock::Lock,
+    reply::{Reply, ReplyError},
 };
 
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("inventory.lua")));
@@ -38,8 +39,10 @@ pub enum InventoryError {
     Redis(#[from] redis::RedisError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-    #[error("the inventory answered {0:?}")]
-    Protocol(Vec<String>),
+    #[error("the inventory answered {0}")]
+    Protocol(#[from] ReplyError),
+    #[error("the event has no seat {0}")]
+    NoSuchSeat(u32),
     #[error("the inventory of the event is being built by another process; try again")]
     Loading,
 }
@@ -122,7 +125,7 @@ impl Inventory {
         &self.keys
     }
 
-    async fn call(&self, event: EventId, args: &[String]) -> Result<Vec<String>, InventoryError> {
+    async fn call(&self, event: EventId, args: &[String]) -> Result<redis::Value, InventoryError> {
         self.call_gated(event, false, args).await
     }
 
@@ -132,7 +135,7 @@ impl Inventory {
         event: EventId,
         gated: bool,
         args: &[String],
-    ) -> Result<Vec<String>, InventoryError> {
+    ) -> Result<redis::Value, InventoryError> {
         let mut conn = self.redis.conn();
         let mut invocation = SCRIPT.key(self.keys.inventory(event));
         if gated {
@@ -149,7 +152,7 @@ impl Inventory {
         &self,
         catalog: &Catalog,
         args: &[String],
-    ) -> Result<Vec<String>, InventoryError> {
+    ) -> Result<redis::Value, InventoryError> {
         self.call_loaded_gated(catalog, false, args).await
     }
 
@@ -158,9 +161,9 @@ impl Inventory {
         catalog: &Catalog,
         gated: bool,
         args: &[String],
-    ) -> Result<Vec<String>, InventoryError> {
+    ) -> Result<redis::Value, InventoryError> {
         let reply = self.call_gated(catalog.event_id, gated, args).await?;
-        if reply.first().map(String::as_str) != Some("not_loaded") {
+        if !is(&reply, "not_loaded") {
             return Ok(reply);
         }
         self.ensure_loaded(catalog).await?;
@@ -184,25 +187,24 @@ impl Inventory {
             terms.ttl.as_millis().to_string(),
         ];
         for &idx in seats {
-            let seat = catalog
-                .seat(idx)
-                .ok_or_else(|| InventoryError::Protocol(vec![format!("no seat {idx}")]))?;
+            let seat = catalog.seat(idx).ok_or(InventoryError::NoSuchSeat(idx))?;
             args.extend([
                 idx.to_string(),
                 seat.class.to_string(),
                 seat.score().to_string(),
             ]);
         }
-        let reply = self.call_loaded_gated(catalog, terms.gated, &args).await?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => Ok(HoldOutcome::Held {
-                expires_at_ms: parse(&reply, 1)?,
+        let value = self.call_loaded_gated(catalog, terms.gated, &args).await?;
+        let mut reply = Reply::new(&value)?;
+        Ok(match reply.text()?.as_str() {
+            "ok" => HoldOutcome::Held {
+                expires_at_ms: reply.int()?,
                 seats: seats.to_vec(),
-            }),
-            Some("taken") => Ok(HoldOutcome::Taken(parse_all(&reply, 1)?)),
-            Some("not_admitted") => Ok(HoldOutcome::NotAdmitted),
-            _ => Err(InventoryError::Protocol(reply)),
-        }
+            },
+            "taken" => HoldOutcome::Taken(reply.numbers()?),
+            "not_admitted" => HoldOutcome::NotAdmitted,
+            _ => return Err(reply.error("unexpected").into()),
+        })
     }
 
     /// Holds the best `quantity` seats of class `class` (by position): adjacent in one row
@@ -226,18 +228,19 @@ impl Inventory {
             quantity.to_string(),
             BEST_SCAN_LIMIT.to_string(),
         ];
-        let reply = self.call_loaded_gated(catalog, terms.gated, &args).await?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => Ok(HoldOutcome::Held {
-                expires_at_ms: parse(&reply, 1)?,
-                seats: parse_all(&reply, 2)?,
-            }),
-            Some("not_enough") => Ok(HoldOutcome::NotEnough {
-                free: parse(&reply, 1)?,
-            }),
-            Some("not_admitted") => Ok(HoldOutcome::NotAdmitted),
-            _ => Err(InventoryError::Protocol(reply)),
-        }
+        let value = self.call_loaded_gated(catalog, terms.gated, &args).await?;
+        let mut reply = Reply::new(&value)?;
+        Ok(match reply.text()?.as_str() {
+            "ok" => HoldOutcome::Held {
+                expires_at_ms: reply.int()?,
+                seats: reply.numbers()?,
+            },
+            "not_enough" => HoldOutcome::NotEnough {
+                free: reply.number()?,
+            },
+            "not_admitted" => HoldOutcome::NotAdmitted,
+            _ => return Err(reply.error("unexpected").into()),
+        })
     }
 
     /// Releases `owner`'s live hold. `false` if it is not theirs, not live, or unknown.
@@ -253,7 +256,7 @@ impl Inventory {
                 &["release".into(), hold.to_string(), owner.to_string()],
             )
             .await?;
-        Ok(reply.first().map(String::as_str) == Some("ok"))
+        Ok(is(&reply, "ok"))
     }
 
     /// Keeps `owner`'s hold alive at least `ttl` from now and returns its seats.
@@ -270,17 +273,18 @@ impl Inventory {
             owner.to_string(),
             ttl.as_millis().to_string(),
         ];
-        let reply = self.call(event, &args).await?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => Ok(HoldState::Live {
-                expires_at_ms: parse(&reply, 1)?,
-                seats: parse_all(&reply, 2)?,
-            }),
-            Some("expired") => Ok(HoldState::Expired),
+        let value = self.call(event, &args).await?;
+        let mut reply = Reply::new(&value)?;
+        Ok(match reply.text()?.as_str() {
+            "ok" => HoldState::Live {
+                expires_at_ms: reply.int()?,
+                seats: reply.numbers()?,
+            },
+            "expired" => HoldState::Expired,
             // A lost inventory lost its holds too.
-            Some("not_found" | "not_loaded") => Ok(HoldState::NotFound),
-            _ => Err(InventoryError::Protocol(reply)),
-        }
+            "not_found" | "not_loaded" => HoldState::NotFound,
+            _ => return Err(reply.error("unexpected").into()),
+        })
     }
 
     /// After a booking committed: the seats are sold, the hold is gone.
@@ -297,21 +301,23 @@ impl Inventory {
             args.extend([idx.to_string(), class.to_string()]);
         }
         // An inventory that is not loaded will read these seats as sold from Postgres.
-        let reply = self.call(catalog.event_id, &args).await?;
-        match reply.first().map(String::as_str) {
-            Some("ok" | "not_loaded") => Ok(()),
-            _ => Err(InventoryError::Protocol(reply)),
+        let value = self.call(catalog.event_id, &args).await?;
+        let mut reply = Reply::new(&value)?;
+        match reply.text()?.as_str() {
+            "ok" | "not_loaded" => Ok(()),
+            _ => Err(reply.error("unexpected").into()),
         }
     }
 
     /// Free, held and sold seats per class (by position).
     pub async fn counts(&self, catalog: &Catalog) -> Result<Vec<ClassCounts>, InventoryError> {
         let args = ["counts".to_string(), catalog.classes.len().to_string()];
-        let reply = self.call_loaded(catalog, &args).await?;
-        if reply.first().map(String::as_str) != Some("ok") {
-            return Err(InventoryError::Protocol(reply));
+        let value = self.call_loaded(catalog, &args).await?;
+        let mut reply = Reply::new(&value)?;
+        if reply.text()? != "ok" {
+            return Err(reply.error("unexpected").into());
         }
-        let numbers: Vec<u32> = parse_all(&reply, 1)?;
+        let numbers: Vec<u32> = reply.numbers()?;
         Ok(catalog
             .classes
             .iter()
@@ -329,20 +335,17 @@ impl Inventory {
 
     /// Every seat's state, indexed by idx.
     pub async fn snapshot(&self, catalog: &Catalog) -> Result<Vec<SeatState>, InventoryError> {
-        let reply = self.call_loaded(catalog, &["snapshot".to_string()]).await?;
-        if reply.first().map(String::as_str) != Some("ok") {
-            return Err(InventoryError::Protocol(reply));
+        let value = self.call_loaded(catalog, &["snapshot".to_string()]).await?;
+        let mut reply = Reply::new(&value)?;
+        if reply.text()? != "ok" {
+            return Err(reply.error("unexpected").into());
         }
         let mut states = vec![SeatState::Free; catalog.seats.len()];
-        for pair in reply[1..].chunks(2) {
-            let (Some(idx), Some(state)) = (pair.first(), pair.get(1)) else {
-                return Err(InventoryError::Protocol(reply.clone()));
-            };
-            let idx: usize = idx
-                .parse()
-                .map_err(|_| InventoryError::Protocol(reply.clone()))?;
+        while !reply.is_empty() {
+            let idx: usize = reply.number()?;
+            let state = reply.bytes()?;
             if let Some(slot) = states.get_mut(idx) {
-                *slot = if state == "s" {
+                *slot = if state == b"s" {
                     SeatState::Sold
                 } else {
                     SeatState::Held
@@ -354,13 +357,14 @@ impl Inventory {
 
     /// Returns the seats of up to `limit` expired holds to the free sets.
     pub async fn sweep(&self, event: EventId, limit: u32) -> Result<u32, InventoryError> {
-        let reply = self
+        let value = self
             .call(event, &["sweep".into(), limit.to_string()])
             .await?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => parse(&reply, 1),
-            Some("not_loaded") => Ok(0),
-            _ => Err(InventoryError::Protocol(reply)),
+        let mut reply = Reply::new(&value)?;
+        match reply.text()?.as_str() {
+            "ok" => Ok(reply.number()?),
+            "not_loaded" => Ok(0),
+            _ => Err(reply.error("unexpected").into()),
         }
     }
 
@@ -426,7 +430,7 @@ impl Inventory {
             }
         }
         pipe.query_async::<()>(&mut conn).await?;
-        let reply: Vec<String> = SCRIPT
+        let value: redis::Value = SCRIPT
             .key(&base)
             .arg("commit_load")
             .arg(catalog.classes.len())
@@ -439,13 +443,14 @@ impl Inventory {
             .arg(event.to_string())
             .query_async::<i64>(&mut conn)
             .await?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => {
+        let mut reply = Reply::new(&value)?;
+        match reply.text()?.as_str() {
+            "ok" => {
                 tracing::info!(event.id = %event, seats = catalog.seats.len(), "inventory built from Postgres");
                 Ok(())
             }
-            Some("already") => Ok(()),
-            _ => Err(InventoryError::Protocol(reply)),
+            "already" => Ok(()),
+            _ => Err(reply.error("unexpected").into()),
         }
     }
 
@@ -500,25 +505,9 @@ impl Inventory {
     }
 }
 
-fn parse<T: std::str::FromStr>(reply: &[String], at: usize) -> Result<T, InventoryError> {
-    reply
-        .get(at)
-        .and_then(|value| value.parse().ok())
-        .ok_or_else(|| InventoryError::Protocol(reply.to_vec()))
-}
-
-fn parse_all<T: std::str::FromStr>(
-    reply: &[String],
-    from: usize,
-) -> Result<Vec<T>, InventoryError> {
-    reply
-        .get(from..)
-        .unwrap_or_default()
-        .iter()
-        .map(|value| {
-            value
-                .parse()
-                .map_err(|_| InventoryError::Protocol(reply.to_vec()))
-        })
-        .collect()
+/// Does the answer start with `tag`?
+fn is(reply: &redis::Value, tag: &str) -> bool {
+    Reply::new(reply)
+        .and_then(|mut reply| reply.bytes())
+        .is_ok_and(|first| first == tag.as_bytes())
 }
