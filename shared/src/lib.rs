@@ -10,6 +10,7 @@
 //! | [`error`] | the JSON error body of the HTTP contract |
 //! | [`ids`] | typed ids (`UserId`, `EventId`, ...) |
 //! | [`domain`] | value types parsed once at the edge: `Email`, `Role`, `Money` |
+//! | [`audit`] | the audit log's one writer, for every service |
 //! | [`tokens`] | signing and verification of access, queue, admission and ticket tokens (EdDSA) |
 //! | [`db`] | the Postgres pool and the embedded migrations |
 //! | [`cache`] | the Redis pool and every Redis key family |
@@ -25,6 +26,7 @@
 //! `shared` never imports a service, and its core has no web stack: the axum parts live behind
 //! the `http` feature.
 
+pub mod audit;
 pub mod backoff;
 pub mod bans;
 pub mod cache;

@@ -18,6 +18,7 @@ use rand::{RngExt, SeedableRng, rngs::Xoshiro256PlusPlus};
 use redis::Script;
 use serde::Serialize;
 use shared::{
+    audit::Actor,
     cache::{Redis, RedisKeys, redis},
     config::QueueConfig,
     ids::{EventId, UserId},
@@ -557,13 +558,14 @@ impl Queues {
         if !matches!(ended, redis::Value::Int(1)) {
             return Ok(None);
         }
-        sqlx::query(
-            "INSERT INTO audit_log (actor_id, action, target_type, target_id, details)
-             VALUES (NULL, 'queue.shuffle', 'event', $1, $2)",
+        shared::audit::record(
+            &mut *self.db.acquire().await?,
+            Actor::System,
+            "queue.shuffle",
+            "event",
+            &event.to_string(),
+            serde_json::json!({"seed": seed.to_string(), "count": count}),
         )
-        .bind(event.to_string())
-        .bind(serde_json::json!({"seed": seed.to_string(), "count": count}))
-        .execute(&self.db)
         .await?;
         tracing::info!(%event, seed, count, "pre-queue shuffled");
         Ok(Some(seed))
