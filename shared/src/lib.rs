@@ -14,6 +14,7 @@
 //! | [`tokens`] | signing and verification of access, queue, admission and ticket tokens (EdDSA) |
 //! | [`db`] | the Postgres pool and the embedded migrations |
 //! | [`cache`] | the Redis pool and every Redis key family |
+//! | [`gate`] | the gate hash: an event's demand mode, rate, cap and opening, from the API to the waiting room |
 //! | [`inventory`] | seats and holds in Redis (one Lua script), and each event's seat catalog |
 //! | [`lock`] | an owner-checked Redis lock: one process does a job, the others wait or skip it |
 //! | [`messaging`] | the RabbitMQ connection, exchange and queue names, message payloads |
@@ -34,6 +35,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod gate;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod ids;

@@ -21,6 +21,7 @@ use shared::{
     audit::Actor,
     cache::{Redis, RedisKeys, redis},
     config::QueueConfig,
+    gate::GateSettings,
     ids::{EventId, UserId},
     lock::Lock,
     reply::{Reply, ReplyError},
@@ -250,19 +251,17 @@ impl Queues {
         .bind(event)
         .fetch_optional(&self.db)
         .await?;
-        let (high, rate, max_active, opens) = row.ok_or(QueueError::UnknownEvent)?;
-        let opens_ms = opens.unix_timestamp_nanos() / 1_000_000;
-        let mut conn = self.redis.conn();
-        // HSETNX per field: never overwrite what the API wrote meanwhile.
-        let gate = self.keys.queue_gate(event);
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .hset_nx(&gate, "high_demand", if high { "1" } else { "0" })
-            .hset_nx(&gate, "admit_per_minute", rate)
-            .hset_nx(&gate, "max_active", max_active)
-            .hset_nx(&gate, "sale_opens_at_ms", opens_ms.to_string())
-            .hset_nx(&gate, "updated_at_ms", now_ms());
-        pipe.query_async::<()>(&mut conn).await?;
+        let (high_demand, admit_per_minute, max_active, sale_opens_at) =
+            row.ok_or(QueueError::UnknownEvent)?;
+        // Never overwrite what the API wrote meanwhile.
+        GateSettings {
+            high_demand,
+            admit_per_minute,
+            max_active,
+            sale_opens_at,
+        }
+        .write_missing(&self.redis, &self.keys, event)
+        .await?;
         Ok(())
     }
 
@@ -621,6 +620,19 @@ fn first_is(value: &redis::Value, what: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_script_reads_the_gate_fields_rust_writes_in_their_order() {
+        let script = include_str!("queue.lua");
+        let call = "redis.call('HMGET', GATE,";
+        let start = script.find(call).expect("read_gate's HMGET") + call.len();
+        let end = start + script[start..].find(')').expect("the call's end");
+        let read: Vec<&str> = script[start..end]
+            .split(',')
+            .map(|name| name.trim().trim_matches('\''))
+            .collect();
+        assert_eq!(read, shared::gate::field::READ_BY_THE_QUEUE);
+    }
 
     #[test]
     fn fisher_yates_is_a_reproducible_permutation() {
