@@ -71,14 +71,7 @@ pub struct Notifier {
 }
 
 /// Stops a notifier's consumers (tests stop them before deleting their broker topology).
-#[derive(Clone)]
-pub struct Stopper(Arc<tokio::sync::watch::Sender<bool>>);
-
-impl Stopper {
-    pub fn stop(&self) {
-        self.0.send_replace(true);
-    }
-}
+pub use shared::shutdown::Stopper;
 
 impl Notifier {
     pub fn local_addr(&self) -> SocketAddr {
@@ -128,7 +121,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifier> {
 
 /// [`build`] with the access key given (tests sign their own tokens).
 pub async fn build_with(config: &Config, access: TokenKeys) -> anyhow::Result<Notifier> {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (stop, stopped) = shared::shutdown::channel();
     let db = shared::db::connect(&config.postgres).await?;
     let amqp = Arc::new(messaging::connect(&config.amqp, "notifier").await?);
     let channel = amqp.create_channel().await.context("opening a channel")?;
@@ -169,8 +162,5 @@ pub async fn build_with(config: &Config, access: TokenKeys) -> anyhow::Result<No
     // `/ws` upgrades; the ops endpoints at the root and under `/ws/` (through the gateway).
     let router = ws.nest("/ws", ops.clone()).merge(ops);
     let server = Server::bind(config.http.addr, apply_common_layers(router, &config.http)).await?;
-    Ok(Notifier {
-        server,
-        stop: Stopper(Arc::new(stop)),
-    })
+    Ok(Notifier { server, stop })
 }

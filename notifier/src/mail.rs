@@ -29,9 +29,11 @@ use lettre::{
     transport::smtp::authentication::Credentials,
 };
 use shared::{
+    backoff::Backoff,
     config::{AmqpConfig, SmtpConfig, SmtpTls},
     ids::BookingId,
     messaging::{self, BookingConfirmed, BookingRejected, Names, routing},
+    shutdown::Shutdown,
     ticket_pdf::{self, BookingTickets},
 };
 use sqlx::PgPool;
@@ -82,13 +84,13 @@ impl Mailer {
 }
 
 /// Consumes the mail queue forever, reconnecting after a broker outage.
-/// Stops when `stop` turns true.
-pub async fn run(mailer: Mailer, amqp: AmqpConfig, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut backoff = Duration::from_millis(200);
+/// Stops at `stop`.
+pub async fn run(mailer: Mailer, amqp: AmqpConfig, mut stop: Shutdown) {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         let result = tokio::select! {
             result = consume(&mailer, &amqp) => result,
-            _ = stop.wait_for(|stop| *stop) => return,
+            () = stop.recv() => return,
         };
         match result {
             Ok(()) => tracing::warn!("the mail consumer stopped; reconnecting"),
@@ -99,11 +101,10 @@ pub async fn run(mailer: Mailer, amqp: AmqpConfig, mut stop: tokio::sync::watch:
                 );
             }
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            _ = stop.wait_for(|stop| *stop) => return,
+        backoff.wait_or(&mut stop).await;
+        if stop.is_shutdown() {
+            return;
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -182,7 +183,7 @@ async fn handle(mailer: &Mailer, delivery: Delivery) {
         }
     };
     let booking_id = event.booking_id();
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), MAX_BACKOFF);
     loop {
         match send_once(mailer, &event).await {
             Ok(sent) => {
@@ -200,9 +201,9 @@ async fn handle(mailer: &Mailer, delivery: Delivery) {
                 return;
             }
             Err(Failure::Transient(err)) => {
-                tracing::warn!(booking.id = %booking_id, error = format!("{err:#}"), retry_in_ms = backoff.as_millis() as u64, "booking email failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                let pause = backoff.next_pause();
+                tracing::warn!(booking.id = %booking_id, error = format!("{err:#}"), retry_in_ms = pause.as_millis() as u64, "booking email failed; retrying");
+                tokio::time::sleep(pause).await;
             }
         }
     }

@@ -57,11 +57,13 @@ use lapin::{
 use serde::Deserialize;
 use serde_json::json;
 use shared::{
+    backoff::Backoff,
     bans::BanList,
     config::{AmqpConfig, PushConfig},
     http::{Query, error_response},
     ids::UserId,
     messaging::{self, BookingConfirmed, BookingRejected, Names, routing},
+    shutdown::Shutdown,
     tokens::TokenKeys,
 };
 use sqlx::PgPool;
@@ -475,19 +477,14 @@ async fn serve(socket: WebSocket, mut slot: Slot, expires: tokio::time::Instant)
 }
 
 /// Reloads the ban list every [`BAN_RELOAD`] and closes the sockets of the users on it, until
-/// `stop` turns true. A failed reload keeps the previous list (and says so).
-pub async fn enforce_bans(
-    hub: Hub,
-    bans: BanList,
-    db: PgPool,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+/// `stop`. A failed reload keeps the previous list (and says so).
+pub async fn enforce_bans(hub: Hub, bans: BanList, db: PgPool, mut stop: Shutdown) {
     let mut tick = tokio::time::interval(BAN_RELOAD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.wait_for(|stop| *stop) => return,
+            () = stop.recv() => return,
         }
         if let Err(err) = bans.reload(&db, BAN_WINDOW).await {
             tracing::warn!(error = %err, "could not reload the ban list");
@@ -531,18 +528,13 @@ pub fn render(routing_key: &str, payload: &[u8]) -> anyhow::Result<(UserId, Stri
 /// Consumes this instance's push queue forever, reconnecting after a broker outage (a new
 /// exclusive queue each time: events published while disconnected are not pushed; the
 /// booking's state is always readable over HTTP).
-/// Stops when `stop` turns true.
-pub async fn run(
-    hub: Hub,
-    amqp: AmqpConfig,
-    instance: Uuid,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut backoff = Duration::from_millis(200);
+/// Stops at `stop`.
+pub async fn run(hub: Hub, amqp: AmqpConfig, instance: Uuid, mut stop: Shutdown) {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         let result = tokio::select! {
             result = consume(&hub, &amqp, instance) => result,
-            _ = stop.wait_for(|stop| *stop) => {
+            () = stop.recv() => {
                 hub.inner.consuming.store(false, Ordering::SeqCst);
                 return;
             }
@@ -554,11 +546,10 @@ pub async fn run(
                 "the push consumer failed; reconnecting"
             );
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            _ = stop.wait_for(|stop| *stop) => return,
+        backoff.wait_or(&mut stop).await;
+        if stop.is_shutdown() {
+            return;
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -537,12 +537,12 @@ impl Bench {
 
         // Confirmed in Postgres, polled.
         let committed: Arc<Mutex<HashMap<BookingId, Instant>>> = Arc::default();
-        let (poll_stop, mut poll_stopped) = tokio::sync::watch::channel(false);
+        let (poll_stop, mut poll_stopped) = shared::shutdown::channel();
         let poller = {
             let committed = committed.clone();
             let db = self.db.clone();
             tokio::spawn(async move {
-                while !*poll_stopped.borrow() {
+                while !poll_stopped.is_shutdown() {
                     let rows: Vec<(BookingId,)> = sqlx::query_as(
                         "SELECT id FROM bookings WHERE event_id = $1 AND status = 'confirmed'",
                     )
@@ -559,7 +559,7 @@ impl Bench {
                     }
                     tokio::select! {
                         () = tokio::time::sleep(Duration::from_millis(2)) => {}
-                        _ = poll_stopped.changed() => {}
+                        () = poll_stopped.recv() => {}
                     }
                 }
             })
@@ -635,7 +635,7 @@ impl Bench {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let _ = poll_stop.send(true);
+        poll_stop.stop();
         let _ = poller.await;
         let _ = stop.send(());
         let _ = worker.await;

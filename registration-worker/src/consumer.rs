@@ -17,19 +17,20 @@ use lapin::{
     types::FieldTable,
 };
 use shared::{
+    backoff::Backoff,
     booking::{Bookings, Outcome, Persisted},
     config::WorkerConfig,
     messaging::ProcessBookingCommand,
+    shutdown::Shutdown,
 };
 use time::OffsetDateTime;
-use tokio::sync::watch;
 
-/// The longest pause between retries of a failing batch.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The pauses between retries of a failing batch, or between reopenings of a consumer.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 /// Retries of a batch while Postgres and Redis answer, before each command is tried alone.
 const BATCH_ATTEMPTS: u32 = 3;
 
-/// One consumer: its own channel and prefetch window, until `shutdown` turns true. Reopens its
+/// One consumer: its own channel and prefetch window, until `shutdown`. Reopens its
 /// channel after a broker outage.
 pub async fn run(
     slot: usize,
@@ -37,23 +38,19 @@ pub async fn run(
     queue: String,
     bookings: Bookings,
     config: WorkerConfig,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) {
-    let mut backoff = Duration::from_millis(100);
-    while !*shutdown.borrow() {
+    let mut backoff = BACKOFF;
+    while !shutdown.is_shutdown() {
         match consume(slot, &connection, &queue, &bookings, &config, &mut shutdown).await {
-            Ok(()) => backoff = Duration::from_millis(100),
+            Ok(()) => backoff.reset(),
             Err(err) => {
                 tracing::warn!(
                     slot,
                     error = format!("{err:#}"),
                     "consumer stopped; reopening"
                 );
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => {}
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff.wait_or(&mut shutdown).await;
             }
         }
     }
@@ -66,14 +63,14 @@ async fn consume(
     queue: &str,
     bookings: &Bookings,
     config: &WorkerConfig,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &mut Shutdown,
 ) -> anyhow::Result<()> {
     let (channel, mut consumer, tag) =
         subscribe(connection, queue, config.batch_size, &slot.to_string()).await?;
     loop {
         let first = tokio::select! {
             next = consumer.next() => next,
-            _ = shutdown.changed() => break,
+            () = shutdown.recv() => break,
         };
         let Some(first) = first else {
             anyhow::bail!("the consumer was cancelled by the broker");
@@ -126,11 +123,7 @@ pub(crate) async fn subscribe(
 }
 
 /// Persists one batch and settles every delivery in it.
-pub async fn handle_batch(
-    bookings: &Bookings,
-    batch: Vec<Delivery>,
-    shutdown: &watch::Receiver<bool>,
-) {
+pub async fn handle_batch(bookings: &Bookings, batch: Vec<Delivery>, shutdown: &Shutdown) {
     metrics::counter!("worker_commands_consumed_total").increment(batch.len() as u64);
     metrics::histogram!("worker_batch_size").record(batch.len() as f64);
     let mut deliveries = Vec::with_capacity(batch.len());
@@ -162,7 +155,7 @@ pub async fn handle_batch(
         return;
     }
 
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = BACKOFF;
     let mut attempts = 0;
     loop {
         match bookings.persist(&commands).await {
@@ -179,13 +172,12 @@ pub async fn handle_batch(
                 );
             }
         }
-        if *shutdown.borrow() {
+        if shutdown.is_shutdown() {
             // Never acked as done: back to the queue for the next worker.
             nack_all(&deliveries).await;
             return;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        backoff.wait().await;
         // An outage (Postgres or Redis down) is not the messages' fault: wait it out without
         // spending their delivery attempts. Otherwise, after a few tries, find the culprit.
         if bookings.reachable().await {

@@ -21,18 +21,20 @@ use lapin::{
     types::{AMQPValue, FieldTable},
 };
 use shared::{
+    backoff::Backoff,
     booking::{Bookings, persist::end_dead_lettered},
     ids::{BookingId, EventId},
     messaging::ProcessBookingCommand,
+    shutdown::Shutdown,
 };
 use time::OffsetDateTime;
-use tokio::sync::watch;
 
 /// The most of a message body kept (the table's check says the same).
 pub const PAYLOAD_CAP: usize = 16 * 1024;
 /// Unacked dead letters per consumer.
 const PREFETCH: u16 = 10;
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The pauses between retries of a record, or between reopenings of the consumer.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 /// A dead-lettered message, read from its body and the broker's `x-death` headers.
 #[derive(Debug, Clone, PartialEq)]
@@ -191,28 +193,24 @@ pub async fn record(bookings: &Bookings, letter: &DeadLetter) -> anyhow::Result<
     Ok(Recorded::New { id, rejected })
 }
 
-/// Consumes the dead-letter queue until `shutdown` turns true; reopens its channel after a
+/// Consumes the dead-letter queue until `shutdown`; reopens its channel after a
 /// broker outage.
 pub async fn run(
     connection: std::sync::Arc<Connection>,
     queue: String,
     bookings: Bookings,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) {
-    let mut backoff = Duration::from_millis(100);
-    while !*shutdown.borrow() {
+    let mut backoff = BACKOFF;
+    while !shutdown.is_shutdown() {
         match consume(&connection, &queue, &bookings, &mut shutdown).await {
-            Ok(()) => backoff = Duration::from_millis(100),
+            Ok(()) => backoff.reset(),
             Err(err) => {
                 tracing::warn!(
                     error = format!("{err:#}"),
                     "dead-letter consumer stopped; reopening"
                 );
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => {}
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff.wait_or(&mut shutdown).await;
             }
         }
     }
@@ -222,14 +220,14 @@ async fn consume(
     connection: &Connection,
     queue: &str,
     bookings: &Bookings,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &mut Shutdown,
 ) -> anyhow::Result<()> {
     let (channel, mut consumer, _tag) =
         crate::consumer::subscribe(connection, queue, PREFETCH, "dead").await?;
     loop {
         let next = tokio::select! {
             next = consumer.next() => next,
-            _ = shutdown.changed() => break,
+            () = shutdown.recv() => break,
         };
         let Some(delivery) = next else {
             anyhow::bail!("the dead-letter consumer was cancelled by the broker");
@@ -241,9 +239,9 @@ async fn consume(
 }
 
 /// Records one dead letter, retrying while Postgres fails, then acks it.
-async fn handle(bookings: &Bookings, delivery: Delivery, shutdown: &watch::Receiver<bool>) {
+async fn handle(bookings: &Bookings, delivery: Delivery, shutdown: &Shutdown) {
     let letter = DeadLetter::read(&delivery.data, delivery.properties.headers().as_ref());
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = BACKOFF;
     loop {
         match record(bookings, &letter).await {
             Ok(recorded) => {
@@ -261,7 +259,7 @@ async fn handle(bookings: &Bookings, delivery: Delivery, shutdown: &watch::Recei
                 );
             }
         }
-        if *shutdown.borrow() {
+        if shutdown.is_shutdown() {
             let requeue = BasicNackOptions {
                 multiple: false,
                 requeue: true,
@@ -271,8 +269,7 @@ async fn handle(bookings: &Bookings, delivery: Delivery, shutdown: &watch::Recei
             }
             return;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        backoff.wait().await;
     }
 }
 

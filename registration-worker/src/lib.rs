@@ -32,9 +32,9 @@ use shared::{
     },
     http::{Readiness, Server, ops_only_router},
     messaging::{self, Names, Publisher},
+    shutdown,
     tokens::{KeyPurpose, KeySet, TokenKeys},
 };
-use tokio::sync::watch;
 
 /// Everything the worker reads from its environment (see `shared::config`).
 #[derive(Debug, Clone)]
@@ -134,7 +134,7 @@ impl Worker {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (stop, stopped) = watch::channel(false);
+        let (stopper, stopped) = shutdown::channel();
         let queue = Names::new(self.config.amqp.prefix.clone()).commands_queue();
         let mut tasks = Vec::new();
         for slot in 0..self.config.worker.concurrency {
@@ -173,11 +173,11 @@ impl Worker {
         );
         let mut stopped_server = stopped.clone();
         let server = tokio::spawn(self.server.run_until(async move {
-            let _ = stopped_server.wait_for(|stop| *stop).await;
+            stopped_server.recv().await;
         }));
         shutdown.await;
         tracing::info!("shutting down: finishing the batches in hand");
-        let _ = stop.send(true);
+        stopper.stop();
         let finish = futures_util::future::join_all(tasks);
         if tokio::time::timeout(Duration::from_secs(30), finish)
             .await

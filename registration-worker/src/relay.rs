@@ -7,37 +7,31 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use shared::messaging::Publisher;
+use shared::{backoff::Backoff, messaging::Publisher, shutdown::Shutdown};
 use sqlx::PgPool;
-use tokio::sync::watch;
 
 /// Rows per relay transaction.
 pub const RELAY_BATCH: i64 = 100;
 
-/// Relays until `shutdown` turns true; sleeps `poll` whenever the outbox is empty.
-pub async fn run(
-    db: PgPool,
-    publisher: Publisher,
-    poll: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut backoff = Duration::from_millis(100);
-    while !*shutdown.borrow() {
+/// Relays until `shutdown`; sleeps `poll` whenever the outbox is empty.
+pub async fn run(db: PgPool, publisher: Publisher, poll: Duration, mut shutdown: Shutdown) {
+    // 200 ms after the first failure: the pause has always doubled before its first use.
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    while !shutdown.is_shutdown() {
         let pause = match relay_once(&db, &publisher).await {
             Ok(0) => poll,
             Ok(_) => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 continue;
             }
             Err(err) => {
                 tracing::warn!(error = format!("{err:#}"), "outbox relay failed; retrying");
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                backoff
+                backoff.next_pause()
             }
         };
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
-            _ = shutdown.changed() => {}
+            () = shutdown.recv() => {}
         }
     }
 }

@@ -3,9 +3,8 @@
 //!
 //! Postgres (`events.high_demand`, `admit_per_minute`, `max_active`) is the source of truth;
 //! holds and registrations read `high_demand` from it on every request (`SaleRules::load`), so
-//! a change takes effect on the very next request. The waiting room reads the mirror: a HASH at
-//! `RedisKeys::queue_gate(event)` with the fields `high_demand` ("1"/"0"), `admit_per_minute`,
-//! `max_active`, `sale_opens_at_ms` and `updated_at_ms` (Unix ms), written in one HSET.
+//! a change takes effect on the very next request. The waiting room reads the mirror: the gate
+//! hash of `shared::gate` (demand mode, rate, cap, sale opening), written in one HSET.
 //!
 //! While the mode is on, a fan needs a *live admission* (`shared::admission`): a token that
 //! names them and the event, and a place in the waiting room's admitted set now. A hold checks
@@ -14,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 pub use shared::admission::{GateError, check};
 use shared::{
-    cache::redis,
+    gate::GateSettings,
     ids::{EventId, UserId},
 };
 use time::OffsetDateTime;
@@ -128,22 +127,15 @@ pub async fn set_demand_mode(
     .await?;
     // Written while the row is locked, so concurrent changes reach Redis in the order they
     // reach Postgres; a failed write rolls the change back (the organizer retries the PUT).
-    let now_ms = unix_ms(OffsetDateTime::now_utc());
-    redis::cmd("HSET")
-        .arg(state.redis_keys.queue_gate(event))
-        .arg("high_demand")
-        .arg(if mode.high_demand { "1" } else { "0" })
-        .arg("admit_per_minute")
-        .arg(admit_per_minute)
-        .arg("max_active")
-        .arg(max_active)
-        .arg("sale_opens_at_ms")
-        .arg(unix_ms(row.sale_opens_at))
-        .arg("updated_at_ms")
-        .arg(now_ms)
-        .query_async::<()>(&mut state.redis.conn())
-        .await
-        .map_err(|err| anyhow::Error::new(err).context("writing the waiting room's gate"))?;
+    GateSettings {
+        high_demand: mode.high_demand,
+        admit_per_minute,
+        max_active,
+        sale_opens_at: row.sale_opens_at,
+    }
+    .write(&state.redis, &state.redis_keys, event)
+    .await
+    .map_err(|err| anyhow::Error::new(err).context("writing the waiting room's gate"))?;
     tx.commit().await?;
     tracing::info!(
         event.id = %event,
@@ -170,19 +162,9 @@ pub async fn move_opening(
     event: EventId,
     opens_at: OffsetDateTime,
 ) -> anyhow::Result<()> {
-    redis::cmd("HSET")
-        .arg(state.redis_keys.queue_gate(event))
-        .arg("sale_opens_at_ms")
-        .arg(unix_ms(opens_at))
-        .arg("updated_at_ms")
-        .arg(unix_ms(OffsetDateTime::now_utc()))
-        .query_async::<()>(&mut state.redis.conn())
+    shared::gate::move_opening(&state.redis, &state.redis_keys, event, opens_at)
         .await
         .map_err(|err| anyhow::Error::new(err).context("moving the waiting room's opening"))
-}
-
-fn unix_ms(at: OffsetDateTime) -> i64 {
-    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

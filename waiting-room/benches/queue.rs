@@ -18,8 +18,10 @@ use std::{
 use shared::{
     cache::{RedisKeys, redis},
     config::{QueueConfig, RedisConfig, Secret},
+    gate::GateSettings,
     ids::{EventId, UserId},
 };
+use time::OffsetDateTime;
 use waiting_room::Queues;
 
 const CONCURRENCY: usize = 50;
@@ -119,18 +121,15 @@ async fn main() -> anyhow::Result<()> {
         },
     );
     let event = EventId::new();
+    GateSettings {
+        high_demand: true,
+        admit_per_minute: 1,
+        max_active: 1,
+        sale_opens_at: OffsetDateTime::UNIX_EPOCH,
+    }
+    .write(&redis, &keys, event)
+    .await?;
     let mut conn = redis.conn();
-    let _: () = redis::cmd("HSET")
-        .arg(keys.queue_gate(event))
-        .arg(&[
-            ("high_demand", "1"),
-            ("admit_per_minute", "1"),
-            ("max_active", "1"),
-            ("sale_opens_at_ms", "0"),
-            ("updated_at_ms", "0"),
-        ])
-        .query_async(&mut conn)
-        .await?;
     let users: Arc<Vec<UserId>> = Arc::new((0..fans).map(|_| UserId::new()).collect());
 
     let set = redis_benchmark("set");

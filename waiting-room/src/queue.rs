@@ -18,9 +18,13 @@ use rand::{RngExt, SeedableRng, rngs::Xoshiro256PlusPlus};
 use redis::Script;
 use serde::Serialize;
 use shared::{
+    audit::Actor,
     cache::{Redis, RedisKeys, redis},
     config::QueueConfig,
+    gate::GateSettings,
     ids::{EventId, UserId},
+    lock::Lock,
+    reply::{Reply, ReplyError},
     tokens::QueuePlace,
 };
 use sqlx::PgPool;
@@ -41,6 +45,8 @@ const SWEEP_PER_SECOND: u32 = 20_000;
 const PLACE_BATCH: usize = 2_000;
 /// How long the cached event row (exists, cancelled) is trusted.
 const EVENT_CACHE_TTL: Duration = Duration::from_secs(2);
+/// How long an instance that died mid-shuffle keeps the others from redoing it.
+const SHUFFLE_LOCK_TTL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -54,6 +60,8 @@ pub enum QueueError {
     Database(#[from] sqlx::Error),
     #[error("the queue script answered {0:?}")]
     Protocol(String),
+    #[error("the queue script answered {0}")]
+    Reply(#[from] ReplyError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -154,69 +162,6 @@ fn now_ms() -> i64 {
     i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
-/// The script's replies, read front to back: one cursor for every answer of `queue.lua`.
-#[derive(Debug)]
-pub struct Reply<'a> {
-    items: &'a [redis::Value],
-}
-
-impl<'a> Reply<'a> {
-    pub fn new(value: &'a redis::Value) -> Result<Self, QueueError> {
-        match value {
-            redis::Value::Array(items) => Ok(Self { items }),
-            other => Err(QueueError::Protocol(format!("{other:?}"))),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
-    fn next(&mut self) -> Result<&'a redis::Value, QueueError> {
-        let (first, rest) = self
-            .items
-            .split_first()
-            .ok_or_else(|| QueueError::Protocol("the answer ended early".into()))?;
-        self.items = rest;
-        Ok(first)
-    }
-
-    pub fn bytes(&mut self) -> Result<&'a [u8], QueueError> {
-        match self.next()? {
-            redis::Value::BulkString(b) => Ok(b),
-            redis::Value::SimpleString(s) => Ok(s.as_bytes()),
-            other => Err(QueueError::Protocol(format!("not text: {other:?}"))),
-        }
-    }
-
-    pub fn text(&mut self) -> Result<String, QueueError> {
-        match self.next()? {
-            redis::Value::Int(n) => Ok(n.to_string()),
-            redis::Value::BulkString(b) => Ok(String::from_utf8_lossy(b).into_owned()),
-            redis::Value::SimpleString(s) => Ok(s.clone()),
-            other => Err(QueueError::Protocol(format!("not text: {other:?}"))),
-        }
-    }
-
-    pub fn int(&mut self) -> Result<i64, QueueError> {
-        match self.next()? {
-            redis::Value::Int(n) => Ok(*n),
-            redis::Value::BulkString(b) => String::from_utf8_lossy(b)
-                .parse()
-                .map_err(|_| QueueError::Protocol("not a number".into())),
-            other => Err(QueueError::Protocol(format!("not a number: {other:?}"))),
-        }
-    }
-
-    pub fn uint(&mut self) -> Result<u64, QueueError> {
-        Ok(self.int()?.max(0).unsigned_abs())
-    }
-
-    pub fn list(&mut self) -> Result<Reply<'a>, QueueError> {
-        Reply::new(self.next()?)
-    }
-}
-
 impl Queues {
     pub fn new(db: PgPool, redis: Redis, keys: RedisKeys, config: QueueConfig) -> Self {
         Self {
@@ -306,19 +251,17 @@ impl Queues {
         .bind(event)
         .fetch_optional(&self.db)
         .await?;
-        let (high, rate, max_active, opens) = row.ok_or(QueueError::UnknownEvent)?;
-        let opens_ms = opens.unix_timestamp_nanos() / 1_000_000;
-        let mut conn = self.redis.conn();
-        // HSETNX per field: never overwrite what the API wrote meanwhile.
-        let gate = self.keys.queue_gate(event);
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .hset_nx(&gate, "high_demand", if high { "1" } else { "0" })
-            .hset_nx(&gate, "admit_per_minute", rate)
-            .hset_nx(&gate, "max_active", max_active)
-            .hset_nx(&gate, "sale_opens_at_ms", opens_ms.to_string())
-            .hset_nx(&gate, "updated_at_ms", now_ms());
-        pipe.query_async::<()>(&mut conn).await?;
+        let (high_demand, admit_per_minute, max_active, sale_opens_at) =
+            row.ok_or(QueueError::UnknownEvent)?;
+        // Never overwrite what the API wrote meanwhile.
+        GateSettings {
+            high_demand,
+            admit_per_minute,
+            max_active,
+            sale_opens_at,
+        }
+        .write_missing(&self.redis, &self.keys, event)
+        .await?;
         Ok(())
     }
 
@@ -492,7 +435,7 @@ impl Queues {
             "waiting" => Found::Waiting(reply.uint()?),
             "admitted" => Found::Admitted(reply.int()?),
             "expired" => Found::Expired,
-            other => return Err(QueueError::Protocol(other.to_string())),
+            other => return Err(reply.error(format!("unknown state {other}")).into()),
         })
     }
 
@@ -571,21 +514,14 @@ impl Queues {
     /// a redo (after a crash mid-way) writes the same numbers. Returns the seed when this call
     /// finished the shuffle.
     pub async fn shuffle(&self, event: EventId) -> Result<Option<u64>, QueueError> {
-        let mut conn = self.redis.conn();
-        let lock = format!("{}shuffle-lock", self.keys.queue_base(event));
-        let got: Option<String> = redis::cmd("SET")
-            .arg(&lock)
-            .arg("1")
-            .arg("NX")
-            .arg("PX")
-            .arg(30_000)
-            .query_async(&mut conn)
-            .await?;
-        if got.is_none() {
+        let key = format!("{}shuffle-lock", self.keys.queue_base(event));
+        let Some(lock) = Lock::acquire(&self.redis, key, SHUFFLE_LOCK_TTL).await? else {
             return Ok(None);
-        }
+        };
         let result = self.shuffle_locked(event).await;
-        let _: Result<(), _> = redis::cmd("DEL").arg(&lock).query_async(&mut conn).await;
+        if let Err(err) = lock.release().await {
+            tracing::warn!(%event, error = %err, "could not release the shuffle lock; it expires");
+        }
         result
     }
 
@@ -601,7 +537,7 @@ impl Queues {
         let seed: u64 = reply
             .text()?
             .parse()
-            .map_err(|_| QueueError::Protocol("seed".into()))?;
+            .map_err(|_| reply.error("not a seed"))?;
         let mut fans: Vec<Vec<u8>> = redis::cmd("ZRANGE")
             .arg(self.keys.queue_pre(event))
             .arg(0)
@@ -621,13 +557,14 @@ impl Queues {
         if !matches!(ended, redis::Value::Int(1)) {
             return Ok(None);
         }
-        sqlx::query(
-            "INSERT INTO audit_log (actor_id, action, target_type, target_id, details)
-             VALUES (NULL, 'queue.shuffle', 'event', $1, $2)",
+        shared::audit::record(
+            &mut *self.db.acquire().await?,
+            Actor::System,
+            "queue.shuffle",
+            "event",
+            &event.to_string(),
+            serde_json::json!({"seed": seed.to_string(), "count": count}),
         )
-        .bind(event.to_string())
-        .bind(serde_json::json!({"seed": seed.to_string(), "count": count}))
-        .execute(&self.db)
         .await?;
         tracing::info!(%event, seed, count, "pre-queue shuffled");
         Ok(Some(seed))
@@ -683,6 +620,19 @@ fn first_is(value: &redis::Value, what: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_script_reads_the_gate_fields_rust_writes_in_their_order() {
+        let script = include_str!("queue.lua");
+        let call = "redis.call('HMGET', GATE,";
+        let start = script.find(call).expect("read_gate's HMGET") + call.len();
+        let end = start + script[start..].find(')').expect("the call's end");
+        let read: Vec<&str> = script[start..end]
+            .split(',')
+            .map(|name| name.trim().trim_matches('\''))
+            .collect();
+        assert_eq!(read, shared::gate::field::READ_BY_THE_QUEUE);
+    }
 
     #[test]
     fn fisher_yates_is_a_reproducible_permutation() {

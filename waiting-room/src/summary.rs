@@ -11,7 +11,9 @@
 
 use std::time::Instant;
 
-use crate::queue::{QueueError, QueueState, Reply, Standing};
+use shared::reply::Reply;
+
+use crate::queue::{QueueError, QueueState, Standing};
 
 /// Numbers a departure block counts (`goneblk` in `queue.lua`).
 pub const BLOCK: u64 = 512;
@@ -153,7 +155,7 @@ impl Summary {
             "pre" => Phase::Pre,
             "frozen" => Phase::Frozen,
             "open" => Phase::Open,
-            other => return Err(QueueError::Protocol(format!("phase {other}"))),
+            other => return Err(reply.error(format!("unknown phase {other}")).into()),
         };
         let gate_on = reply.uint()? == 1;
         let rate_per_minute = reply.uint()?;

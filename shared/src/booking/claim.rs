@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use crate::{
     cache::{Redis, RedisKeys, redis},
     ids::{BookingId, EventId, HoldId, UserId},
+    reply::{Reply, ReplyError},
 };
 
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("claim.lua")));
@@ -160,26 +161,31 @@ impl Claims {
                 .arg(field)
                 .arg(seen.map(|id| id.to_string()).unwrap_or_default());
         }
-        let reply: Vec<String> = invocation.invoke_async(&mut self.redis.conn()).await?;
-        match reply.first().map(String::as_str) {
-            Some("claimed") => Ok(Claimed::New(Claim {
+        let value: redis::Value = invocation.invoke_async(&mut self.redis.conn()).await?;
+        let mut reply = Reply::new(&value).map_err(protocol)?;
+        match reply.text().map_err(protocol)?.as_str() {
+            "claimed" => Ok(Claimed::New(Claim {
                 booking,
                 marker,
                 idempotency_key: request.idempotency_key.clone(),
                 fields,
             })),
-            Some("free") => Ok(Claimed::Nothing),
-            Some("taken") => Ok(Claimed::Taken(
-                reply[1..]
-                    .chunks(2)
-                    .map(|pair| {
-                        let booking = pair.first()?.parse().ok()?;
-                        let marker = pair.get(1).and_then(|raw| serde_json::from_str(raw).ok());
-                        Some(Earlier { booking, marker })
-                    })
-                    .collect(),
-            )),
-            _ => Err(protocol(reply)),
+            "free" => Ok(Claimed::Nothing),
+            "taken" => {
+                let mut found = Vec::with_capacity(fields.len());
+                while !reply.is_empty() {
+                    let (held, marker) = (
+                        reply.text().map_err(protocol)?,
+                        reply.text().map_err(protocol)?,
+                    );
+                    found.push(held.parse().ok().map(|booking| Earlier {
+                        booking,
+                        marker: serde_json::from_str(&marker).ok(),
+                    }));
+                }
+                Ok(Claimed::Taken(found))
+            }
+            _ => Err(protocol(reply.error("unexpected"))),
         }
     }
 
@@ -190,7 +196,7 @@ impl Claims {
             published: true,
             ..claim.marker
         };
-        let done: Result<Vec<String>, _> = self
+        let done: Result<redis::Value, _> = self
             .call(marker.user_id)
             .arg("published")
             .arg(claim.booking.to_string())
@@ -212,7 +218,7 @@ impl Claims {
         for field in &claim.fields {
             invocation.arg(field);
         }
-        let released: Result<Vec<String>, _> =
+        let released: Result<redis::Value, _> =
             invocation.invoke_async(&mut self.redis.conn()).await;
         if let Err(err) = released {
             tracing::warn!(booking.id = %claim.booking, error = %err,
@@ -283,10 +289,11 @@ impl Claims {
     }
 }
 
-fn protocol(reply: Vec<String>) -> redis::RedisError {
+/// A `claim.lua` answer that does not fit, as the Redis error it amounts to.
+fn protocol(err: ReplyError) -> redis::RedisError {
     redis::RedisError::from((
         redis::ErrorKind::UnexpectedReturnType,
         "claim.lua answered",
-        format!("{reply:?}"),
+        err.to_string(),
     ))
 }

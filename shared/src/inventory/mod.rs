@@ -22,6 +22,8 @@ use crate::{
     admission::Spent,
     cache::{Redis, RedisKeys, redis},
     ids::{EventId, HoldId, UserId},
+    lock::Lock,
+    reply::{Reply, ReplyError},
 };
 
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("inventory.lua")));
@@ -38,8 +40,10 @@ pub enum InventoryError {
     Redis(#[from] redis::RedisError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-    #[error("the inventory answered {0:?}")]
-    Protocol(Vec<String>),
+    #[error("the inventory answered {0}")]
+    Protocol(#[from] ReplyError),
+    #[error("the event has no seat {0}")]
+    NoSuchSeat(u32),
     #[error("the inventory of the event is being built by another process; try again")]
     Loading,
 }
@@ -133,7 +137,7 @@ impl Inventory {
         &self.keys
     }
 
-    async fn call(&self, event: EventId, args: &[String]) -> Result<Vec<String>, InventoryError> {
+    async fn call(&self, event: EventId, args: &[String]) -> Result<redis::Value, InventoryError> {
         self.call_gated(event, false, args).await
     }
 
@@ -143,7 +147,7 @@ impl Inventory {
         event: EventId,
         gated: bool,
         args: &[String],
-    ) -> Result<Vec<String>, InventoryError> {
+    ) -> Result<redis::Value, InventoryError> {
         let mut conn = self.redis.conn();
         let mut invocation = SCRIPT.key(self.keys.inventory(event));
         if gated {
@@ -160,7 +164,7 @@ impl Inventory {
         &self,
         catalog: &Catalog,
         args: &[String],
-    ) -> Result<Vec<String>, InventoryError> {
+    ) -> Result<redis::Value, InventoryError> {
         self.call_loaded_gated(catalog, false, args).await
     }
 
@@ -169,9 +173,9 @@ impl Inventory {
         catalog: &Catalog,
         gated: bool,
         args: &[String],
-    ) -> Result<Vec<String>, InventoryError> {
+    ) -> Result<redis::Value, InventoryError> {
         let reply = self.call_gated(catalog.event_id, gated, args).await?;
-        if reply.first().map(String::as_str) != Some("not_loaded") {
+        if !is(&reply, "not_loaded") {
             return Ok(reply);
         }
         self.ensure_loaded(catalog).await?;
@@ -195,25 +199,24 @@ impl Inventory {
             terms.ttl.as_millis().to_string(),
         ];
         for &idx in seats {
-            let seat = catalog
-                .seat(idx)
-                .ok_or_else(|| InventoryError::Protocol(vec![format!("no seat {idx}")]))?;
+            let seat = catalog.seat(idx).ok_or(InventoryError::NoSuchSeat(idx))?;
             args.extend([
                 idx.to_string(),
                 seat.class.to_string(),
                 seat.score().to_string(),
             ]);
         }
-        let reply = self.call_loaded_gated(catalog, terms.gated, &args).await?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => Ok(HoldOutcome::Held {
-                expires_at_ms: parse(&reply, 1)?,
+        let value = self.call_loaded_gated(catalog, terms.gated, &args).await?;
+        let mut reply = Reply::new(&value)?;
+        Ok(match reply.text()?.as_str() {
+            "ok" => HoldOutcome::Held {
+                expires_at_ms: reply.int()?,
                 seats: seats.to_vec(),
-            }),
-            Some("taken") => Ok(HoldOutcome::Taken(parse_all(&reply, 1)?)),
-            Some("not_admitted") => Ok(HoldOutcome::NotAdmitted),
-            _ => Err(InventoryError::Protocol(reply)),
-        }
+            },
+            "taken" => HoldOutcome::Taken(reply.numbers()?),
+            "not_admitted" => HoldOutcome::NotAdmitted,
+            _ => return Err(reply.error("unexpected").into()),
+        })
     }
 
     /// Holds the best `quantity` seats of class `class` (by position): adjacent in one row
@@ -237,18 +240,19 @@ impl Inventory {
             quantity.to_string(),
             BEST_SCAN_LIMIT.to_string(),
         ];
-        let reply = self.call_loaded_gated(catalog, terms.gated, &args).await?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => Ok(HoldOutcome::Held {
-                expires_at_ms: parse(&reply, 1)?,
-                seats: parse_all(&reply, 2)?,
-            }),
-            Some("not_enough") => Ok(HoldOutcome::NotEnough {
-                free: parse(&reply, 1)?,
-            }),
-            Some("not_admitted") => Ok(HoldOutcome::NotAdmitted),
-            _ => Err(InventoryError::Protocol(reply)),
-        }
+        let value = self.call_loaded_gated(catalog, terms.gated, &args).await?;
+        let mut reply = Reply::new(&value)?;
+        Ok(match reply.text()?.as_str() {
+            "ok" => HoldOutcome::Held {
+                expires_at_ms: reply.int()?,
+                seats: reply.numbers()?,
+            },
+            "not_enough" => HoldOutcome::NotEnough {
+                free: reply.number()?,
+            },
+            "not_admitted" => HoldOutcome::NotAdmitted,
+            _ => return Err(reply.error("unexpected").into()),
+        })
     }
 
     /// Releases `owner`'s live hold. `false` if it is not theirs, not live, or unknown.
@@ -264,7 +268,7 @@ impl Inventory {
                 &["release".into(), hold.to_string(), owner.to_string()],
             )
             .await?;
-        Ok(reply.first().map(String::as_str) == Some("ok"))
+        Ok(is(&reply, "ok"))
     }
 
     /// Keeps `owner`'s hold alive at least `ttl` from now and returns its seats.
@@ -275,13 +279,18 @@ impl Inventory {
         owner: UserId,
         ttl: Duration,
     ) -> Result<HoldState, InventoryError> {
-        let reply = self.call(event, &extend_args(hold, owner, ttl)).await?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => Ok(HoldState::Live {
-                expires_at_ms: parse(&reply, 1)?,
-                seats: parse_all(&reply, 3)?,
-            }),
-            _ => gone(reply),
+        let value = self.call(event, &extend_args(hold, owner, ttl)).await?;
+        let mut reply = Reply::new(&value)?;
+        match reply.text()?.as_str() {
+            "ok" => {
+                let expires_at_ms = reply.int()?;
+                let _no_admission_spent = reply.int()?;
+                Ok(HoldState::Live {
+                    expires_at_ms,
+                    seats: reply.numbers()?,
+                })
+            }
+            tag => gone(tag, &reply),
         }
     }
 
@@ -295,20 +304,25 @@ impl Inventory {
         owner: UserId,
         ttl: Duration,
     ) -> Result<Spending, InventoryError> {
-        let reply = self
+        let value = self
             .call_gated(event, true, &extend_args(hold, owner, ttl))
             .await?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => Ok(Spending::Spent {
-                seats: parse_all(&reply, 3)?,
-                admission: Spent {
-                    event,
-                    fan: owner,
-                    ends_at_ms: parse(&reply, 2)?,
-                },
-            }),
-            Some("not_admitted") => Ok(Spending::NotAdmitted),
-            _ => gone(reply).map(Spending::HoldGone),
+        let mut reply = Reply::new(&value)?;
+        match reply.text()?.as_str() {
+            "ok" => {
+                let _expires_at_ms = reply.int()?;
+                let ends_at_ms = reply.int()?;
+                Ok(Spending::Spent {
+                    seats: reply.numbers()?,
+                    admission: Spent {
+                        event,
+                        fan: owner,
+                        ends_at_ms,
+                    },
+                })
+            }
+            "not_admitted" => Ok(Spending::NotAdmitted),
+            tag => gone(tag, &reply).map(Spending::HoldGone),
         }
     }
 
@@ -326,21 +340,23 @@ impl Inventory {
             args.extend([idx.to_string(), class.to_string()]);
         }
         // An inventory that is not loaded will read these seats as sold from Postgres.
-        let reply = self.call(catalog.event_id, &args).await?;
-        match reply.first().map(String::as_str) {
-            Some("ok" | "not_loaded") => Ok(()),
-            _ => Err(InventoryError::Protocol(reply)),
+        let value = self.call(catalog.event_id, &args).await?;
+        let mut reply = Reply::new(&value)?;
+        match reply.text()?.as_str() {
+            "ok" | "not_loaded" => Ok(()),
+            _ => Err(reply.error("unexpected").into()),
         }
     }
 
     /// Free, held and sold seats per class (by position).
     pub async fn counts(&self, catalog: &Catalog) -> Result<Vec<ClassCounts>, InventoryError> {
         let args = ["counts".to_string(), catalog.classes.len().to_string()];
-        let reply = self.call_loaded(catalog, &args).await?;
-        if reply.first().map(String::as_str) != Some("ok") {
-            return Err(InventoryError::Protocol(reply));
+        let value = self.call_loaded(catalog, &args).await?;
+        let mut reply = Reply::new(&value)?;
+        if reply.text()? != "ok" {
+            return Err(reply.error("unexpected").into());
         }
-        let numbers: Vec<u32> = parse_all(&reply, 1)?;
+        let numbers: Vec<u32> = reply.numbers()?;
         Ok(catalog
             .classes
             .iter()
@@ -358,20 +374,17 @@ impl Inventory {
 
     /// Every seat's state, indexed by idx.
     pub async fn snapshot(&self, catalog: &Catalog) -> Result<Vec<SeatState>, InventoryError> {
-        let reply = self.call_loaded(catalog, &["snapshot".to_string()]).await?;
-        if reply.first().map(String::as_str) != Some("ok") {
-            return Err(InventoryError::Protocol(reply));
+        let value = self.call_loaded(catalog, &["snapshot".to_string()]).await?;
+        let mut reply = Reply::new(&value)?;
+        if reply.text()? != "ok" {
+            return Err(reply.error("unexpected").into());
         }
         let mut states = vec![SeatState::Free; catalog.seats.len()];
-        for pair in reply[1..].chunks(2) {
-            let (Some(idx), Some(state)) = (pair.first(), pair.get(1)) else {
-                return Err(InventoryError::Protocol(reply.clone()));
-            };
-            let idx: usize = idx
-                .parse()
-                .map_err(|_| InventoryError::Protocol(reply.clone()))?;
+        while !reply.is_empty() {
+            let idx: usize = reply.number()?;
+            let state = reply.bytes()?;
             if let Some(slot) = states.get_mut(idx) {
-                *slot = if state == "s" {
+                *slot = if state == b"s" {
                     SeatState::Sold
                 } else {
                     SeatState::Held
@@ -383,13 +396,14 @@ impl Inventory {
 
     /// Returns the seats of up to `limit` expired holds to the free sets.
     pub async fn sweep(&self, event: EventId, limit: u32) -> Result<u32, InventoryError> {
-        let reply = self
+        let value = self
             .call(event, &["sweep".into(), limit.to_string()])
             .await?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => parse(&reply, 1),
-            Some("not_loaded") => Ok(0),
-            _ => Err(InventoryError::Protocol(reply)),
+        let mut reply = Reply::new(&value)?;
+        match reply.text()?.as_str() {
+            "ok" => Ok(reply.number()?),
+            "not_loaded" => Ok(0),
+            _ => Err(reply.error("unexpected").into()),
         }
     }
 
@@ -399,19 +413,10 @@ impl Inventory {
         let event = catalog.event_id;
         let base = self.keys.inventory(event);
         let mut conn = self.redis.conn();
-        let token = uuid::Uuid::new_v4().to_string();
-        let locked: bool = redis::cmd("SET")
-            .arg(format!("{base}loading"))
-            .arg(&token)
-            .arg("NX")
-            .arg("PX")
-            .arg(LOAD_WAIT.as_millis().to_string())
-            .query_async::<Option<String>>(&mut conn)
-            .await?
-            .is_some();
-        if !locked {
+        let Some(lock) = Lock::acquire(&self.redis, format!("{base}loading"), LOAD_WAIT).await?
+        else {
             return self.wait_loaded(&base).await;
-        }
+        };
 
         let sold: Vec<(i32,)> = sqlx::query_as(
             "SELECT s.idx FROM tickets t
@@ -464,32 +469,27 @@ impl Inventory {
             }
         }
         pipe.query_async::<()>(&mut conn).await?;
-        let reply: Vec<String> = SCRIPT
+        let value: redis::Value = SCRIPT
             .key(&base)
             .arg("commit_load")
             .arg(catalog.classes.len())
             .invoke_async(&mut conn)
             .await?;
-        // Compare-and-delete: the lock may have expired and been taken by another builder.
-        redis::cmd("EVAL")
-            .arg("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
-            .arg(1)
-            .arg(format!("{base}loading"))
-            .arg(&token)
-            .query_async::<i64>(&mut conn)
-            .await?;
+        // Owner-checked: the lock may have expired and been taken by another builder.
+        lock.release().await?;
         redis::cmd("SADD")
             .arg(self.keys.active_events())
             .arg(event.to_string())
             .query_async::<i64>(&mut conn)
             .await?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => {
+        let mut reply = Reply::new(&value)?;
+        match reply.text()?.as_str() {
+            "ok" => {
                 tracing::info!(event.id = %event, seats = catalog.seats.len(), "inventory built from Postgres");
                 Ok(())
             }
-            Some("already") => Ok(()),
-            _ => Err(InventoryError::Protocol(reply)),
+            "already" => Ok(()),
+            _ => Err(reply.error("unexpected").into()),
         }
     }
 
@@ -554,35 +554,19 @@ fn extend_args(hold: HoldId, owner: UserId, ttl: Duration) -> [String; 4] {
     ]
 }
 
-/// An `extend` reply for a hold that is not live.
-fn gone(reply: Vec<String>) -> Result<HoldState, InventoryError> {
-    match reply.first().map(String::as_str) {
-        Some("expired") => Ok(HoldState::Expired),
+/// An `extend` answer (its first item `tag`) for a hold that is not live.
+fn gone(tag: &str, reply: &Reply<'_>) -> Result<HoldState, InventoryError> {
+    match tag {
+        "expired" => Ok(HoldState::Expired),
         // A lost inventory lost its holds too.
-        Some("not_found" | "not_loaded") => Ok(HoldState::NotFound),
-        _ => Err(InventoryError::Protocol(reply)),
+        "not_found" | "not_loaded" => Ok(HoldState::NotFound),
+        _ => Err(reply.error("unexpected").into()),
     }
 }
 
-fn parse<T: std::str::FromStr>(reply: &[String], at: usize) -> Result<T, InventoryError> {
-    reply
-        .get(at)
-        .and_then(|value| value.parse().ok())
-        .ok_or_else(|| InventoryError::Protocol(reply.to_vec()))
-}
-
-fn parse_all<T: std::str::FromStr>(
-    reply: &[String],
-    from: usize,
-) -> Result<Vec<T>, InventoryError> {
-    reply
-        .get(from..)
-        .unwrap_or_default()
-        .iter()
-        .map(|value| {
-            value
-                .parse()
-                .map_err(|_| InventoryError::Protocol(reply.to_vec()))
-        })
-        .collect()
+/// Does the answer start with `tag`?
+fn is(reply: &redis::Value, tag: &str) -> bool {
+    Reply::new(reply)
+        .and_then(|mut reply| reply.bytes())
+        .is_ok_and(|first| first == tag.as_bytes())
 }

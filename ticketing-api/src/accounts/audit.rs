@@ -1,32 +1,11 @@
 //! The audit log: who did what to whom. Written in the same transaction as the change it
-//! records, so the log and the data cannot disagree.
+//! records, so the log and the data cannot disagree; written through `shared::audit` (the
+//! waiting room writes there too), read here for the admins' list.
 
 use serde::Serialize;
+pub use shared::audit::record;
 use shared::ids::UserId;
-use sqlx::PgConnection;
 use time::OffsetDateTime;
-
-pub async fn record(
-    conn: &mut PgConnection,
-    actor: UserId,
-    action: &str,
-    target_type: &str,
-    target_id: &str,
-    details: serde_json::Value,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO audit_log (actor_id, action, target_type, target_id, details)
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(actor)
-    .bind(action)
-    .bind(target_type)
-    .bind(target_id)
-    .bind(details)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
 
 #[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AuditEntry {
