@@ -74,6 +74,10 @@ mod tests {
         (redis, format!("{}lock", config.key_prefix))
     }
 
+    async fn take(redis: &Redis, key: &str, ttl: Duration) -> Option<Lock> {
+        Lock::acquire(redis, key, ttl).await.expect("redis")
+    }
+
     async fn holder(redis: &Redis, key: &str) -> Option<String> {
         redis::cmd("GET")
             .arg(key)
@@ -85,22 +89,17 @@ mod tests {
     #[tokio::test]
     async fn one_holder_at_a_time_and_a_release_lets_the_next_in() {
         let (redis, key) = redis();
-        let a = Lock::acquire(&redis, &key, Duration::from_secs(10))
+        let a = take(&redis, &key, Duration::from_secs(10))
             .await
-            .expect("redis")
             .expect("free");
         assert!(
-            Lock::acquire(&redis, &key, Duration::from_secs(10))
-                .await
-                .expect("redis")
-                .is_none(),
+            take(&redis, &key, Duration::from_secs(10)).await.is_none(),
             "held by a"
         );
         assert!(a.release().await.expect("redis"));
         assert_eq!(holder(&redis, &key).await, None);
-        let b = Lock::acquire(&redis, &key, Duration::from_secs(10))
+        let b = take(&redis, &key, Duration::from_secs(10))
             .await
-            .expect("redis")
             .expect("free again");
         assert!(b.release().await.expect("redis"));
     }
@@ -108,14 +107,12 @@ mod tests {
     #[tokio::test]
     async fn a_holder_whose_lock_expired_never_releases_the_next_holders() {
         let (redis, key) = redis();
-        let a = Lock::acquire(&redis, &key, Duration::from_millis(50))
+        let a = take(&redis, &key, Duration::from_millis(50))
             .await
-            .expect("redis")
             .expect("free");
         tokio::time::sleep(Duration::from_millis(150)).await;
-        let b = Lock::acquire(&redis, &key, Duration::from_secs(10))
+        let b = take(&redis, &key, Duration::from_secs(10))
             .await
-            .expect("redis")
             .expect("a's lock expired");
         assert!(!a.release().await.expect("redis"), "a's lock was gone");
         assert_eq!(
