@@ -1,5 +1,5 @@
 //! Events and their ticket classes: create (with the seat inventory, in one transaction),
-//! read, search, update, cancel, delete. No axum types here; `routes::events` translates
+//! read, search, update, cancel, delete. No axum types here; `crate::error` translates
 //! [`EventError`] into HTTP.
 //!
 //! Rules this module keeps:

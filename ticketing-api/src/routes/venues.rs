@@ -21,7 +21,7 @@ use crate::{
     AppState,
     error::{ApiError, ApiResult},
     extract::CurrentUser,
-    venues::{self, Actor, NewVenue, Venue, VenueError, VenueSummary},
+    venues::{self, Actor, NewVenue, Venue, VenueSummary},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -43,20 +43,6 @@ impl FromRequestParts<AppState> for Organizer {
         Actor::new(user.id, user.role).map(Self).ok_or_else(|| {
             ApiError::forbidden("forbidden", "Only organizers and admins may do this.")
         })
-    }
-}
-
-impl From<VenueError> for ApiError {
-    fn from(err: VenueError) -> Self {
-        let message = err.to_string();
-        match err {
-            VenueError::InvalidField(_) => Self::invalid("invalid_field", message),
-            VenueError::InvalidLayout(_) => Self::invalid("invalid_layout", message),
-            VenueError::UnsafeSvg(_) => Self::invalid("unsafe_svg", message),
-            VenueError::NotFound => Self::NotFound("venue"),
-            VenueError::Database(err) => err.into(),
-            VenueError::Internal(err) => Self::Internal(err),
-        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! Venues: where events happen, and their seat layouts. No axum types here; routes translate
-//! [`VenueError`] into HTTP.
+//! Venues: where events happen, and their seat layouts. No axum types here; `crate::error`
+//! translates [`VenueError`] into HTTP.
 //!
 //! A venue belongs to the organizer who created it; only they and admins see it (others get
 //! "not found", so ids reveal nothing). Its layout is checked once, on creation, and never
