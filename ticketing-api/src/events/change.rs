@@ -67,11 +67,7 @@ pub async fn update(
     }
     let starts_at = patch.starts_at.unwrap_or(current.starts_at);
     let sale_opens_at = patch.sale_opens_at.unwrap_or(current.sale_opens_at);
-    if sale_opens_at > starts_at {
-        return Err(EventError::InvalidTime(
-            "sale_opens_at must be at or before starts_at.".into(),
-        ));
-    }
+    validate::opens_by_start(sale_opens_at, starts_at)?;
     // Fans already in an opened sale cannot be sent back to a pre-queue.
     let opening_moves = sale_opens_at != current.sale_opens_at;
     if opening_moves && current.sale_opens_at <= now {

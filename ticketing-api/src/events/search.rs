@@ -2,20 +2,22 @@
 //! [`organized_by`] (an organizer's own, everything included). Both answer one page of
 //! [`EventSummary`] and the total.
 
-use shared::ids::{EventId, UserId, VenueId};
+use shared::ids::{EventId, UserId};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
-use super::{EventError, EventStatus, EventSummary, VenueRef};
+use super::{
+    EventError, EventStatus, EventSummary,
+    store::{VenueRow, venue_columns},
+};
+use crate::sql;
 
 #[derive(sqlx::FromRow)]
 struct SummaryRow {
     id: EventId,
     title: String,
-    venue_id: VenueId,
-    venue_name: String,
-    venue_city: String,
-    venue_kind: String,
+    #[sqlx(flatten)]
+    venue: VenueRow,
     starts_at: OffsetDateTime,
     sale_opens_at: OffsetDateTime,
     cancelled_at: Option<OffsetDateTime>,
@@ -25,17 +27,18 @@ struct SummaryRow {
     currency: Option<String>,
 }
 
+/// The list entries of `rows`, their status as of now.
+fn summaries(rows: Vec<SummaryRow>) -> Vec<EventSummary> {
+    let now = OffsetDateTime::now_utc();
+    rows.into_iter().map(|row| row.into_summary(now)).collect()
+}
+
 impl SummaryRow {
     fn into_summary(self, now: OffsetDateTime) -> EventSummary {
         EventSummary {
             id: self.id,
             title: self.title,
-            venue: VenueRef {
-                id: self.venue_id,
-                name: self.venue_name,
-                city: self.venue_city,
-                kind: self.venue_kind,
-            },
+            venue: self.venue.into(),
             status: EventStatus::at(now, self.sale_opens_at, self.starts_at, self.cancelled_at),
             starts_at: self.starts_at,
             sale_opens_at: self.sale_opens_at,
@@ -47,16 +50,20 @@ impl SummaryRow {
     }
 }
 
-/// The `SummaryRow` columns, over `events e JOIN venues v`.
-macro_rules! summary_columns {
+/// `SELECT` the [`SummaryRow`] columns `FROM events e JOIN venues v`; the caller adds the
+/// filter (`$1`), the order and `LIMIT $2 OFFSET $3`.
+macro_rules! select_summaries {
     () => {
-        "e.id, e.title, e.venue_id, v.name AS venue_name, v.city AS venue_city,
-         v.layout->>'kind' AS venue_kind,
-         e.starts_at, e.sale_opens_at, e.cancelled_at, e.capacity, e.high_demand,
-         (SELECT min(c.price_minor) FROM ticket_classes c WHERE c.event_id = e.id)
-             AS price_from,
-         (SELECT c.currency FROM ticket_classes c WHERE c.event_id = e.id
-          ORDER BY c.position LIMIT 1) AS currency"
+        concat!(
+            "SELECT e.id, e.title, ",
+            venue_columns!(),
+            ", e.starts_at, e.sale_opens_at, e.cancelled_at, e.capacity, e.high_demand,
+             (SELECT min(c.price_minor) FROM ticket_classes c WHERE c.event_id = e.id)
+                 AS price_from,
+             (SELECT c.currency FROM ticket_classes c WHERE c.event_id = e.id
+              ORDER BY c.position LIMIT 1) AS currency
+             FROM events e JOIN venues v ON v.id = e.venue_id"
+        )
     };
 }
 
@@ -68,33 +75,20 @@ pub async fn search(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<EventSummary>, i64), EventError> {
-    // `q` is a literal substring: escape LIKE's wildcards.
-    let pattern = format!(
-        "%{}%",
-        q.replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-    );
-    let rows = sqlx::query_as::<_, SummaryRow>(concat!(
-        "SELECT ",
-        summary_columns!(),
-        " FROM events e JOIN venues v ON v.id = e.venue_id
-          WHERE e.cancelled_at IS NULL AND e.title ILIKE $1
-          ORDER BY e.starts_at, e.id LIMIT $2 OFFSET $3"
-    ))
-    .bind(&pattern)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(db)
+    let (rows, total) = sql::page(
+        db,
+        concat!(
+            select_summaries!(),
+            " WHERE e.cancelled_at IS NULL AND e.title ILIKE $1
+              ORDER BY e.starts_at, e.id LIMIT $2 OFFSET $3"
+        ),
+        "SELECT count(*) FROM events WHERE cancelled_at IS NULL AND title ILIKE $1",
+        sql::contains(q),
+        limit,
+        offset,
+    )
     .await?;
-    let (total,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM events WHERE cancelled_at IS NULL AND title ILIKE $1")
-            .bind(&pattern)
-            .fetch_one(db)
-            .await?;
-    let now = OffsetDateTime::now_utc();
-    let items = rows.into_iter().map(|row| row.into_summary(now)).collect();
-    Ok((items, total))
+    Ok((summaries(rows), total))
 }
 
 /// One organizer's own events, cancelled and past ones included, the latest first: what
@@ -105,23 +99,17 @@ pub async fn organized_by(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<EventSummary>, i64), EventError> {
-    let rows = sqlx::query_as::<_, SummaryRow>(concat!(
-        "SELECT ",
-        summary_columns!(),
-        " FROM events e JOIN venues v ON v.id = e.venue_id
-          WHERE e.organizer_id = $1
-          ORDER BY e.starts_at DESC, e.id LIMIT $2 OFFSET $3"
-    ))
-    .bind(organizer)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(db)
+    let (rows, total) = sql::page(
+        db,
+        concat!(
+            select_summaries!(),
+            " WHERE e.organizer_id = $1 ORDER BY e.starts_at DESC, e.id LIMIT $2 OFFSET $3"
+        ),
+        "SELECT count(*) FROM events WHERE organizer_id = $1",
+        organizer,
+        limit,
+        offset,
+    )
     .await?;
-    let (total,): (i64,) = sqlx::query_as("SELECT count(*) FROM events WHERE organizer_id = $1")
-        .bind(organizer)
-        .fetch_one(db)
-        .await?;
-    let now = OffsetDateTime::now_utc();
-    let items = rows.into_iter().map(|row| row.into_summary(now)).collect();
-    Ok((items, total))
+    Ok((summaries(rows), total))
 }

@@ -16,24 +16,53 @@ use crate::{
     venues::{self, Actor},
 };
 
+/// The [`VenueRow`] columns, over `events e JOIN venues v`.
+macro_rules! venue_columns {
+    () => {
+        "e.venue_id, v.name AS venue_name, v.city AS venue_city, v.layout->>'kind' AS venue_kind"
+    };
+}
+pub(super) use venue_columns;
+
+/// The [`EventRow`] columns, over `events e JOIN venues v`.
 macro_rules! event_columns {
     () => {
-        "e.id, e.organizer_id, e.venue_id, v.name AS venue_name, v.city AS venue_city,
-         v.layout->>'kind' AS venue_kind,
-         e.title, e.description, e.starts_at, e.sale_opens_at, e.cancelled_at, e.capacity,
-         e.hold_seconds, e.max_seats_per_order, e.high_demand, e.admit_per_minute,
-         e.max_active, e.created_at, e.updated_at"
+        concat!(
+            "e.id, e.organizer_id, ",
+            venue_columns!(),
+            ", e.title, e.description, e.starts_at, e.sale_opens_at, e.cancelled_at, e.capacity,
+             e.hold_seconds, e.max_seats_per_order, e.high_demand, e.admit_per_minute,
+             e.max_active, e.created_at, e.updated_at"
+        )
     };
+}
+
+/// The venue of an event or a list entry, as [`venue_columns!`] reads it.
+#[derive(sqlx::FromRow)]
+pub(super) struct VenueRow {
+    venue_id: VenueId,
+    venue_name: String,
+    venue_city: String,
+    venue_kind: String,
+}
+
+impl From<VenueRow> for VenueRef {
+    fn from(row: VenueRow) -> Self {
+        Self {
+            id: row.venue_id,
+            name: row.venue_name,
+            city: row.venue_city,
+            kind: row.venue_kind,
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
 struct EventRow {
     id: EventId,
     organizer_id: UserId,
-    venue_id: VenueId,
-    venue_name: String,
-    venue_city: String,
-    venue_kind: String,
+    #[sqlx(flatten)]
+    venue: VenueRow,
     title: String,
     description: String,
     starts_at: OffsetDateTime,
@@ -212,13 +241,8 @@ fn assemble(row: EventRow, classes: Vec<ClassRow>, now: OffsetDateTime) -> Event
         organizer_id: row.organizer_id,
         title: row.title,
         description: row.description,
-        venue_id: row.venue_id,
-        venue: VenueRef {
-            id: row.venue_id,
-            name: row.venue_name,
-            city: row.venue_city,
-            kind: row.venue_kind,
-        },
+        venue_id: row.venue.venue_id,
+        venue: row.venue.into(),
         status: EventStatus::at(now, row.sale_opens_at, row.starts_at, row.cancelled_at),
         starts_at: row.starts_at,
         sale_opens_at: row.sale_opens_at,

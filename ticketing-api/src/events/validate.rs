@@ -12,12 +12,7 @@ use super::{
 };
 use crate::venues;
 
-pub(super) fn text_field(
-    what: &str,
-    value: &str,
-    min: usize,
-    max: usize,
-) -> Result<String, EventError> {
+fn text_field(what: &str, value: &str, min: usize, max: usize) -> Result<String, EventError> {
     let trimmed = value.trim();
     let length = trimmed.chars().count();
     // Descriptions may have line breaks; nothing else may carry control characters.
@@ -51,16 +46,37 @@ fn price(value: i64) -> Result<i64, EventError> {
     Ok(value)
 }
 
-fn check_times(
-    now: OffsetDateTime,
-    starts_at: OffsetDateTime,
-    sale_opens_at: OffsetDateTime,
-) -> Result<(), EventError> {
+fn title(value: &str) -> Result<String, EventError> {
+    text_field("title", value, 1, 200)
+}
+
+fn description(value: &str) -> Result<String, EventError> {
+    text_field("description", value, 0, 10_000)
+}
+
+fn hold_seconds(value: i64) -> Result<i32, EventError> {
+    ranged("hold_seconds", value, 30, 3600)
+}
+
+fn max_seats_per_order(value: i64) -> Result<i32, EventError> {
+    ranged("max_seats_per_order", value, 1, 50)
+}
+
+fn starts_in_future(now: OffsetDateTime, starts_at: OffsetDateTime) -> Result<(), EventError> {
     if starts_at <= now {
         return Err(EventError::InvalidTime(
             "starts_at must be in the future.".into(),
         ));
     }
+    Ok(())
+}
+
+/// The sale opens at the latest when the event starts. A patch may move either time, so
+/// `change::update` checks this again against the stored values.
+pub(super) fn opens_by_start(
+    sale_opens_at: OffsetDateTime,
+    starts_at: OffsetDateTime,
+) -> Result<(), EventError> {
     if sale_opens_at > starts_at {
         return Err(EventError::InvalidTime(
             "sale_opens_at must be at or before starts_at.".into(),
@@ -83,26 +99,14 @@ pub(super) struct CheckedEvent {
 }
 
 pub(super) fn check_new(new: NewEvent, now: OffsetDateTime) -> Result<CheckedEvent, EventError> {
-    let title = text_field("title", &new.title, 1, 200)?;
-    let description = text_field(
-        "description",
-        new.description.as_deref().unwrap_or_default(),
-        0,
-        10_000,
-    )?;
-    check_times(now, new.starts_at, new.sale_opens_at)?;
-    let hold_seconds = ranged(
-        "hold_seconds",
-        new.hold_seconds.unwrap_or(DEFAULT_HOLD_SECONDS),
-        30,
-        3600,
-    )?;
-    let max_seats_per_order = ranged(
-        "max_seats_per_order",
+    let title = title(&new.title)?;
+    let description = description(new.description.as_deref().unwrap_or_default())?;
+    starts_in_future(now, new.starts_at)?;
+    opens_by_start(new.sale_opens_at, new.starts_at)?;
+    let hold_seconds = hold_seconds(new.hold_seconds.unwrap_or(DEFAULT_HOLD_SECONDS))?;
+    let max_seats_per_order = max_seats_per_order(
         new.max_seats_per_order
             .unwrap_or(DEFAULT_MAX_SEATS_PER_ORDER),
-        1,
-        50,
     )?;
     if new.classes.is_empty() || new.classes.len() > MAX_CLASSES {
         return Err(EventError::InvalidField(format!(
@@ -163,23 +167,12 @@ pub(super) fn check_patch(
     patch: &EventPatch,
     now: OffsetDateTime,
 ) -> Result<CheckedPatch, EventError> {
-    let title = patch
-        .title
-        .as_deref()
-        .map(|t| text_field("title", t, 1, 200))
-        .transpose()?;
-    let description = patch
-        .description
-        .as_deref()
-        .map(|d| text_field("description", d, 0, 10_000))
-        .transpose()?;
-    let hold_seconds = patch
-        .hold_seconds
-        .map(|v| ranged("hold_seconds", v, 30, 3600))
-        .transpose()?;
+    let title = patch.title.as_deref().map(title).transpose()?;
+    let description = patch.description.as_deref().map(description).transpose()?;
+    let hold_seconds = patch.hold_seconds.map(hold_seconds).transpose()?;
     let max_seats_per_order = patch
         .max_seats_per_order
-        .map(|v| ranged("max_seats_per_order", v, 1, 50))
+        .map(max_seats_per_order)
         .transpose()?;
     let prices = patch.classes.clone().unwrap_or_default();
     if prices.len() > MAX_CLASSES {
@@ -190,12 +183,8 @@ pub(super) fn check_patch(
     for class in &prices {
         price(class.price)?;
     }
-    if let Some(starts_at) = patch.starts_at
-        && starts_at <= now
-    {
-        return Err(EventError::InvalidTime(
-            "starts_at must be in the future.".into(),
-        ));
+    if let Some(starts_at) = patch.starts_at {
+        starts_in_future(now, starts_at)?;
     }
     Ok(CheckedPatch {
         title,

@@ -15,7 +15,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{Page, Pagination, venues::Organizer};
 use crate::{
     AppState,
-    error::{ApiError, ApiResult},
+    error::ApiResult,
     events::{self, Event, EventPatch, EventSummary, NewEvent},
 };
 
@@ -78,15 +78,9 @@ async fn list_events(
     State(state): State<AppState>,
     Query(search): Query<EventSearch>,
 ) -> ApiResult<Json<Page<EventSummary>>> {
-    if search.q.chars().count() > 200 {
-        return Err(ApiError::invalid(
-            "invalid_query",
-            "q has at most 200 characters.",
-        ));
-    }
+    let q = super::search_text(&search.q)?;
     let page = Pagination::new(search.page, search.per_page).resolve()?;
-    let (items, total) =
-        events::search(&state.db, search.q.trim(), page.per_page, page.offset()).await?;
+    let (items, total) = events::search(&state.db, q, page.per_page, page.offset()).await?;
     Ok(Json(page.answer(items, total)))
 }
 
