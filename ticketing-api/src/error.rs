@@ -200,6 +200,59 @@ impl From<crate::accounts::AccountError> for ApiError {
     }
 }
 
+impl From<crate::events::EventError> for ApiError {
+    fn from(err: crate::events::EventError) -> Self {
+        use crate::events::EventError as E;
+        let message = err.to_string();
+        match err {
+            E::InvalidField(_) => Self::invalid("invalid_field", message),
+            E::InvalidTime(_) => Self::invalid("invalid_time", message),
+            E::InvalidCurrency(_) => Self::invalid("invalid_currency", message),
+            E::MixedCurrencies => Self::invalid("mixed_currencies", message),
+            E::DuplicateClass(_) => Self::invalid("duplicate_class", message),
+            E::UnknownVenue => Self::invalid("unknown_venue", message),
+            E::UnknownSection(_) => Self::invalid("unknown_section", message),
+            E::SeatsWithoutClass(_) => Self::invalid("seats_without_class", message),
+            E::EmptyClass(_) => Self::invalid("empty_class", message),
+            E::UnknownClass(_) => Self::invalid("unknown_class", message),
+            E::NotFound => Self::NotFound("event"),
+            E::HasSales(_) => Self::conflict("event_has_sales", message),
+            E::SaleOpened => Self::conflict("sale_opened", message),
+            E::Cancelled => Self::conflict("event_cancelled", message),
+            E::Database(err) => err.into(),
+            E::Internal(err) => Self::Internal(err),
+        }
+    }
+}
+
+impl From<crate::venues::VenueError> for ApiError {
+    fn from(err: crate::venues::VenueError) -> Self {
+        use crate::venues::VenueError as E;
+        let message = err.to_string();
+        match err {
+            E::InvalidField(_) => Self::invalid("invalid_field", message),
+            E::InvalidLayout(_) => Self::invalid("invalid_layout", message),
+            E::UnsafeSvg(_) => Self::invalid("unsafe_svg", message),
+            E::NotFound => Self::NotFound("venue"),
+            E::Database(err) => err.into(),
+            E::Internal(err) => Self::Internal(err),
+        }
+    }
+}
+
+impl From<crate::reports::ReportError> for ApiError {
+    fn from(err: crate::reports::ReportError) -> Self {
+        use crate::reports::ReportError as E;
+        match err {
+            E::NotFound => Self::NotFound("event"),
+            E::Event(err) => err.into(),
+            E::Inventory(err) => err.into(),
+            E::Redis(err) => err.into(),
+            E::Db(err) => err.into(),
+        }
+    }
+}
+
 impl From<crate::holds::HoldError> for ApiError {
     fn from(err: crate::holds::HoldError) -> Self {
         use crate::holds::HoldError as E;
@@ -234,6 +287,14 @@ impl From<crate::holds::HoldError> for ApiError {
             E::Inventory(err) => Self::Internal(anyhow::Error::new(err).context("inventory")),
             E::Database(err) => err.into(),
         }
+    }
+}
+
+/// The seat inventory read outside a hold (seat maps, live counts, dashboards) fails as a
+/// hold would: 503 while the inventory is loading, 500 otherwise.
+impl From<shared::inventory::InventoryError> for ApiError {
+    fn from(err: shared::inventory::InventoryError) -> Self {
+        crate::holds::HoldError::from(err).into()
     }
 }
 

@@ -14,6 +14,7 @@
 //! | [`extract`] | who is calling: the access-token extractor and role guards |
 //! | [`error`] | `ApiError`, the one place where errors become HTTP |
 //! | [`state`] | `AppState`, cloned into every handler |
+//! | [`sql`] | SQL helpers: literal `ILIKE` patterns for search boxes, a page of a list with its total |
 //! | [`rate_limit`] | login limits per account (failures, in Redis) and per address; sign-up limits per address |
 
 pub mod accounts;
@@ -26,6 +27,7 @@ pub mod holds;
 pub mod rate_limit;
 pub mod reports;
 pub mod routes;
+pub mod sql;
 pub mod state;
 pub mod venues;
 

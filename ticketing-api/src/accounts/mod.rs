@@ -1,5 +1,6 @@
 //! Accounts: users, passwords, sessions (refresh-token rotation), organizer applications,
-//! bans and the audit log. No axum types here; routes translate [`AccountError`] into HTTP.
+//! bans and the audit log. No axum types here; `crate::error` translates [`AccountError`]
+//! into HTTP.
 
 pub mod audit;
 pub mod organizers;

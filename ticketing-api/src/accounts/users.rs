@@ -12,6 +12,7 @@ use super::{
     AccountError, audit,
     password::{self, Password},
 };
+use crate::sql;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct User {
@@ -147,30 +148,20 @@ pub async fn search(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<User>, i64), AccountError> {
-    // `q` is a literal substring: escape LIKE's wildcards.
-    let pattern = format!(
-        "%{}%",
-        q.replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-    );
-    let users = sqlx::query_as::<_, User>(concat!(
-        "SELECT ",
-        user_columns!(),
-        " FROM users WHERE email ILIKE $1 OR name ILIKE $1
-         ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
-    ))
-    .bind(&pattern)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(db)
-    .await?;
-    let (total,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM users WHERE email ILIKE $1 OR name ILIKE $1")
-            .bind(&pattern)
-            .fetch_one(db)
-            .await?;
-    Ok((users, total))
+    Ok(sql::page(
+        db,
+        concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE email ILIKE $1 OR name ILIKE $1
+             ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
+        ),
+        "SELECT count(*) FROM users WHERE email ILIKE $1 OR name ILIKE $1",
+        sql::contains(q),
+        limit,
+        offset,
+    )
+    .await?)
 }
 
 /// Bans a user: no more logins, every refresh token revoked, live access tokens refused by

@@ -167,22 +167,10 @@ pub fn plan(venue: &Expanded, classes: &[ClassSpec]) -> Result<Plan, PlanError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::venues::layout::{GridSectionInput, LayoutInput, SvgSeatInput};
+    use crate::venues::layout::{LayoutInput, SvgSeatInput};
 
     fn grid(sections: &[(&str, i64, i64)]) -> Expanded {
-        LayoutInput::Grid {
-            sections: sections
-                .iter()
-                .map(|&(name, rows, seats_per_row)| GridSectionInput {
-                    name: name.into(),
-                    rows,
-                    seats_per_row,
-                })
-                .collect(),
-        }
-        .parse()
-        .expect("valid")
-        .expand()
+        LayoutInput::grid(sections).parse().expect("valid").expand()
     }
 
     fn class(name: &str, sections: &[&str]) -> ClassSpec {

@@ -138,15 +138,9 @@ async fn search_users(
     _admin: Admin,
     Query(search): Query<UserSearch>,
 ) -> ApiResult<Json<Page<UserView>>> {
-    if search.q.chars().count() > 200 {
-        return Err(ApiError::invalid(
-            "invalid_query",
-            "q has at most 200 characters.",
-        ));
-    }
+    let q = super::search_text(&search.q)?;
     let page = Pagination::new(search.page, search.per_page).resolve()?;
-    let (users, total) =
-        users::search(&state.db, search.q.trim(), page.per_page, page.offset()).await?;
+    let (users, total) = users::search(&state.db, q, page.per_page, page.offset()).await?;
     Ok(Json(page.answer(
         users.into_iter().map(UserView::from).collect(),
         total,

@@ -15,8 +15,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{Page, Pagination, venues::Organizer};
 use crate::{
     AppState,
-    error::{ApiError, ApiResult},
-    events::{self, Event, EventError, EventPatch, EventSummary, NewEvent},
+    error::ApiResult,
+    events::{self, Event, EventPatch, EventSummary, NewEvent},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -24,30 +24,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_event, list_events))
         .routes(routes!(get_event, update_event, delete_event))
         .routes(routes!(cancel_event))
-}
-
-impl From<EventError> for ApiError {
-    fn from(err: EventError) -> Self {
-        let message = err.to_string();
-        match err {
-            EventError::InvalidField(_) => Self::invalid("invalid_field", message),
-            EventError::InvalidTime(_) => Self::invalid("invalid_time", message),
-            EventError::InvalidCurrency(_) => Self::invalid("invalid_currency", message),
-            EventError::MixedCurrencies => Self::invalid("mixed_currencies", message),
-            EventError::DuplicateClass(_) => Self::invalid("duplicate_class", message),
-            EventError::UnknownVenue => Self::invalid("unknown_venue", message),
-            EventError::UnknownSection(_) => Self::invalid("unknown_section", message),
-            EventError::SeatsWithoutClass(_) => Self::invalid("seats_without_class", message),
-            EventError::EmptyClass(_) => Self::invalid("empty_class", message),
-            EventError::UnknownClass(_) => Self::invalid("unknown_class", message),
-            EventError::NotFound => Self::NotFound("event"),
-            EventError::HasSales(_) => Self::conflict("event_has_sales", message),
-            EventError::SaleOpened => Self::conflict("sale_opened", message),
-            EventError::Cancelled => Self::conflict("event_cancelled", message),
-            EventError::Database(err) => err.into(),
-            EventError::Internal(err) => Self::Internal(err),
-        }
-    }
 }
 
 /// Create an event in one of your venues, with its ticket classes and every seat. Audited.
@@ -102,15 +78,9 @@ async fn list_events(
     State(state): State<AppState>,
     Query(search): Query<EventSearch>,
 ) -> ApiResult<Json<Page<EventSummary>>> {
-    if search.q.chars().count() > 200 {
-        return Err(ApiError::invalid(
-            "invalid_query",
-            "q has at most 200 characters.",
-        ));
-    }
+    let q = super::search_text(&search.q)?;
     let page = Pagination::new(search.page, search.per_page).resolve()?;
-    let (items, total) =
-        events::search(&state.db, search.q.trim(), page.per_page, page.offset()).await?;
+    let (items, total) = events::search(&state.db, q, page.per_page, page.offset()).await?;
     Ok(Json(page.answer(items, total)))
 }
 

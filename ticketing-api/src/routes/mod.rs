@@ -149,6 +149,17 @@ impl From<User> for UserView {
     }
 }
 
+/// The text of a search box (`?q=`): at most 200 characters, trimmed.
+pub fn search_text(q: &str) -> Result<&str, ApiError> {
+    if q.chars().count() > 200 {
+        return Err(ApiError::invalid(
+            "invalid_query",
+            "q has at most 200 characters.",
+        ));
+    }
+    Ok(q.trim())
+}
+
 /// `?page=&per_page=`: pages count from 1, at most 100 items a page.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -13,11 +13,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{Page, Pagination, venues::Organizer};
 use crate::{
     AppState,
-    error::{ApiError, ApiResult},
+    error::ApiResult,
     events::{self, EventSummary},
     extract::Admin,
-    holds::HoldError,
-    reports::{self, Dashboard, PlatformFigures, ReportError},
+    reports::{self, Dashboard, PlatformFigures},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -25,18 +24,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(my_events))
         .routes(routes!(dashboard))
         .routes(routes!(platform))
-}
-
-impl From<ReportError> for ApiError {
-    fn from(err: ReportError) -> Self {
-        match err {
-            ReportError::NotFound => Self::NotFound("event"),
-            ReportError::Event(err) => err.into(),
-            ReportError::Inventory(err) => HoldError::from(err).into(),
-            ReportError::Redis(err) => err.into(),
-            ReportError::Db(err) => err.into(),
-        }
-    }
 }
 
 /// The caller's own events, cancelled and past ones included, the latest first.

@@ -24,7 +24,6 @@ use crate::{
     AppState,
     error::{ApiError, ApiResult},
     events::ClassAvailability,
-    holds::HoldError,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -108,11 +107,7 @@ async fn seat_map(
         .get(&state.db, event_id)
         .await?
         .ok_or(ApiError::NotFound("event"))?;
-    let states = state
-        .inventory
-        .snapshot(&catalog)
-        .await
-        .map_err(HoldError::from)?;
+    let states = state.inventory.snapshot(&catalog).await?;
     let class_names: Vec<String> = catalog.classes.iter().map(|c| c.name.clone()).collect();
     let response = match format {
         "state" => (
@@ -184,11 +179,7 @@ async fn class_availability(
         .get(&state.db, event_id)
         .await?
         .ok_or(ApiError::NotFound("event"))?;
-    let counts: Vec<ClassCounts> = state
-        .inventory
-        .counts(&catalog)
-        .await
-        .map_err(HoldError::from)?;
+    let counts: Vec<ClassCounts> = state.inventory.counts(&catalog).await?;
     Ok(catalog
         .classes
         .iter()

@@ -6,7 +6,7 @@
 
 use axum::{
     extract::{FromRequestParts, State},
-    http::{HeaderValue, StatusCode, header, request::Parts},
+    http::{StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use shared::{
@@ -21,7 +21,7 @@ use crate::{
     AppState,
     error::{ApiError, ApiResult},
     extract::CurrentUser,
-    venues::{self, Actor, NewVenue, Venue, VenueError, VenueSummary},
+    venues::{self, Actor, NewVenue, Venue, VenueSummary},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -43,20 +43,6 @@ impl FromRequestParts<AppState> for Organizer {
         Actor::new(user.id, user.role).map(Self).ok_or_else(|| {
             ApiError::forbidden("forbidden", "Only organizers and admins may do this.")
         })
-    }
-}
-
-impl From<VenueError> for ApiError {
-    fn from(err: VenueError) -> Self {
-        let message = err.to_string();
-        match err {
-            VenueError::InvalidField(_) => Self::invalid("invalid_field", message),
-            VenueError::InvalidLayout(_) => Self::invalid("invalid_layout", message),
-            VenueError::UnsafeSvg(_) => Self::invalid("unsafe_svg", message),
-            VenueError::NotFound => Self::NotFound("venue"),
-            VenueError::Database(err) => err.into(),
-            VenueError::Internal(err) => Self::Internal(err),
-        }
     }
 }
 
@@ -139,24 +125,15 @@ async fn get_venue(
 )]
 async fn layout_svg(State(state): State<AppState>, Path(id): Path<VenueId>) -> ApiResult<Response> {
     let svg = venues::layout_svg(&state.db, id).await?;
-    let mut response = svg.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("image/svg+xml"),
-    );
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    // Layouts never change; a day of caching keeps seat-map page loads off the database.
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=86400"),
-    );
-    Ok(response)
+    let headers = [
+        (header::CONTENT_TYPE, "image/svg+xml"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        // Layouts never change; a day of caching keeps seat-map page loads off the database.
+        (header::CACHE_CONTROL, "public, max-age=86400"),
+    ];
+    Ok((headers, svg).into_response())
 }

@@ -383,11 +383,10 @@ fn number_unlabelled_seats(input: &[SvgSeat], seats: &mut [VenueSeat], sections:
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn grid(sections: &[(&str, i64, i64)]) -> LayoutInput {
-        LayoutInput::Grid {
+impl LayoutInput {
+    /// A grid of `(name, rows, seats_per_row)` sections, for tests here and in `events`.
+    pub(crate) fn grid(sections: &[(&str, i64, i64)]) -> Self {
+        Self::Grid {
             sections: sections
                 .iter()
                 .map(|&(name, rows, seats_per_row)| GridSectionInput {
@@ -398,6 +397,11 @@ mod tests {
                 .collect(),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     fn svg_seat(label: &str, x: f64, y: f64) -> SvgSeatInput {
         SvgSeatInput {
@@ -410,7 +414,9 @@ mod tests {
 
     #[test]
     fn grid_seats_are_labelled_section_row_seat_and_sections_stack() {
-        let layout = grid(&[("A", 2, 3), ("B", 1, 2)]).parse().expect("valid");
+        let layout = LayoutInput::grid(&[("A", 2, 3), ("B", 1, 2)])
+            .parse()
+            .expect("valid");
         assert_eq!(layout.capacity(), 8);
         let expanded = layout.expand();
         assert_eq!(expanded.sections, ["A", "B"]);
@@ -435,24 +441,24 @@ mod tests {
             .map(|(n, r, s)| (n.as_str(), *r, *s))
             .collect();
         for bad in [
-            grid(&[]),
-            grid(&too_many),
-            grid(&[("A-1", 1, 1)]),
-            grid(&[("", 1, 1)]),
-            grid(&[("ÄÖ", 1, 1)]),
-            grid(&[("A", 1, 1), ("A", 1, 1)]),
-            grid(&[("A", 0, 1)]),
-            grid(&[("A", 1, 1001)]),
-            grid(&[("A", -1, 5)]),
+            LayoutInput::grid(&[]),
+            LayoutInput::grid(&too_many),
+            LayoutInput::grid(&[("A-1", 1, 1)]),
+            LayoutInput::grid(&[("", 1, 1)]),
+            LayoutInput::grid(&[("ÄÖ", 1, 1)]),
+            LayoutInput::grid(&[("A", 1, 1), ("A", 1, 1)]),
+            LayoutInput::grid(&[("A", 0, 1)]),
+            LayoutInput::grid(&[("A", 1, 1001)]),
+            LayoutInput::grid(&[("A", -1, 5)]),
             // 201 × 1000 > 200,000.
-            grid(&[("A", 1000, 201)]),
+            LayoutInput::grid(&[("A", 1000, 201)]),
         ] {
             assert!(
                 matches!(bad.clone().parse(), Err(VenueError::InvalidLayout(_))),
                 "{bad:?} should be refused"
             );
         }
-        assert!(grid(&[("A", 1000, 200)]).parse().is_ok());
+        assert!(LayoutInput::grid(&[("A", 1000, 200)]).parse().is_ok());
     }
 
     #[test]

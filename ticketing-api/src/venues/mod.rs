@@ -1,5 +1,5 @@
-//! Venues: where events happen, and their seat layouts. No axum types here; routes translate
-//! [`VenueError`] into HTTP.
+//! Venues: where events happen, and their seat layouts. No axum types here; `crate::error`
+//! translates [`VenueError`] into HTTP.
 //!
 //! A venue belongs to the organizer who created it; only they and admins see it (others get
 //! "not found", so ids reveal nothing). Its layout is checked once, on creation, and never
@@ -199,22 +199,17 @@ pub async fn list(
 ) -> Result<(Vec<VenueSummary>, i64), VenueError> {
     // `$1 IS NULL` lists everything: only admins pass no owner.
     let owner = (!actor.is_admin).then_some(actor.id);
-    let items = sqlx::query_as::<_, VenueSummary>(
+    Ok(crate::sql::page(
+        db,
         "SELECT id, organizer_id, name, city, capacity, layout->>'kind' AS layout_kind, created_at
          FROM venues WHERE $1::uuid IS NULL OR organizer_id = $1
          ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+        "SELECT count(*) FROM venues WHERE $1::uuid IS NULL OR organizer_id = $1",
+        owner,
+        limit,
+        offset,
     )
-    .bind(owner)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(db)
-    .await?;
-    let (total,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM venues WHERE $1::uuid IS NULL OR organizer_id = $1")
-            .bind(owner)
-            .fetch_one(db)
-            .await?;
-    Ok((items, total))
+    .await?)
 }
 
 /// The checked SVG drawing of a venue with an SVG layout. Public: it is the background of the

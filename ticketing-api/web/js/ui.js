@@ -219,6 +219,22 @@ export function field({ label, id, hint, ...attrs }, control = null) {
   return h('div', { class: 'field' }, h('label', { for: input.id }, label), input, hintEl);
 }
 
+/**
+ * Starts a form's check: clears its error line (`error`) and every `aria-invalid` mark, and
+ * returns `fail(message, el)`, which shows the message and marks and focuses `el` (if any).
+ */
+export function formCheck(form, error) {
+  error.textContent = '';
+  for (const el of form.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
+  return (message, el) => {
+    error.textContent = message;
+    if (el) {
+      el.setAttribute('aria-invalid', 'true');
+      el.focus();
+    }
+  };
+}
+
 /** An error box with a retry button, for a page that could not load. */
 export function errorBox(err, retry) {
   return h('div', { class: 'notice notice--error', role: 'alert' },

@@ -2,7 +2,7 @@
 // class takes sections of the venue (chosen from the venue's own sections); a class with no
 // section ticked takes the seats left over. ?venue=ID preselects a venue.
 
-import { h, mount, field, errorMessage, toast, spinner, errorBox, money } from '../../ui.js';
+import { h, mount, field, errorMessage, toast, spinner, errorBox, money, formCheck } from '../../ui.js';
 import { organizerTabs, CURRENCIES, toMinor, toLocalInput, fromLocalInput } from './common.js';
 
 export async function render({ root, api, navigate, setTitle, signal, query }) {
@@ -110,15 +110,7 @@ export async function render({ root, api, navigate, setTitle, signal, query }) {
 
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
-    error.textContent = '';
-    for (const el of form.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
-    const fail = (message, el) => {
-      error.textContent = message;
-      if (el) {
-        el.setAttribute('aria-invalid', 'true');
-        el.focus();
-      }
-    };
+    const fail = formCheck(form, error);
     const f = form.elements;
     const title = f.title.value.trim();
     if (!title) return fail('Give the event a title.', f.title);

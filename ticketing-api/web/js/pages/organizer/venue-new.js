@@ -3,7 +3,7 @@
 // The SVG is previewed locally in an <img> (which never runs scripts), then, once the API has
 // accepted it, exactly as the API serves it.
 
-import { h, mount, field, errorMessage, toast, plural } from '../../ui.js';
+import { h, mount, field, errorMessage, toast, plural, formCheck } from '../../ui.js';
 import { organizerTabs, drawGrid, svgPreview, viewBoxOf } from './common.js';
 
 const NAME = /^[A-Za-z0-9_]{1,20}$/;
@@ -164,15 +164,7 @@ export function render({ root, api, navigate, setTitle, onCleanup }) {
 
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
-    error.textContent = '';
-    for (const el of form.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
-    const fail = (message, el) => {
-      error.textContent = message;
-      if (el) {
-        el.setAttribute('aria-invalid', 'true');
-        el.focus();
-      }
-    };
+    const fail = formCheck(form, error);
     const nameEl = form.elements['venue-name'];
     const name = nameEl.value.trim();
     if (!name) return fail('Give the venue a name.', nameEl);
