@@ -6,7 +6,6 @@ use std::{collections::HashSet, time::Duration};
 
 use shared::{
     cache::RedisKeys,
-    config::testing,
     ids::{ClassId, EventId, HoldId, SeatId, UserId},
     inventory::{
         Catalog, ClassCounts, ClassInfo, HoldOutcome, HoldState, HoldTerms, Inventory, SeatInfo,
@@ -17,7 +16,7 @@ use sqlx::PgPool;
 
 /// One class "Main" of `rows` rows × `per_row` seats (labels `A-row-seat`), and the inventory.
 fn fixture(db: PgPool, rows: i32, per_row: i32) -> (Inventory, Catalog, shared::cache::Redis) {
-    let config = testing::redis();
+    let config = testkit::config::redis();
     let redis = shared::cache::connect(&config).expect("pool");
     let inventory = Inventory::new(db, redis.clone(), RedisKeys::new(config.key_prefix));
     let seats = (0..rows)

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use shared::tokens::AccessClaims;
 use sqlx::PgPool;
 
-use crate::helpers::{TestApp, assert_error, spawn};
+use testkit::api::{TestApp, assert_error, spawn};
 
 async fn audit_actions(app: &TestApp, admin: &str) -> Vec<String> {
     let log: Value = app
@@ -90,7 +90,7 @@ async fn a_fan_applies_an_admin_approves_and_the_next_token_says_organizer(db: P
     assert_error(again, StatusCode::CONFLICT, "no_pending_application").await;
 
     // The fan's browser refreshes and gets a token that carries the new role.
-    let token = &crate::helpers::refreshed_token(&app, &fan_client).await;
+    let token = &testkit::api::refreshed_token(&app, &fan_client).await;
     let claims = app
         .keys
         .access
@@ -225,7 +225,7 @@ async fn a_banned_fan_is_locked_out_at_once_and_the_ban_is_audited(db: PgPool) {
     let login = app
         .post(
             "/api/auth/login",
-            &json!({"email": "trouble@example.test", "password": crate::helpers::PASSWORD}),
+            &json!({"email": "trouble@example.test", "password": testkit::api::PASSWORD}),
         )
         .await;
     assert_error(login, StatusCode::FORBIDDEN, "banned").await;
@@ -241,7 +241,7 @@ async fn a_banned_fan_is_locked_out_at_once_and_the_ban_is_audited(db: PgPool) {
         )
         .await;
     assert_eq!(unbanned.status(), StatusCode::OK);
-    app.login("trouble@example.test", crate::helpers::PASSWORD)
+    app.login("trouble@example.test", testkit::api::PASSWORD)
         .await;
     assert!(
         audit_actions(&app, &admin)
@@ -257,7 +257,7 @@ async fn a_ban_made_on_one_instance_reaches_another_within_seconds(db: PgPool) {
     let (fan_id, _, _) = first.fan("roaming@example.test").await;
     // Each test app has its own signing keys, so the fan logs in on the second one too.
     let fan_on_second = second
-        .login("roaming@example.test", crate::helpers::PASSWORD)
+        .login("roaming@example.test", testkit::api::PASSWORD)
         .await;
     assert_eq!(
         second.get_as("/api/me", &fan_on_second).await.status(),

@@ -8,7 +8,6 @@ mod browser;
 mod dead_letters;
 mod events;
 mod gate;
-mod helpers;
 mod hostile;
 mod login_limits;
 mod ops;
