@@ -293,16 +293,7 @@ impl Bench {
                 .hold_best(&catalog, hold, fan, Duration::from_secs(600), 0, 1)
                 .await?;
             anyhow::ensure!(matches!(held, HoldOutcome::Held { .. }), "{held:?}");
-            let command = ProcessBookingCommand {
-                booking_id: BookingId::new(),
-                event_id: event,
-                user_id: fan,
-                hold_id: hold,
-                seat_ids: Vec::new(),
-                idempotency_key: None,
-                requested_at: time::OffsetDateTime::now_utc(),
-                prices: Vec::new(),
-            };
+            let command = testkit::broker::booking_command(event, fan, hold);
             // The API's marker, as before every publish: a worker persists only marked commands.
             shared::sales::PendingBooking {
                 user_id: fan,

@@ -167,16 +167,7 @@ impl Sale {
 
     /// A command for `fan`'s `hold`, as the API would publish it under a fresh booking id.
     fn command(&self, fan: UserId, hold: HoldId) -> ProcessBookingCommand {
-        ProcessBookingCommand {
-            booking_id: BookingId::new(),
-            event_id: self.event,
-            user_id: fan,
-            hold_id: hold,
-            seat_ids: Vec::new(),
-            idempotency_key: None,
-            requested_at: time::OffsetDateTime::now_utc(),
-            prices: Vec::new(),
-        }
+        testkit::broker::booking_command(self.event, fan, hold)
     }
 
     /// Sells the seats at `idx` to another fan in Postgres only, as after a lost Redis: the
@@ -233,18 +224,6 @@ impl Sale {
         self.app.admit(self.event, fan).await
     }
 
-    /// A request as `token` that must answer `expect`; its JSON.
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        token: &str,
-        body: Option<&Value>,
-        expect: StatusCode,
-    ) -> Value {
-        self.app.json_as(method, path, token, body, expect).await
-    }
-
     /// A fan with a one-seat hold (best available).
     async fn fan_with_hold(&self) -> (UserId, String, HoldId) {
         let (fan, token) = self.app.mint(Role::Fan).await;
@@ -293,14 +272,15 @@ impl Sale {
     }
 
     async fn booking(&self, token: &str, booking: BookingId) -> Value {
-        self.send(
-            Method::GET,
-            &format!("/api/bookings/{booking}"),
-            token,
-            None,
-            StatusCode::OK,
-        )
-        .await
+        self.app
+            .json_as(
+                Method::GET,
+                &format!("/api/bookings/{booking}"),
+                token,
+                None,
+                StatusCode::OK,
+            )
+            .await
     }
 
     /// Polls until the booking is no longer `pending`.
@@ -413,14 +393,15 @@ async fn a_queued_registration_ends_confirmed_and_its_event_is_published_once(db
     let pending = sale.booking(&token, booking).await;
     assert_eq!(pending["status"], "pending", "{pending}");
     let (_, stranger) = sale.app.mint(Role::Fan).await;
-    sale.send(
-        Method::GET,
-        &format!("/api/bookings/{booking}"),
-        &stranger,
-        None,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
+    sale.app
+        .json_as(
+            Method::GET,
+            &format!("/api/bookings/{booking}"),
+            &stranger,
+            None,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
     // A retry answers with the same booking, and queues nothing new.
     assert_eq!(sale.register(fan, &token, hold).await, booking);
 
@@ -486,7 +467,8 @@ async fn a_price_changed_after_the_202_does_not_reach_that_booking(db: PgPool) {
     // The organizer raises the price before any worker has written the booking: Postgres has
     // no row of it yet, so the change is allowed, and must not reach the fan who was accepted.
     let event: Value = sale
-        .send(
+        .app
+        .json_as(
             Method::GET,
             &format!("/api/events/{}", sale.event),
             &token,
@@ -496,7 +478,8 @@ async fn a_price_changed_after_the_202_does_not_reach_that_booking(db: PgPool) {
         .await;
     let class = &event["classes"][0]["id"];
     let _: Value = sale
-        .send(
+        .app
+        .json_as(
             Method::PATCH,
             &format!("/api/events/{}", sale.event),
             &sale.organizer,
@@ -1180,15 +1163,16 @@ async fn a_command_that_keeps_failing_is_dead_lettered_its_booking_rejected_and_
 
     // The admin sees both and resolves one, through the API.
     let admin = sale.app.admin_token().await;
-    let open = sale
-        .send(
+    let open_letters = || {
+        sale.app.json_as(
             Method::GET,
             "/api/admin/dead-letters",
             &admin,
             None,
             StatusCode::OK,
         )
-        .await;
+    };
+    let open = open_letters().await;
     assert_eq!(open["total"], 2, "{open}");
     let listed = open["items"]
         .as_array()
@@ -1201,7 +1185,8 @@ async fn a_command_that_keeps_failing_is_dead_lettered_its_booking_rejected_and_
     assert_eq!(listed["event_id"], sale.event.to_string());
     assert!(listed["death_count"].as_i64() >= Some(1), "{listed}");
     let resolved = sale
-        .send(
+        .app
+        .json_as(
             Method::POST,
             &format!("/api/admin/dead-letters/{}/resolve", listed["id"]),
             &admin,
@@ -1210,15 +1195,7 @@ async fn a_command_that_keeps_failing_is_dead_lettered_its_booking_rejected_and_
         )
         .await;
     assert!(resolved["resolved_at"].is_string(), "{resolved}");
-    let open = sale
-        .send(
-            Method::GET,
-            "/api/admin/dead-letters",
-            &admin,
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let open = open_letters().await;
     assert_eq!(open["total"], 1, "{open}");
 
     let metrics = reqwest::get(format!("{worker_base}/metrics"))

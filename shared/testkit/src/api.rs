@@ -197,22 +197,11 @@ impl TestApp {
     }
 
     pub async fn get_as(&self, path: &str, token: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request sent")
+        send_as(self, Method::GET, path, token, None).await
     }
 
     pub async fn post_as(&self, path: &str, token: &str, body: &Value) -> Response {
-        self.client
-            .post(self.url(path))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .expect("request sent")
+        send_as(self, Method::POST, path, token, Some(body)).await
     }
 
     /// A request as `token` that must answer `expect`; its JSON body.

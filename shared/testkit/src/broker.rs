@@ -16,8 +16,24 @@ use lapin::{
 };
 use shared::{
     config::{AmqpConfig, Secret},
-    messaging::{self, Names, routing},
+    ids::{BookingId, EventId, HoldId, UserId},
+    messaging::{self, Names, ProcessBookingCommand, routing},
 };
+
+/// The command for `fan`'s `hold` on `event` as the API would publish it, under a fresh
+/// booking id (no idempotency key; seats and prices left to the worker).
+pub fn booking_command(event: EventId, fan: UserId, hold: HoldId) -> ProcessBookingCommand {
+    ProcessBookingCommand {
+        booking_id: BookingId::new(),
+        event_id: event,
+        user_id: fan,
+        hold_id: hold,
+        seat_ids: Vec::new(),
+        idempotency_key: None,
+        requested_at: time::OffsetDateTime::now_utc(),
+        prices: Vec::new(),
+    }
+}
 
 /// Asserts every queue exists and a command published to the command exchange lands in the
 /// command queue; then deletes the queues and exchanges of `names`.

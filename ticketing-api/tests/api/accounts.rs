@@ -23,12 +23,7 @@ async fn a_fan_registers_logs_in_and_sees_themselves(db: PgPool) {
     assert_eq!(created["user"]["role"], "fan");
 
     let token = app.login("fan@example.test", PASSWORD).await;
-    let me: Value = app
-        .get_as("/api/me", &token)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let me: Value = app.get_json_as("/api/me", &token).await;
     assert_eq!(me["id"], created["user"]["id"]);
     assert_eq!(me["name"], "Ada Fan");
     assert_eq!(me["role"], "fan");

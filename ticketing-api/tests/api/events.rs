@@ -127,12 +127,7 @@ async fn an_organizer_creates_an_event_whose_seats_are_ready_at_once(db: PgPool)
     assert_eq!((x, y), (1.0, 8.0));
 
     // Public read, no token.
-    let public: Value = app
-        .get(&format!("/api/events/{id}"))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let public: Value = app.get_json(&format!("/api/events/{id}")).await;
     // The public read adds live counts from the inventory: nothing is held or sold yet.
     let mut public = public;
     for class in public["availability"].as_array_mut().expect("availability") {
@@ -980,14 +975,9 @@ async fn cancelling_is_idempotent_hides_the_event_and_freezes_it(db: PgPool) {
         1
     );
 
-    let public: Value = app
-        .get(&format!("/api/events/{id}"))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let public: Value = app.get_json(&format!("/api/events/{id}")).await;
     assert_eq!(public["status"], "cancelled");
-    let list: Value = app.get("/api/events").await.json().await.expect("json");
+    let list: Value = app.get_json("/api/events").await;
     assert_eq!(list["total"], 0);
 
     let patched = send_as(

@@ -115,27 +115,20 @@ async fn guessing_one_accounts_password_is_limited_per_address_and_the_owner_els
     let neighbour = login_from(&app, attacker, other, PASSWORD).await;
     assert_eq!(neighbour.status(), StatusCode::OK);
 
-    // A fan's typos do not pile up: a successful login clears their address's count.
-    for _ in 0..limits.failures_per_address - 1 {
-        let typo = login_from(&app, "192.0.2.44", victim, "typo-typo").await;
-        assert_eq!(typo.status(), StatusCode::UNAUTHORIZED);
+    // A fan's typos do not pile up: a successful login clears their address's count (twice
+    // the limit's worth of typos, a login between).
+    for _round in 0..2 {
+        for _ in 0..limits.failures_per_address - 1 {
+            let typo = login_from(&app, "192.0.2.44", victim, "typo-typo").await;
+            assert_eq!(typo.status(), StatusCode::UNAUTHORIZED);
+        }
+        assert_eq!(
+            login_from(&app, "192.0.2.44", victim, PASSWORD)
+                .await
+                .status(),
+            StatusCode::OK
+        );
     }
-    assert_eq!(
-        login_from(&app, "192.0.2.44", victim, PASSWORD)
-            .await
-            .status(),
-        StatusCode::OK
-    );
-    for _ in 0..limits.failures_per_address - 1 {
-        let typo = login_from(&app, "192.0.2.44", victim, "typo-typo").await;
-        assert_eq!(typo.status(), StatusCode::UNAUTHORIZED);
-    }
-    assert_eq!(
-        login_from(&app, "192.0.2.44", victim, PASSWORD)
-            .await
-            .status(),
-        StatusCode::OK
-    );
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]

@@ -14,7 +14,7 @@ async fn health_readiness_and_metrics_answer_directly_and_under_api(db: PgPool) 
         let response = app.get(path).await;
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
-    let ready: Value = app.get("/readyz").await.json().await.expect("json");
+    let ready: Value = app.get_json("/readyz").await;
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["checks"]["postgres"], true);
     assert_eq!(ready["checks"]["redis"], true);
@@ -83,12 +83,7 @@ async fn the_web_ui_is_served_when_running_without_the_gateway(db: PgPool) {
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn the_openapi_document_describes_every_account_endpoint(db: PgPool) {
     let app = spawn(db).await;
-    let doc: Value = app
-        .get("/api/openapi.json")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let doc: Value = app.get_json("/api/openapi.json").await;
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with('3')));
     for (path, method) in [
         ("/api/auth/register", "post"),

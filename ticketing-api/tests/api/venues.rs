@@ -47,20 +47,10 @@ async fn an_organizer_creates_a_grid_venue_and_reads_it_back(db: PgPool) {
     assert_eq!(venue["layout"]["sections"][1]["seats_per_row"], 5);
     let id = venue["id"].as_str().expect("id");
 
-    let read: Value = app
-        .get_as(&format!("/api/venues/{id}"), &token)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let read: Value = app.get_json_as(&format!("/api/venues/{id}"), &token).await;
     assert_eq!(read, venue);
 
-    let list: Value = app
-        .get_as("/api/venues", &token)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json_as("/api/venues", &token).await;
     assert_eq!(list["total"], 1);
     assert_eq!(list["items"][0]["id"], id);
     assert_eq!(list["items"][0]["layout_kind"], "grid");
@@ -449,22 +439,14 @@ async fn another_organizers_venue_is_not_found_but_admins_see_every_venue(db: Pg
         "not_found",
     )
     .await;
-    let their_list: Value = app
-        .get_as("/api/venues", &theirs)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let their_list: Value = app.get_json_as("/api/venues", &theirs).await;
     assert_eq!(their_list["total"], 1);
     assert_eq!(their_list["items"][0]["capacity"], 4);
 
     let admin = app.admin_token().await;
     let all: Value = app
-        .get_as("/api/venues?per_page=1&page=2", &admin)
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json_as("/api/venues?per_page=1&page=2", &admin)
+        .await;
     assert_eq!(all["total"], 2);
     assert_eq!(all["items"].as_array().expect("items").len(), 1);
     let read = app.get_as(&format!("/api/venues/{my_venue}"), &admin).await;
@@ -537,12 +519,7 @@ async fn malformed_requests_on_venue_endpoints_are_4xx(db: PgPool) {
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn the_openapi_document_describes_venue_and_event_endpoints(db: PgPool) {
     let app = spawn(db).await;
-    let doc: Value = app
-        .get("/api/openapi.json")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let doc: Value = app.get_json("/api/openapi.json").await;
     for (path, methods) in [
         ("/api/venues", &["get", "post"][..]),
         ("/api/venues/{id}", &["get"][..]),
