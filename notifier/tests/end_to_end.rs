@@ -9,82 +9,18 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use shared::{
-    config::{AdminBootstrap, AuthConfig, KeysConfig, LogFormat, Secret, testing},
-    domain::Role,
-    ids::UserId,
-    messaging::{Names, Publisher},
-    ticket_pdf::testing as pdf,
-    tokens::{AccessClaims, KeySet},
-};
+use shared::{config::LogFormat, domain::Role};
 use sqlx::PgPool;
 use support::smtp::FakeSmtp;
+use testkit::{
+    api::{TestApp, rfc3339_in, simple_config},
+    pdf,
+    users::mint_named,
+};
 
-async fn api(db: &PgPool, amqp: &shared::config::AmqpConfig, keys: &KeySet) -> String {
-    let redis = testing::redis();
-    let config = ticketing_api::Config {
-        http: testing::http(),
-        postgres: testing::postgres_for(db),
-        redis: redis.clone(),
-        amqp: amqp.clone(),
-        keys: KeysConfig {
-            dir: "/nonexistent".into(),
-        },
-        auth: AuthConfig {
-            access_token_ttl: Duration::from_secs(900),
-            refresh_token_ttl: Duration::from_secs(3600),
-            cookie_secure: false,
-            limits: shared::config::testing::auth_limits(),
-            admin: Some(AdminBootstrap {
-                email: "admin@example.test".into(),
-                password: Secret::new("admin-pass-123".into()),
-            }),
-        },
-        web_root: "/nonexistent".into(),
-        log_format: LogFormat::Pretty,
-    };
-    let state = ticketing_api::AppState::new(
-        config.clone(),
-        db.clone(),
-        shared::cache::connect(&redis).expect("redis"),
-        keys.clone(),
-        Publisher::lazy(amqp, "api-under-test"),
-    );
-    let app = ticketing_api::Application::with_state(&config, state)
-        .await
-        .expect("app");
-    let base = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until(std::future::pending()));
-    base
-}
-
-async fn mint(db: &PgPool, keys: &KeySet, role: Role, name: &str) -> (UserId, String) {
-    let id = UserId::new();
-    sqlx::query(
-        "INSERT INTO users (id, email, name, password_hash, role) VALUES ($1, $2, $3, 'x', $4)",
-    )
-    .bind(id)
-    .bind(support::address(id))
-    .bind(name)
-    .bind(role.as_str())
-    .execute(db)
-    .await
-    .expect("user");
-    let token = keys
-        .access
-        .sign(AccessClaims { sub: id, role }, Duration::from_secs(900))
-        .expect("token");
-    (id, token)
-}
-
-async fn post(base: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{base}{path}"))
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .expect("sent");
+/// A POST as `token`: the status and the JSON body (`null` when there is none).
+async fn post(app: &TestApp, path: &str, token: &str, body: &Value) -> (u16, Value) {
+    let response = app.post_as(path, token, body).await;
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -92,30 +28,23 @@ async fn post(base: &str, path: &str, token: &str, body: &Value) -> (u16, Value)
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_booking_is_pushed_mailed_once_with_its_pdf_and_checked_in_once(db: PgPool) {
     shared::telemetry::init_tracing(LogFormat::Pretty);
-    let keys = KeySet::generate();
     let smtp = FakeSmtp::start().await;
     let config = support::config(&db, smtp.port);
-    let base = api(&db, &config.amqp, &keys).await;
-    let notifier = notifier::build_with(&config, keys.access.verifying_only())
-        .await
-        .expect("notifier");
-    let notifier_addr = notifier.local_addr();
-    let stopper = notifier.stopper();
-    tokio::spawn(notifier.run_until(std::future::pending()));
-    let ready = format!("http://{notifier_addr}/readyz");
-    assert!(
-        support::eventually(Duration::from_secs(20), || {
-            let ready = ready.clone();
-            async move { reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200) }
-        })
-        .await
-    );
+    // The API on the notifier's broker names; the notifier checks the API's access tokens.
+    let mut api_config = simple_config();
+    api_config.amqp = config.amqp.clone();
+    let app = TestApp::init()
+        .with_config(api_config)
+        .spawn(db.clone())
+        .await;
+    let keys = &app.keys;
+    let (notifier_addr, stopper) = support::instance(&config, &keys.access).await;
 
     // An organizer's event, and a fan with the page open.
-    let (_, organizer) = mint(&db, &keys, Role::Organizer, "Olga Organizer").await;
-    let (fan_id, fan) = mint(&db, &keys, Role::Fan, "Frida Fan").await;
+    let (_, organizer) = mint_named(&db, keys, Role::Organizer, "Olga Organizer").await;
+    let (fan_id, fan) = mint_named(&db, keys, Role::Fan, "Frida Fan").await;
     let (status, venue) = post(
-        &base,
+        &app,
         "/api/venues",
         &organizer,
         &json!({"name": "Harbour Hall", "city": "Bergen",
@@ -123,14 +52,10 @@ async fn a_booking_is_pushed_mailed_once_with_its_pdf_and_checked_in_once(db: Pg
     )
     .await;
     assert_eq!(status, 201, "{venue}");
-    let starts = (time::OffsetDateTime::now_utc() + time::Duration::days(30))
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("date");
-    let opens = (time::OffsetDateTime::now_utc() - time::Duration::hours(1))
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("date");
+    let starts = rfc3339_in(time::Duration::days(30));
+    let opens = rfc3339_in(-time::Duration::hours(1));
     let (status, event) = post(
-        &base,
+        &app,
         "/api/events",
         &organizer,
         &json!({"title": "Fjord Strings", "venue_id": venue["id"], "starts_at": starts,
@@ -147,7 +72,7 @@ async fn a_booking_is_pushed_mailed_once_with_its_pdf_and_checked_in_once(db: Pg
 
     // The fan books one seat (the simple path: confirmed at once, the event in the outbox).
     let (status, hold) = post(
-        &base,
+        &app,
         &format!("/api/events/{event_id}/holds"),
         &fan,
         &json!({"class": "Normal", "quantity": 1}),
@@ -155,7 +80,7 @@ async fn a_booking_is_pushed_mailed_once_with_its_pdf_and_checked_in_once(db: Pg
     .await;
     assert_eq!(status, 201, "{hold}");
     let (status, booking) = post(
-        &base,
+        &app,
         &format!("/api/events/{event_id}/registrations"),
         &fan,
         &json!({"hold_id": hold["hold_id"]}),
@@ -214,23 +139,11 @@ async fn a_booking_is_pushed_mailed_once_with_its_pdf_and_checked_in_once(db: Pg
     assert_eq!(codes.len(), 1);
 
     // The scanned QR at the door: valid once, then already checked in.
-    let (status, first) = post(
-        &base,
-        "/api/checkin",
-        &organizer,
-        &json!({"code": codes[0]}),
-    )
-    .await;
+    let (status, first) = post(&app, "/api/checkin", &organizer, &json!({"code": codes[0]})).await;
     assert_eq!(status, 200);
     assert_eq!(first["result"], "valid", "{first}");
     assert_eq!(first["ticket"]["seat_label"], seat.as_str());
-    let (_, again) = post(
-        &base,
-        "/api/checkin",
-        &organizer,
-        &json!({"code": codes[0]}),
-    )
-    .await;
+    let (_, again) = post(&app, "/api/checkin", &organizer, &json!({"code": codes[0]})).await;
     assert_eq!(again["result"], "already_checked_in");
 
     // A redelivered event sends no second mail.
@@ -240,11 +153,5 @@ async fn a_booking_is_pushed_mailed_once_with_its_pdf_and_checked_in_once(db: Pg
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(smtp.mails_to(&to).len(), 1);
 
-    stopper.stop();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    shared::messaging::testing::delete_topology(
-        &config.amqp,
-        &Names::new(config.amqp.prefix.clone()),
-    )
-    .await;
+    support::finish(&config, &[&stopper]).await;
 }

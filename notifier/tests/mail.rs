@@ -5,13 +5,10 @@ mod support;
 
 use std::time::Duration;
 
-use shared::{
-    messaging::Names,
-    ticket_pdf::testing as pdf,
-    tokens::{KeyPurpose, KeySet, TicketClaims, TokenKeys},
-};
+use shared::tokens::{KeyPurpose, KeySet, TicketClaims, TokenKeys};
 use sqlx::PgPool;
 use support::{CONFIRMED, REJECTED, smtp::FakeSmtp};
+use testkit::pdf;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -23,17 +20,6 @@ async fn start(db: &PgPool, smtp: &FakeSmtp) -> (notifier::Config, notifier::Sto
     let stopper = server.stopper();
     tokio::spawn(server.run_until(std::future::pending()));
     (config, stopper)
-}
-
-/// Stops the notifier's consumers, then deletes the test's broker names.
-async fn finish(config: &notifier::Config, stopper: &notifier::Stopper) {
-    stopper.stop();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    shared::messaging::testing::delete_topology(
-        &config.amqp,
-        &Names::new(config.amqp.prefix.clone()),
-    )
-    .await;
 }
 
 async fn deliveries(db: &PgPool) -> i64 {
@@ -97,7 +83,7 @@ async fn a_confirmed_booking_mails_its_tickets_pdf_once_even_when_redelivered(db
         .claims;
     assert_eq!(claims.tid, booking.tickets[1].ticket_id);
 
-    finish(&config, &stopper).await;
+    support::finish(&config, &[&stopper]).await;
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
@@ -118,7 +104,7 @@ async fn a_rejected_booking_gets_a_short_mail(db: PgPool) {
     let text = String::from_utf8(mails[0].part("text/plain").expect("text")).expect("utf8");
     assert!(text.contains("seats_already_sold"), "{text}");
     assert!(mails[0].part("application/pdf").is_none());
-    finish(&config, &stopper).await;
+    support::finish(&config, &[&stopper]).await;
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
@@ -145,5 +131,5 @@ async fn an_smtp_outage_delays_the_mail_which_then_arrives_once(db: PgPool) {
     assert!(support::eventually(WAIT, || async { deliveries(&db).await == 1 }).await);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(smtp.mails_to(&to).len(), 1, "exactly once");
-    finish(&config, &stopper).await;
+    support::finish(&config, &[&stopper]).await;
 }

@@ -11,7 +11,6 @@ use serde_json::Value;
 use shared::{
     domain::Role,
     ids::UserId,
-    messaging::Names,
     tokens::{AccessClaims, KeyPurpose, TokenKeys},
 };
 use sqlx::PgPool;
@@ -19,44 +18,6 @@ use support::{CONFIRMED, REJECTED, smtp::FakeSmtp};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async, tungstenite::Message};
 
 type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// A notifier instance on `amqp`'s names; returns its base address.
-async fn instance(config: &notifier::Config, access: &TokenKeys) -> (String, notifier::Stopper) {
-    let server = notifier::build_with(config, access.verifying_only())
-        .await
-        .expect("builds");
-    let addr = server.local_addr();
-    let stopper = server.stopper();
-    tokio::spawn(server.run_until(std::future::pending()));
-    // Ready once its push queue is bound: events published after that reach its sockets.
-    let url = format!("http://{addr}/readyz");
-    assert!(
-        support::eventually(Duration::from_secs(20), || {
-            let url = url.clone();
-            async move {
-                reqwest::get(&url)
-                    .await
-                    .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
-            }
-        })
-        .await,
-        "the notifier became ready"
-    );
-    (addr.to_string(), stopper)
-}
-
-/// Stops the instances' consumers, then deletes the test's broker names.
-async fn finish(config: &notifier::Config, stoppers: &[&notifier::Stopper]) {
-    for stopper in stoppers {
-        stopper.stop();
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    shared::messaging::testing::delete_topology(
-        &config.amqp,
-        &Names::new(config.amqp.prefix.clone()),
-    )
-    .await;
-}
 
 fn token(access: &TokenKeys, user: UserId) -> String {
     token_for(access, user, Duration::from_secs(600))
@@ -155,17 +116,10 @@ async fn open_when_free(addr: &str, token: &str) -> Option<Socket> {
 
 /// A fan account in Postgres (the ban list reads `users.banned_at`).
 async fn fan(db: &PgPool) -> UserId {
-    let id = UserId::new();
-    sqlx::query(
-        "INSERT INTO users (id, email, name, password_hash, role)
-         VALUES ($1, $2, 'Frida Fan', 'x', 'fan')",
-    )
-    .bind(id)
-    .bind(format!("{id}@example.test"))
-    .execute(db)
-    .await
-    .expect("user");
-    id
+    let keys = shared::tokens::KeySet::generate();
+    testkit::users::mint_named(db, &keys, Role::Fan, "Frida Fan")
+        .await
+        .0
 }
 
 async fn open(addr: &str, token: &str) -> Socket {
@@ -199,8 +153,8 @@ async fn every_open_tab_of_the_owner_gets_the_event_from_any_instance(db: PgPool
     let config = support::config(&db, smtp.port);
     let access = TokenKeys::generate(KeyPurpose::Access);
     // Two instances sharing one broker: a fan's tabs may land on either.
-    let (first, stop_first) = instance(&config, &access).await;
-    let (second, stop_second) = instance(&config, &access).await;
+    let (first, stop_first) = support::instance(&config, &access).await;
+    let (second, stop_second) = support::instance(&config, &access).await;
 
     let keys = shared::tokens::KeySet::generate();
     let booking = support::confirmed_booking(&db, &keys, 2).await;
@@ -238,7 +192,7 @@ async fn every_open_tab_of_the_owner_gets_the_event_from_any_instance(db: PgPool
     assert_eq!(message["booking_id"], rejected.booking_id.to_string());
     assert_eq!(message["reason"], "seats_already_sold");
 
-    finish(&config, &[&stop_first, &stop_second]).await;
+    support::finish(&config, &[&stop_first, &stop_second]).await;
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
@@ -246,7 +200,7 @@ async fn no_valid_access_token_no_socket(db: PgPool) {
     let smtp = FakeSmtp::start().await;
     let config = support::config(&db, smtp.port);
     let access = TokenKeys::generate(KeyPurpose::Access);
-    let (addr, stopper) = instance(&config, &access).await;
+    let (addr, stopper) = support::instance(&config, &access).await;
 
     for url in [
         format!("ws://{addr}/ws"),
@@ -263,7 +217,7 @@ async fn no_valid_access_token_no_socket(db: PgPool) {
             other => panic!("{url}: expected a 401, got {other:?}"),
         }
     }
-    finish(&config, &[&stopper]).await;
+    support::finish(&config, &[&stopper]).await;
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
@@ -272,7 +226,7 @@ async fn one_user_holds_at_most_the_cap_of_sockets_and_closing_one_frees_its_slo
     let mut config = support::config(&db, smtp.port);
     config.push.max_per_user = 3;
     let access = TokenKeys::generate(KeyPurpose::Access);
-    let (addr, stopper) = instance(&config, &access).await;
+    let (addr, stopper) = support::instance(&config, &access).await;
 
     let fan = token(&access, UserId::new());
     let mut tabs = Vec::new();
@@ -305,7 +259,7 @@ async fn one_user_holds_at_most_the_cap_of_sockets_and_closing_one_frees_its_slo
     for tab in &mut reopened {
         assert!(answers(tab).await);
     }
-    finish(&config, &[&stopper]).await;
+    support::finish(&config, &[&stopper]).await;
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
@@ -314,7 +268,7 @@ async fn an_instance_holds_at_most_its_cap_of_sockets_in_all(db: PgPool) {
     let mut config = support::config(&db, smtp.port);
     config.push.max_sockets = 3;
     let access = TokenKeys::generate(KeyPurpose::Access);
-    let (addr, stopper) = instance(&config, &access).await;
+    let (addr, stopper) = support::instance(&config, &access).await;
 
     let first = token(&access, UserId::new());
     let mut held = vec![
@@ -330,7 +284,7 @@ async fn an_instance_holds_at_most_its_cap_of_sockets_in_all(db: PgPool) {
     close(held.pop().expect("three")).await;
     let mut socket = open_when_free(&addr, &late).await.expect("a slot freed");
     assert!(answers(&mut socket).await);
-    finish(&config, &[&stopper]).await;
+    support::finish(&config, &[&stopper]).await;
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
@@ -338,7 +292,7 @@ async fn a_socket_is_closed_when_its_access_token_expires(db: PgPool) {
     let smtp = FakeSmtp::start().await;
     let config = support::config(&db, smtp.port);
     let access = TokenKeys::generate(KeyPurpose::Access);
-    let (addr, stopper) = instance(&config, &access).await;
+    let (addr, stopper) = support::instance(&config, &access).await;
 
     let user = UserId::new();
     // Expires at the next second but one: 1 to 2 seconds from now.
@@ -354,7 +308,7 @@ async fn a_socket_is_closed_when_its_access_token_expires(db: PgPool) {
         "closed at its expiry, not at once ({after:?})"
     );
     assert!(answers(&mut long).await, "a live token's socket stays open");
-    finish(&config, &[&stopper]).await;
+    support::finish(&config, &[&stopper]).await;
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
@@ -362,7 +316,7 @@ async fn banning_a_user_closes_their_open_sockets_and_refuses_new_ones(db: PgPoo
     let smtp = FakeSmtp::start().await;
     let config = support::config(&db, smtp.port);
     let access = TokenKeys::generate(KeyPurpose::Access);
-    let (addr, stopper) = instance(&config, &access).await;
+    let (addr, stopper) = support::instance(&config, &access).await;
 
     let user = fan(&db).await;
     let fan_token = token(&access, user);
@@ -386,5 +340,5 @@ async fn banning_a_user_closes_their_open_sockets_and_refuses_new_ones(db: PgPoo
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"], "banned", "{body}");
     assert!(answers(&mut bystander).await, "nobody else is touched");
-    finish(&config, &[&stopper]).await;
+    support::finish(&config, &[&stopper]).await;
 }

@@ -2,21 +2,20 @@
 
 use serde_json::Value;
 use shared::{
-    config::{LogFormat, SmtpConfig, testing},
+    config::{LogFormat, SmtpConfig},
     messaging::Names,
 };
 use sqlx::PgPool;
+use testkit::config::{amqp, http, no_keys_dir, postgres_for};
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn it_declares_its_queues_and_reports_ready(db: PgPool) {
     let config = notifier::Config {
-        http: testing::http(),
-        postgres: testing::postgres_for(&db),
-        amqp: testing::amqp(),
+        http: http(),
+        postgres: postgres_for(&db),
+        amqp: amqp(),
         smtp: SmtpConfig::from_env().expect("smtp config"),
-        keys: shared::config::KeysConfig {
-            dir: "/nonexistent".into(),
-        },
+        keys: no_keys_dir(),
         push: shared::config::PushConfig::from_env().expect("push config"),
         log_format: LogFormat::Pretty,
     };
@@ -29,12 +28,7 @@ async fn it_declares_its_queues_and_reports_ready(db: PgPool) {
     // Ready once the push queue is bound too (a moment after start-up).
     let mut ready = Value::Null;
     for _ in 0..100 {
-        ready = reqwest::get(format!("{base}/readyz"))
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
+        ready = testkit::get_json(&format!("{base}/readyz")).await;
         if ready["status"] == "ready" {
             break;
         }
@@ -48,5 +42,5 @@ async fn it_declares_its_queues_and_reports_ready(db: PgPool) {
     stopper.stop();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let names = Names::new(config.amqp.prefix.clone());
-    shared::messaging::testing::assert_and_delete_topology(&config.amqp, &names).await;
+    testkit::broker::assert_and_delete_topology(&config.amqp, &names).await;
 }

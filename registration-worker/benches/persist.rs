@@ -18,26 +18,22 @@ use std::{
 
 use anyhow::Context;
 use futures_util::StreamExt;
-use lapin::{
-    options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions},
-    types::FieldTable,
-};
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shared::booking::{Bookings, Outcome, PendingBooking, Persisted};
 use shared::{
     cache::{RedisKeys, redis},
-    config::{
-        AmqpConfig, AuthConfig, HttpConfig, KeysConfig, LogFormat, PostgresConfig, RedisConfig,
-        Secret, WorkerConfig,
-    },
+    config::{AmqpConfig, LogFormat, PostgresConfig, RedisConfig, Secret, WorkerConfig},
     domain::Role,
     ids::{BookingId, EventId, HoldId, UserId},
     inventory::HoldOutcome,
-    messaging::{Names, ProcessBookingCommand, Publisher, routing},
-    tokens::{AccessClaims, AdmissionClaims, KeySet},
+    messaging::{Names, ProcessBookingCommand, routing},
 };
 use sqlx::{AssertSqlSafe, PgPool, postgres::PgPoolOptions};
+use testkit::{
+    api::{TestApp, create_event, event_body, event_id, grid_venue, simple_config},
+    users::{admission_token, mint_many},
+};
 use uuid::Uuid;
 
 /// Commands per batch: the worker's default `WORKER_BATCH_SIZE`.
@@ -79,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let outcome = run(&url, &redis, &amqp).await;
 
-    shared::messaging::testing::delete_topology(&amqp, &Names::new(amqp.prefix.clone())).await;
+    testkit::broker::delete_topology(&amqp, &Names::new(amqp.prefix.clone())).await;
     if let Err(err) = delete_keys(&redis).await {
         eprintln!(
             "could not remove the Redis keys {}*: {err:#}",
@@ -144,10 +140,10 @@ async fn run(url: &str, redis: &RedisConfig, amqp: &AmqpConfig) -> anyhow::Resul
 
     // --- persistence throughput --------------------------------------------------------
     let persister = Bookings::standalone(
-        bench.db.clone(),
-        shared::cache::connect(&bench.redis)?,
-        RedisKeys::new(bench.redis.key_prefix.clone()),
-        bench.keys.ticket.clone(),
+        bench.app.db.clone(),
+        shared::cache::connect(&bench.app.config.redis)?,
+        RedisKeys::new(bench.app.config.redis.key_prefix.clone()),
+        bench.app.keys.ticket.clone(),
     );
     // A warm-up on its own event: connections, prepared statements, the ticket key.
     let warm = bench.commands(&persister, 2 * BATCH).await?;
@@ -219,25 +215,11 @@ fn count_confirmed(results: &[Persisted]) -> usize {
         .count()
 }
 
-/// The API in process, an organizer, and what it takes to make fans with holds.
+/// The API in process (the kit's), an organizer, and what it takes to make fans with holds.
 struct Bench {
-    base: String,
-    client: Client,
-    db: PgPool,
+    app: TestApp,
     postgres: PostgresConfig,
-    redis: RedisConfig,
-    amqp: AmqpConfig,
-    keys: KeySet,
     organizer: String,
-}
-
-fn http() -> HttpConfig {
-    HttpConfig {
-        addr: "127.0.0.1:0".parse().expect("an address"),
-        body_limit_bytes: 1024 * 1024,
-        request_timeout: Duration::from_secs(30),
-        trust_forwarded_for: false,
-    }
 }
 
 impl Bench {
@@ -247,127 +229,44 @@ impl Bench {
         redis: RedisConfig,
         amqp: AmqpConfig,
     ) -> anyhow::Result<Self> {
-        let config = ticketing_api::Config {
-            http: http(),
-            postgres: postgres.clone(),
-            redis: redis.clone(),
-            amqp: amqp.clone(),
-            keys: KeysConfig {
-                dir: "/nonexistent".into(),
-            },
-            auth: AuthConfig {
-                access_token_ttl: Duration::from_secs(3600),
-                refresh_token_ttl: Duration::from_secs(3600),
-                cookie_secure: false,
-                limits: shared::config::testing::auth_limits(),
-                admin: None,
-            },
-            web_root: "/nonexistent".into(),
-            log_format: LogFormat::Pretty,
-        };
-        let keys = KeySet::generate();
-        let publisher = Publisher::connect(&amqp, "bench-api").await?;
-        let state = ticketing_api::AppState::new(
-            config.clone(),
-            db.clone(),
-            shared::cache::connect(&redis)?,
-            keys.clone(),
-            publisher,
-        );
-        let app = ticketing_api::Application::with_state(&config, state).await?;
-        let base = format!("http://{}", app.local_addr());
-        tokio::spawn(app.run_until(std::future::pending()));
-        let mut bench = Self {
-            base,
-            client: Client::new(),
-            db,
+        let mut config = simple_config();
+        config.http.request_timeout = Duration::from_secs(30);
+        config.postgres = postgres.clone();
+        config.redis = redis;
+        config.amqp = amqp;
+        config.auth.access_token_ttl = Duration::from_secs(3600);
+        config.auth.admin = None;
+        let app = TestApp::init()
+            .with_config(config)
+            .with_broker_connected()
+            .spawn(db)
+            .await;
+        let (_, organizer) = app.mint(Role::Organizer).await;
+        Ok(Self {
+            app,
             postgres,
-            redis,
-            amqp,
-            keys,
-            organizer: String::new(),
-        };
-        bench.organizer = bench.mint(Role::Organizer, 1).await?.1.remove(0);
-        Ok(bench)
-    }
-
-    /// `n` users of `role`, written in one statement; their ids and access tokens.
-    async fn mint(&self, role: Role, n: usize) -> anyhow::Result<(Vec<UserId>, Vec<String>)> {
-        let ids: Vec<UserId> = (0..n).map(|_| UserId::new()).collect();
-        sqlx::query(
-            "INSERT INTO users (id, email, name, password_hash, role)
-             SELECT id, id::text || '@example.test', 'Bench', 'not-a-hash', $2
-             FROM unnest($1::uuid[]) AS id",
-        )
-        .bind(&ids)
-        .bind(role.as_str())
-        .execute(&self.db)
-        .await?;
-        let tokens = ids
-            .iter()
-            .map(|&sub| {
-                self.keys
-                    .access
-                    .sign(AccessClaims { sub, role }, Duration::from_secs(3600))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok((ids, tokens))
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: &Value,
-    ) -> anyhow::Result<Value> {
-        let response = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.organizer)
-            .json(body)
-            .send()
-            .await?;
-        let status = response.status();
-        let text = response.text().await?;
-        anyhow::ensure!(status.is_success(), "{path}: {status} {text}");
-        Ok(serde_json::from_str(&text)?)
+            organizer,
+        })
     }
 
     /// An on-sale event of `seats` seats (one class, 50.00 EUR).
     async fn event(&self, seats: usize, high_demand: bool) -> anyhow::Result<EventId> {
-        let rows = seats.div_ceil(100);
-        let venue = self
-            .send(
-                reqwest::Method::POST,
-                "/api/venues",
-                &json!({"name": "Arena", "city": "Oslo", "layout": {"kind": "grid",
-                        "sections": [{"name": "A", "rows": rows, "seats_per_row": 100}]}}),
-            )
-            .await?;
-        let now = time::OffsetDateTime::now_utc();
-        let rfc = |at: time::OffsetDateTime| {
-            at.format(&time::format_description::well_known::Rfc3339)
-                .expect("formats")
-        };
-        let event = self
-            .send(
-                reqwest::Method::POST,
-                "/api/events",
-                &json!({"title": "Bench live", "venue_id": venue["id"],
-                        "starts_at": rfc(now + time::Duration::days(30)),
-                        "sale_opens_at": rfc(now - time::Duration::hours(1)),
-                        "classes": [{"name": "Normal", "price": 5000, "currency": "EUR"}]}),
-            )
-            .await?;
-        let event: EventId = event["id"].as_str().context("event id")?.parse()?;
+        let rows = i64::try_from(seats.div_ceil(100))?;
+        let venue = grid_venue(&self.app, &self.organizer, &[("A", rows, 100)]).await;
+        let event = create_event(
+            &self.app,
+            &self.organizer,
+            &event_body(
+                &venue,
+                json!([{"name": "Normal", "price": 5000, "currency": "EUR"}]),
+            ),
+        )
+        .await;
+        let event = event_id(&event);
         if high_demand {
-            self.send(
-                reqwest::Method::PUT,
-                &format!("/api/events/{event}/demand-mode"),
-                &json!({"high_demand": true, "admit_per_minute": 60_000,
-                        "max_active": 100_000}),
-            )
-            .await?;
+            self.app
+                .high_demand(&self.organizer, event, 60_000, 100_000)
+                .await;
         }
         Ok(event)
     }
@@ -382,10 +281,10 @@ impl Bench {
         let event = self.event(n, false).await?;
         let catalog = persister
             .catalogs
-            .get(&self.db, event)
+            .get(&self.app.db, event)
             .await?
             .context("the event's catalog")?;
-        let (fans, _) = self.mint(Role::Fan, n).await?;
+        let (fans, _) = mint_many(&self.app.db, &self.app.keys, Role::Fan, n).await;
         let mut commands = Vec::with_capacity(n);
         for fan in fans {
             let hold = HoldId::new();
@@ -394,15 +293,7 @@ impl Bench {
                 .hold_best(&catalog, hold, fan, Duration::from_secs(600), 0, 1)
                 .await?;
             anyhow::ensure!(matches!(held, HoldOutcome::Held { .. }), "{held:?}");
-            let command = ProcessBookingCommand {
-                booking_id: BookingId::new(),
-                event_id: event,
-                user_id: fan,
-                hold_id: hold,
-                idempotency_key: None,
-                requested_at: time::OffsetDateTime::now_utc(),
-                prices: Vec::new(),
-            };
+            let command = testkit::broker::booking_command(event, fan, hold);
             // The API's marker, as before every publish: a worker persists only marked commands.
             let marker = PendingBooking {
                 user_id: fan,
@@ -417,15 +308,8 @@ impl Bench {
         Ok(commands)
     }
 
-    fn admission(&self, fan: UserId, event: EventId) -> anyhow::Result<String> {
-        Ok(self.keys.admission.sign(
-            AdmissionClaims {
-                sub: fan,
-                evt: event,
-                jti: Uuid::new_v4(),
-            },
-            Duration::from_secs(600),
-        )?)
+    fn admission(&self, fan: UserId, event: EventId) -> String {
+        admission_token(&self.app.keys.admission, fan, event)
     }
 
     /// A worker in process (the production defaults: 2 consumers, batches of 100 or 5 ms, the
@@ -435,35 +319,30 @@ impl Bench {
     /// and to its `BookingConfirmed` on the events exchange (after the outbox relay).
     async fn end_to_end(&self, load: Load) -> anyhow::Result<()> {
         let event = self.event(REGISTRATIONS, true).await?;
-        let (fans, tokens) = self.mint(Role::Fan, REGISTRATIONS).await?;
+        let (fans, tokens) =
+            mint_many(&self.app.db, &self.app.keys, Role::Fan, REGISTRATIONS).await;
         let mut registrations = Vec::with_capacity(REGISTRATIONS);
         for (fan, token) in fans.iter().zip(&tokens) {
             let response = self
-                .client
-                .post(format!("{}/api/events/{event}/holds", self.base))
-                .bearer_auth(token)
-                .header("X-Admission-Token", self.admission(*fan, event)?)
-                .json(&json!({"class": "Normal", "quantity": 1}))
-                .send()
-                .await?;
+                .app
+                .hold_one(token, event, Some(&self.admission(*fan, event)))
+                .await;
             anyhow::ensure!(response.status() == StatusCode::CREATED, "hold");
             let hold: Value = response.json().await?;
             let hold: HoldId = hold["hold_id"].as_str().context("hold id")?.parse()?;
-            registrations.push((*fan, token.clone(), hold, self.admission(*fan, event)?));
+            registrations.push((*fan, token.clone(), hold, self.admission(*fan, event)));
         }
 
         // The persistence runs above left outbox rows: out of the relay's way.
         sqlx::query("UPDATE outbox SET published_at = now() WHERE published_at IS NULL")
-            .execute(&self.db)
+            .execute(&self.app.db)
             .await?;
         let worker_config = registration_worker::Config {
-            http: http(),
+            http: testkit::config::http(),
             postgres: self.postgres.clone(),
-            redis: self.redis.clone(),
-            amqp: self.amqp.clone(),
-            keys: KeysConfig {
-                dir: "/nonexistent".into(),
-            },
+            redis: self.app.config.redis.clone(),
+            amqp: self.app.config.amqp.clone(),
+            keys: testkit::config::no_keys_dir(),
             worker: WorkerConfig {
                 concurrency: 2,
                 batch_size: BATCH as u16,
@@ -474,7 +353,8 @@ impl Bench {
             log_format: LogFormat::Pretty,
         };
         let worker =
-            registration_worker::build_with_keys(&worker_config, self.keys.ticket.clone()).await?;
+            registration_worker::build_with_keys(&worker_config, self.app.keys.ticket.clone())
+                .await?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let worker = tokio::spawn(worker.run_until(async move {
             let _ = stopped.await;
@@ -482,42 +362,9 @@ impl Bench {
 
         // Published confirmations, as a subscriber of the events exchange sees them.
         let published: Arc<Mutex<HashMap<BookingId, Instant>>> = Arc::default();
-        let connection = shared::messaging::connect(&self.amqp, "bench-observer").await?;
-        let channel = connection.create_channel().await?;
-        let observed = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                observed.name().clone(),
-                Names::new(self.amqp.prefix.clone())
-                    .events_exchange()
-                    .as_str()
-                    .into(),
-                routing::BOOKING_CONFIRMED.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        let mut consumer = channel
-            .basic_consume(
-                observed.name().clone(),
-                "bench-observer".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        let (_observer, mut consumer) =
+            testkit::broker::observe_events(&self.app.config.amqp, routing::BOOKING_CONFIRMED)
+                .await?;
         let seen = published.clone();
         let event_id = event.to_string();
         tokio::spawn(async move {
@@ -540,7 +387,7 @@ impl Bench {
         let (poll_stop, mut poll_stopped) = shared::shutdown::channel();
         let poller = {
             let committed = committed.clone();
-            let db = self.db.clone();
+            let db = self.app.db.clone();
             tokio::spawn(async move {
                 while !poll_stopped.is_shutdown() {
                     let rows: Vec<(BookingId,)> = sqlx::query_as(
@@ -566,8 +413,8 @@ impl Bench {
         };
 
         let accepted: Arc<Mutex<HashMap<BookingId, Instant>>> = Arc::default();
-        let url = format!("{}/api/events/{event}/registrations", self.base);
-        let (client, sink) = (self.client.clone(), accepted.clone());
+        let url = self.app.url(&format!("/api/events/{event}/registrations"));
+        let (client, sink) = (self.app.client.clone(), accepted.clone());
         let register = move |(_, token, hold, admission): (UserId, String, HoldId, String)| {
             let accepted = sink.clone();
             let client = client.clone();

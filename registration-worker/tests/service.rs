@@ -9,25 +9,25 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use lapin::{
-    options::{BasicConsumeOptions, BasicGetOptions, QueueBindOptions, QueueDeclareOptions},
-    types::FieldTable,
-};
-use reqwest::{Client, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use shared::booking::{Outcome, Rejection};
+use shared::booking::{Bookings, Outcome, Rejection};
 use shared::{
-    config::{
-        AdminBootstrap, AmqpConfig, AuthConfig, KeysConfig, LogFormat, RedisConfig, Secret,
-        WorkerConfig, testing,
-    },
+    config::{AmqpConfig, LogFormat, Secret, WorkerConfig},
     domain::Role,
     ids::{BookingId, EventId, HoldId, UserId},
     inventory::HoldOutcome,
     messaging::{Names, ProcessBookingCommand, Publisher, routing},
-    tokens::{AccessClaims, AdmissionClaims, KeyPurpose, KeySet, TokenKeys},
+    tokens::{KeyPurpose, KeySet, TokenKeys},
 };
 use sqlx::PgPool;
+use testkit::{
+    api::{TestApp, scalar, simple_config},
+    broker::{PrivateBroker, dead_letter_queue_is_empty},
+    config::{http, no_keys_dir, postgres_for},
+    outage::DbOutage,
+    process::{KilledOnDrop, keys_dir},
+};
 
 fn worker_config() -> WorkerConfig {
     WorkerConfig {
@@ -43,54 +43,58 @@ fn ticket_keys() -> TokenKeys {
     TokenKeys::generate(KeyPurpose::Ticket)
 }
 
+/// A worker's config on `db`, `redis` and `amqp`, port 0.
+fn config(
+    db: &PgPool,
+    redis: shared::config::RedisConfig,
+    amqp: AmqpConfig,
+    worker: WorkerConfig,
+) -> registration_worker::Config {
+    registration_worker::Config {
+        http: http(),
+        postgres: postgres_for(db),
+        redis,
+        amqp,
+        keys: no_keys_dir(),
+        worker,
+        log_format: LogFormat::Pretty,
+    }
+}
+
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn it_declares_its_queues_and_reports_ready(db: PgPool) {
-    let config = registration_worker::Config {
-        http: testing::http(),
-        postgres: testing::postgres_for(&db),
-        redis: testing::redis(),
-        amqp: testing::amqp(),
-        keys: KeysConfig {
-            dir: "/nonexistent".into(),
-        },
-        // No consumers: the topology check below reads its own test message back.
-        worker: WorkerConfig {
+    // No consumers: the topology check below reads its own test message back.
+    let config = config(
+        &db,
+        testkit::config::redis(),
+        testkit::config::amqp(),
+        WorkerConfig {
             concurrency: 0,
             relay: false,
             ..worker_config()
         },
-        log_format: LogFormat::Pretty,
-    };
+    );
     let worker = registration_worker::build_with_keys(&config, ticket_keys())
         .await
         .expect("builds");
     let base = format!("http://{}", worker.local_addr());
     tokio::spawn(worker.run_until(std::future::pending()));
 
-    let ready: Value = reqwest::get(format!("{base}/readyz"))
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let ready = testkit::get_json(&format!("{base}/readyz")).await;
     assert_eq!(ready["status"], "ready", "{ready}");
     for check in ["postgres", "redis", "rabbitmq"] {
         assert_eq!(ready["checks"][check], true, "{check}");
     }
     let names = Names::new(config.amqp.prefix.clone());
-    shared::messaging::testing::assert_and_delete_topology(&config.amqp, &names).await;
+    testkit::broker::assert_and_delete_topology(&config.amqp, &names).await;
 }
 
 // --- the queued path end to end -----------------------------------------------------------
 
-/// The API, and what workers need to join it: one database, Redis prefix and broker prefix.
+/// The API (in process, from the kit) and an on-sale event in high-demand mode; what workers
+/// need to join it: one database, Redis prefix and broker prefix.
 struct Sale {
-    base: String,
-    client: Client,
-    db: PgPool,
-    keys: KeySet,
-    redis: RedisConfig,
-    amqp: AmqpConfig,
+    app: TestApp,
     event: EventId,
     organizer: String,
 }
@@ -104,137 +108,72 @@ impl Sale {
 
     /// [`Sale::open`] with these keys (those a worker process loads from `KEYS_DIR`).
     async fn open_with_keys(db: PgPool, seats: i64, keys: KeySet) -> Self {
-        Self::open_on(db, seats, keys, testing::amqp()).await
+        Self::open_on(db, seats, keys, testkit::config::amqp()).await
     }
 
     /// [`Sale::open_with_keys`] on this broker.
     async fn open_on(db: PgPool, seats: i64, keys: KeySet, amqp: AmqpConfig) -> Self {
-        shared::telemetry::init_tracing(LogFormat::Pretty);
-        let redis = testing::redis();
-        let config = ticketing_api::Config {
-            http: testing::http(),
-            postgres: testing::postgres_for(&db),
-            redis: redis.clone(),
-            amqp: amqp.clone(),
-            keys: KeysConfig {
-                dir: "/nonexistent".into(),
-            },
-            auth: AuthConfig {
-                access_token_ttl: Duration::from_secs(900),
-                refresh_token_ttl: Duration::from_secs(3600),
-                cookie_secure: false,
-                limits: shared::config::testing::auth_limits(),
-                admin: Some(AdminBootstrap {
-                    email: "admin@example.test".into(),
-                    password: Secret::new("admin-pass-123".into()),
-                }),
-            },
-            web_root: "/nonexistent".into(),
-            log_format: LogFormat::Pretty,
-        };
-        let publisher = Publisher::connect(&amqp, "api-under-test")
-            .await
-            .expect("broker");
-        let state = ticketing_api::AppState::new(
-            config.clone(),
-            db.clone(),
-            shared::cache::connect(&redis).expect("redis"),
-            keys.clone(),
-            publisher,
-        );
-        let app = ticketing_api::Application::with_state(&config, state)
-            .await
-            .expect("app");
-        let base = format!("http://{}", app.local_addr());
-        tokio::spawn(app.run_until(std::future::pending()));
-        let mut sale = Self {
-            base,
-            client: Client::new(),
-            db,
-            keys,
-            redis,
-            amqp,
-            event: EventId::new(),
-            organizer: String::new(),
-        };
-        let (_, organizer) = sale.mint(Role::Organizer).await;
-        sale.organizer = organizer;
-        let venue: Value = sale
-            .send(
-                reqwest::Method::POST,
-                "/api/venues",
-                &sale.organizer,
-                &json!({"name": "Arena", "city": "Oslo", "layout": {"kind": "grid",
-                        "sections": [{"name": "A", "rows": 1, "seats_per_row": seats}]}}),
-                StatusCode::CREATED,
-            )
+        let mut config = simple_config();
+        config.amqp = amqp;
+        let app = TestApp::init()
+            .with_config(config)
+            .with_keys(keys)
+            .with_broker_connected()
+            .spawn(db)
             .await;
-        let now = time::OffsetDateTime::now_utc();
-        let rfc = |at: time::OffsetDateTime| {
-            at.format(&time::format_description::well_known::Rfc3339)
-                .expect("formats")
-        };
-        let event: Value = sale
-            .send(
-                reqwest::Method::POST,
-                "/api/events",
-                &sale.organizer,
-                &json!({"title": "Band live", "venue_id": venue["id"],
-                        "starts_at": rfc(now + time::Duration::days(30)),
-                        "sale_opens_at": rfc(now - time::Duration::hours(1)),
-                        "classes": [{"name": "Normal", "price": 5000, "currency": "EUR"}]}),
-                StatusCode::CREATED,
-            )
-            .await;
-        sale.event = event["id"].as_str().expect("id").parse().expect("event id");
-        let _: Value = sale
-            .send(
-                reqwest::Method::PUT,
-                &format!("/api/events/{}/demand-mode", sale.event),
-                &sale.organizer.clone(),
-                &json!({"high_demand": true, "admit_per_minute": 600, "max_active": 1000}),
-                StatusCode::OK,
-            )
-            .await;
-        sale
+        let (organizer, event) = app.on_sale(seats).await;
+        app.high_demand(&organizer, event, 600, 1000).await;
+        Self {
+            app,
+            event,
+            organizer,
+        }
+    }
+
+    fn db(&self) -> &PgPool {
+        &self.app.db
+    }
+
+    fn amqp(&self) -> &AmqpConfig {
+        &self.app.config.amqp
     }
 
     fn names(&self) -> Names {
-        Names::new(self.amqp.prefix.clone())
+        Names::new(self.amqp().prefix.clone())
     }
 
     /// A worker on this sale's database, Redis and broker.
     async fn worker(&self, worker: WorkerConfig) -> registration_worker::Worker {
-        let config = registration_worker::Config {
-            http: testing::http(),
-            postgres: testing::postgres_for(&self.db),
-            redis: self.redis.clone(),
-            amqp: self.amqp.clone(),
-            keys: KeysConfig {
-                dir: "/nonexistent".into(),
-            },
+        let config = config(
+            self.db(),
+            self.app.config.redis.clone(),
+            self.amqp().clone(),
             worker,
-            log_format: LogFormat::Pretty,
-        };
-        registration_worker::build_with_keys(&config, self.keys.ticket.clone())
+        );
+        registration_worker::build_with_keys(&config, self.app.keys.ticket.clone())
             .await
             .expect("worker builds")
     }
 
+    /// The persister of a worker built on this sale (the worker itself is not run).
+    async fn persister(&self) -> Bookings {
+        self.worker(worker_config()).await.bookings().clone()
+    }
+
     /// A worker running until the returned sender fires (or is dropped).
     async fn spawn_worker(&self) -> tokio::sync::oneshot::Sender<()> {
-        let worker = self.worker(worker_config()).await;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(worker.run_until(async move {
-            let _ = stopped.await;
-        }));
-        stop
+        run_until_stopped(self.worker(worker_config()).await)
+    }
+
+    /// A command for `fan`'s `hold`, as the API would publish it under a fresh booking id.
+    fn command(&self, fan: UserId, hold: HoldId) -> ProcessBookingCommand {
+        testkit::broker::booking_command(self.event, fan, hold)
     }
 
     /// Sells the seats at `idx` to another fan in Postgres only, as after a lost Redis: the
     /// inventory still shows them free or held, so only the unique constraint stops a sale.
     async fn sell_behind_redis(&self, idx: &[u32]) {
-        let (other, _) = self.mint(Role::Fan).await;
+        let (other, _) = self.app.mint(Role::Fan).await;
         let sold = BookingId::new();
         sqlx::query(
             "INSERT INTO bookings (id, event_id, user_id, status, total_minor, currency)
@@ -243,7 +182,7 @@ impl Sale {
         .bind(sold)
         .bind(self.event)
         .bind(other)
-        .execute(&self.db)
+        .execute(self.db())
         .await
         .expect("booking");
         let idx: Vec<i32> = idx
@@ -258,37 +197,15 @@ impl Sale {
         .bind(sold)
         .bind(self.event)
         .bind(&idx)
-        .execute(&self.db)
+        .execute(self.db())
         .await
         .expect("tickets");
-    }
-
-    async fn mint(&self, role: Role) -> (UserId, String) {
-        let id = UserId::new();
-        sqlx::query(
-            "INSERT INTO users (id, email, name, password_hash, role)
-             VALUES ($1, $2, 'Minted', 'not-a-hash', $3)",
-        )
-        .bind(id)
-        .bind(format!("{id}@example.test"))
-        .bind(role.as_str())
-        .execute(&self.db)
-        .await
-        .expect("user");
-        let token = self
-            .keys
-            .access
-            .sign(AccessClaims { sub: id, role }, Duration::from_secs(900))
-            .expect("token");
-        (id, token)
     }
 
     /// The marker the API writes before it publishes a command, for commands a test sends to
     /// the broker or the persister itself (a worker drops a command whose marker is gone while
     /// its hold lives: the API took it back with a 503).
     async fn mark_pending(&self, command: &ProcessBookingCommand) {
-        let redis = shared::cache::connect(&self.redis).expect("redis");
-        let keys = shared::cache::RedisKeys::new(self.redis.key_prefix.clone());
         let marker = shared::booking::PendingBooking {
             user_id: command.user_id,
             event_id: command.event_id,
@@ -296,90 +213,51 @@ impl Sale {
             created_at: command.requested_at,
             published: true,
         };
-        shared::booking::Claims::new(redis, keys)
+        shared::booking::Claims::new(self.app.redis.clone(), self.app.redis_keys.clone())
             .mark(command.booking_id, &marker)
             .await
             .expect("marker");
     }
 
-    /// Lets `fan` in as the waiting room's admission tick would (the admitted set) and hands
-    /// them the admission token it signs.
+    /// Lets `fan` in as the waiting room's admission tick would and hands them the admission
+    /// token it signs.
     async fn admit(&self, fan: UserId) -> String {
-        let keys = shared::cache::RedisKeys::new(self.redis.key_prefix.clone());
-        let until = time::OffsetDateTime::now_utc().unix_timestamp() * 1000 + 300_000;
-        let redis = shared::cache::connect(&self.redis).expect("redis");
-        shared::cache::redis::cmd("ZADD")
-            .arg(keys.queue_active(self.event))
-            .arg(until)
-            .arg(fan.to_string())
-            .query_async::<()>(&mut redis.conn())
-            .await
-            .expect("ZADD");
-        self.keys
-            .admission
-            .sign(
-                AdmissionClaims {
-                    sub: fan,
-                    evt: self.event,
-                    jti: uuid::Uuid::new_v4(),
-                },
-                Duration::from_secs(300),
-            )
-            .expect("admission")
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: &str,
-        body: &Value,
-        expect: StatusCode,
-    ) -> Value {
-        let response = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .expect("sent");
-        let status = response.status();
-        let text = response.text().await.expect("body");
-        assert_eq!(status, expect, "{path}: {text}");
-        serde_json::from_str(&text).expect("json")
+        self.app.admit(self.event, fan).await
     }
 
     /// A fan with a one-seat hold (best available).
     async fn fan_with_hold(&self) -> (UserId, String, HoldId) {
-        let (fan, token) = self.mint(Role::Fan).await;
+        let (fan, token) = self.app.mint(Role::Fan).await;
+        let admission = self.admit(fan).await;
         let hold = self
-            .client
-            .post(format!("{}/api/events/{}/holds", self.base, self.event))
-            .bearer_auth(&token)
-            .header("X-Admission-Token", self.admit(fan).await)
-            .json(&json!({"class": "Normal", "quantity": 1}))
-            .send()
-            .await
-            .expect("sent");
+            .app
+            .hold_one(&token, self.event, Some(&admission))
+            .await;
         assert_eq!(hold.status(), StatusCode::CREATED);
         let hold: Value = hold.json().await.expect("json");
         let hold = hold["hold_id"].as_str().expect("hold").parse().expect("id");
         (fan, token, hold)
     }
 
+    /// The registration request of `fan`'s `hold` to `api` (this sale's, or another on its
+    /// database), admitted.
+    async fn registration(
+        &self,
+        api: &TestApp,
+        fan: UserId,
+        token: &str,
+        hold: HoldId,
+    ) -> reqwest::RequestBuilder {
+        let admission = self.admit(fan).await;
+        api.registration(token, self.event, hold, Some(&admission))
+    }
+
     /// Registers; returns the 202's booking id.
     async fn register(&self, fan: UserId, token: &str, hold: HoldId) -> BookingId {
         let response = self
-            .client
-            .post(format!(
-                "{}/api/events/{}/registrations",
-                self.base, self.event
-            ))
-            .bearer_auth(token)
-            .header("X-Admission-Token", self.admit(fan).await)
+            .registration(&self.app, fan, token, hold)
+            .await
             .header("x-request-id", "req-e2e")
-            .json(&json!({"hold_id": hold}))
             .send()
             .await
             .expect("sent");
@@ -395,14 +273,15 @@ impl Sale {
     }
 
     async fn booking(&self, token: &str, booking: BookingId) -> Value {
-        self.send(
-            reqwest::Method::GET,
-            &format!("/api/bookings/{booking}"),
-            token,
-            &Value::Null,
-            StatusCode::OK,
-        )
-        .await
+        self.app
+            .json_as(
+                Method::GET,
+                &format!("/api/bookings/{booking}"),
+                token,
+                None,
+                StatusCode::OK,
+            )
+            .await
     }
 
     /// Polls until the booking is no longer `pending`.
@@ -423,7 +302,7 @@ impl Sale {
             let rows: Vec<(BookingId, String)> =
                 sqlx::query_as("SELECT id, status FROM bookings WHERE event_id = $1")
                     .bind(self.event)
-                    .fetch_all(&self.db)
+                    .fetch_all(self.db())
                     .await
                     .expect("rows");
             if rows.len() >= expected {
@@ -434,19 +313,29 @@ impl Sale {
         panic!("fewer than {expected} bookings were written");
     }
 
+    /// One number from a query with the event's id as `$1`.
+    async fn count(&self, sql: &'static str) -> i64 {
+        let (n,): (i64,) = sqlx::query_as(sql)
+            .bind(self.event)
+            .fetch_one(self.db())
+            .await
+            .expect("count");
+        n
+    }
+
     async fn assert_no_seat_twice(&self) {
         let (tickets, seats): (i64, i64) = sqlx::query_as(
             "SELECT count(*), count(DISTINCT seat_id) FROM tickets WHERE event_id = $1",
         )
         .bind(self.event)
-        .fetch_one(&self.db)
+        .fetch_one(self.db())
         .await
         .expect("counts");
         assert_eq!(tickets, seats, "a seat was sold twice");
     }
 
     async fn publish_raw(&self, payload: &[u8]) {
-        let publisher = Publisher::lazy(&self.amqp, "test-raw");
+        let publisher = Publisher::lazy(self.amqp(), "test-raw");
         publisher
             .publish(
                 &self.names().commands_exchange(),
@@ -466,7 +355,7 @@ impl Sale {
             let rows: Vec<(Option<BookingId>, String, String, i32)> = sqlx::query_as(
                 "SELECT booking_id, payload, reason, death_count FROM dead_letters ORDER BY id",
             )
-            .fetch_all(&self.db)
+            .fetch_all(self.db())
             .await
             .expect("dead letters");
             if rows.len() >= expected {
@@ -478,55 +367,42 @@ impl Sale {
     }
 
     async fn cleanup(&self) {
-        shared::messaging::testing::delete_topology(&self.amqp, &self.names()).await;
+        testkit::broker::delete_topology(self.amqp(), &self.names()).await;
     }
+}
+
+/// Runs `worker` until the returned sender fires (or is dropped).
+fn run_until_stopped(worker: registration_worker::Worker) -> tokio::sync::oneshot::Sender<()> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(worker.run_until(async move {
+        let _ = stopped.await;
+    }));
+    stop
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_queued_registration_ends_confirmed_and_its_event_is_published_once(db: PgPool) {
     let sale = Sale::open(db, 10).await;
     // Observe the events exchange through a temporary queue.
-    let connection = shared::messaging::connect(&sale.amqp, "observer")
+    let (_observer, mut consumer) = testkit::broker::observe_events(sale.amqp(), "booking.*")
         .await
-        .expect("connects");
-    let channel = connection.create_channel().await.expect("channel");
-    let observed = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("queue");
-    channel
-        .queue_bind(
-            observed.name().clone(),
-            sale.names().events_exchange().as_str().into(),
-            "booking.*".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bound");
+        .expect("observes");
 
     let (fan, token, hold) = sale.fan_with_hold().await;
     let booking = sale.register(fan, &token, hold).await;
     // No worker yet: pending, read from the Redis marker; only its owner sees it.
     let pending = sale.booking(&token, booking).await;
     assert_eq!(pending["status"], "pending", "{pending}");
-    let (_, stranger) = sale.mint(Role::Fan).await;
-    sale.send(
-        reqwest::Method::GET,
-        &format!("/api/bookings/{booking}"),
-        &stranger,
-        &Value::Null,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
+    let (_, stranger) = sale.app.mint(Role::Fan).await;
+    sale.app
+        .json_as(
+            Method::GET,
+            &format!("/api/bookings/{booking}"),
+            &stranger,
+            None,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
     // A retry answers with the same booking, and queues nothing new.
     assert_eq!(sale.register(fan, &token, hold).await, booking);
 
@@ -538,18 +414,6 @@ async fn a_queued_registration_ends_confirmed_and_its_event_is_published_once(db
     assert_eq!(sale.rows(1).await.len(), 1);
 
     // The relay publishes the confirmation, once.
-    let mut consumer = channel
-        .basic_consume(
-            observed.name().clone(),
-            "observer".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consumes");
     let first = tokio::time::timeout(Duration::from_secs(10), consumer.next())
         .await
         .expect("an event within 10 s")
@@ -560,11 +424,11 @@ async fn a_queued_registration_ends_confirmed_and_its_event_is_published_once(db
     assert_eq!(event["booking_id"], booking.to_string());
     let again = tokio::time::timeout(Duration::from_millis(700), consumer.next()).await;
     assert!(again.is_err(), "the event was published twice");
-    let (unpublished,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-            .fetch_one(&sale.db)
-            .await
-            .expect("count");
+    let unpublished = scalar(
+        &sale.app,
+        "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+    )
+    .await;
     assert_eq!(unpublished, 0);
     sale.cleanup().await;
 }
@@ -576,12 +440,7 @@ async fn the_same_command_delivered_twice_makes_one_booking(db: PgPool) {
     let booking = sale.register(fan, &token, hold).await;
     let command = ProcessBookingCommand {
         booking_id: booking,
-        event_id: sale.event,
-        user_id: fan,
-        hold_id: hold,
-        idempotency_key: None,
-        requested_at: time::OffsetDateTime::now_utc(),
-        prices: Vec::new(),
+        ..sale.command(fan, hold)
     };
     let payload = serde_json::to_vec(&command).expect("json");
     sale.publish_raw(&payload).await;
@@ -594,7 +453,7 @@ async fn the_same_command_delivered_twice_makes_one_booking(db: PgPool) {
         "SELECT (SELECT count(*) FROM bookings), (SELECT count(*) FROM tickets),
                 (SELECT count(*) FROM outbox)",
     )
-    .fetch_one(&sale.db)
+    .fetch_one(sale.db())
     .await
     .expect("counts");
     assert_eq!((bookings, tickets, outbox), (1, 1, 1));
@@ -609,21 +468,23 @@ async fn a_price_changed_after_the_202_does_not_reach_that_booking(db: PgPool) {
     // The organizer raises the price before any worker has written the booking: Postgres has
     // no row of it yet, so the change is allowed, and must not reach the fan who was accepted.
     let event: Value = sale
-        .send(
-            reqwest::Method::GET,
+        .app
+        .json_as(
+            Method::GET,
             &format!("/api/events/{}", sale.event),
             &token,
-            &Value::Null,
+            None,
             StatusCode::OK,
         )
         .await;
     let class = &event["classes"][0]["id"];
     let _: Value = sale
-        .send(
-            reqwest::Method::PATCH,
+        .app
+        .json_as(
+            Method::PATCH,
             &format!("/api/events/{}", sale.event),
-            &sale.organizer.clone(),
-            &json!({"classes": [{"id": class, "price": 9000}]}),
+            &sale.organizer,
+            Some(&json!({"classes": [{"id": class, "price": 9000}]})),
             StatusCode::OK,
         )
         .await;
@@ -645,30 +506,18 @@ async fn a_command_the_api_took_back_with_a_503_is_dropped_and_the_hold_still_re
     db: PgPool,
 ) {
     let sale = Sale::open(db, 10).await;
-    let worker = sale.worker(worker_config()).await;
-    let persister = worker.bookings().clone();
+    let persister = sale.persister().await;
     let (fan, token, hold) = sale.fan_with_hold().await;
     // What a broker going down mid-publish can leave behind: the command stored, its confirm
     // lost, the API's 503 sent and its marker dropped.
-    let disowned = ProcessBookingCommand {
-        booking_id: BookingId::new(),
-        event_id: sale.event,
-        user_id: fan,
-        hold_id: hold,
-        idempotency_key: None,
-        requested_at: time::OffsetDateTime::now_utc(),
-        prices: Vec::new(),
-    };
+    let disowned = sale.command(fan, hold);
     let results = persister
         .persist(std::slice::from_ref(&disowned))
         .await
         .expect("persisted");
     assert_eq!(results[0].outcome, Outcome::Dropped);
     persister.settle(&results).await;
-    let (bookings,): (i64,) = sqlx::query_as("SELECT count(*) FROM bookings")
-        .fetch_one(&sale.db)
-        .await
-        .expect("count");
+    let bookings = scalar(&sale.app, "SELECT count(*) FROM bookings").await;
     assert_eq!(bookings, 0, "the fan was told nothing was queued");
     // The fan's retry of the same hold is queued and booked, once.
     let booking = sale.register(fan, &token, hold).await;
@@ -680,20 +529,11 @@ async fn a_command_the_api_took_back_with_a_503_is_dropped_and_the_hold_still_re
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_seat_sold_meanwhile_rejects_that_booking_and_its_batch_mates_are_confirmed(db: PgPool) {
     let sale = Sale::open(db, 10).await;
-    let worker = sale.worker(worker_config()).await;
-    let persister = worker.bookings().clone();
+    let persister = sale.persister().await;
     let mut commands = Vec::new();
     for _ in 0..3 {
         let (fan, _, hold) = sale.fan_with_hold().await;
-        commands.push(ProcessBookingCommand {
-            booking_id: BookingId::new(),
-            event_id: sale.event,
-            user_id: fan,
-            hold_id: hold,
-            idempotency_key: None,
-            requested_at: time::OffsetDateTime::now_utc(),
-            prices: Vec::new(),
-        });
+        commands.push(sale.command(fan, hold));
     }
     for command in &commands {
         sale.mark_pending(command).await;
@@ -729,7 +569,7 @@ async fn a_seat_sold_meanwhile_rejects_that_booking_and_its_batch_mates_are_conf
     assert_eq!(rows[&commands[1].booking_id], "rejected");
     let (why,): (Option<String>,) = sqlx::query_as("SELECT reason FROM bookings WHERE id = $1")
         .bind(commands[1].booking_id)
-        .fetch_one(&sale.db)
+        .fetch_one(sale.db())
         .await
         .expect("reason");
     assert_eq!(why.as_deref(), Some(Rejection::SeatsAlreadySold.code()));
@@ -749,12 +589,11 @@ async fn a_hold_that_expired_before_the_worker_gives_a_rejected_booking_with_its
     db: PgPool,
 ) {
     let sale = Sale::open(db, 10).await;
-    let worker = sale.worker(worker_config()).await;
-    let persister = worker.bookings().clone();
-    let (fan, _) = sale.mint(Role::Fan).await;
+    let persister = sale.persister().await;
+    let (fan, _) = sale.app.mint(Role::Fan).await;
     let catalog = persister
         .catalogs
-        .get(&sale.db, sale.event)
+        .get(sale.db(), sale.event)
         .await
         .expect("catalog")
         .expect("event");
@@ -767,13 +606,8 @@ async fn a_hold_that_expired_before_the_worker_gives_a_rejected_booking_with_its
     assert!(matches!(held, HoldOutcome::Held { .. }), "{held:?}");
     tokio::time::sleep(Duration::from_millis(250)).await;
     let command = ProcessBookingCommand {
-        booking_id: BookingId::new(),
-        event_id: sale.event,
-        user_id: fan,
-        hold_id: hold,
         idempotency_key: Some("key-1".into()),
-        requested_at: time::OffsetDateTime::now_utc(),
-        prices: Vec::new(),
+        ..sale.command(fan, hold)
     };
     let results = persister
         .persist(std::slice::from_ref(&command))
@@ -787,7 +621,7 @@ async fn a_hold_that_expired_before_the_worker_gives_a_rejected_booking_with_its
         "SELECT status, reason, (SELECT count(*) FROM tickets) FROM bookings WHERE id = $1",
     )
     .bind(command.booking_id)
-    .fetch_one(&sale.db)
+    .fetch_one(sale.db())
     .await
     .expect("row");
     assert_eq!(
@@ -795,7 +629,7 @@ async fn a_hold_that_expired_before_the_worker_gives_a_rejected_booking_with_its
         ("rejected", Some(Rejection::HoldExpired.code()), 0)
     );
     let (routing_key,): (String,) = sqlx::query_as("SELECT routing_key FROM outbox")
-        .fetch_one(&sale.db)
+        .fetch_one(sale.db())
         .await
         .expect("outbox row");
     assert_eq!(routing_key, routing::BOOKING_REJECTED);
@@ -821,18 +655,10 @@ async fn a_poison_message_is_dead_lettered_recorded_for_admins_and_the_rest_flow
     );
     assert_eq!(*count, 1);
     // Recorded, then acked: the dead-letter queue is empty.
-    let connection = shared::messaging::connect(&sale.amqp, "dlq-check")
-        .await
-        .expect("connects");
-    let channel = connection.create_channel().await.expect("channel");
-    let left = channel
-        .basic_get(
-            sale.names().dead_letter_queue().as_str().into(),
-            BasicGetOptions { no_ack: true },
-        )
-        .await
-        .expect("get");
-    assert!(left.is_none(), "a recorded dead letter is still queued");
+    assert!(
+        dead_letter_queue_is_empty(sale.amqp(), &sale.names()).await,
+        "a recorded dead letter is still queued"
+    );
     sale.cleanup().await;
 }
 
@@ -873,45 +699,20 @@ async fn two_workers_on_one_queue_settle_every_202_once_and_sell_no_seat_twice(d
 async fn a_broker_that_is_down_gives_503_and_queues_nothing(db: PgPool) {
     let sale = Sale::open(db, 10).await;
     let (fan, token, hold) = sale.fan_with_hold().await;
-    // An API whose broker is unreachable, on the same database and Redis.
-    let mut dead_amqp = sale.amqp.clone();
-    dead_amqp.url = Secret::new("amqp://guest:guest@127.0.0.1:1/%2f".into());
-    let config = ticketing_api::Config {
-        http: testing::http(),
-        postgres: testing::postgres_for(&sale.db),
-        redis: sale.redis.clone(),
-        amqp: dead_amqp.clone(),
-        keys: KeysConfig {
-            dir: "/nonexistent".into(),
-        },
-        auth: AuthConfig {
-            access_token_ttl: Duration::from_secs(900),
-            refresh_token_ttl: Duration::from_secs(3600),
-            cookie_secure: false,
-            limits: shared::config::testing::auth_limits(),
-            admin: None,
-        },
-        web_root: "/nonexistent".into(),
-        log_format: LogFormat::Pretty,
-    };
-    let state = ticketing_api::AppState::new(
-        config.clone(),
-        sale.db.clone(),
-        shared::cache::connect(&sale.redis).expect("redis"),
-        sale.keys.clone(),
-        Publisher::lazy(&dead_amqp, "api-without-broker"),
-    );
-    let app = ticketing_api::Application::with_state(&config, state)
-        .await
-        .expect("app");
-    let base = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until(std::future::pending()));
+    // An API whose broker is unreachable, on the same database, Redis and keys.
+    let mut config = simple_config();
+    config.redis = sale.app.config.redis.clone();
+    config.amqp = sale.amqp().clone();
+    config.amqp.url = Secret::new("amqp://guest:guest@127.0.0.1:1/%2f".into());
+    config.auth.admin = None;
+    let without_broker = TestApp::init()
+        .with_config(config)
+        .with_keys(sale.app.keys.clone())
+        .spawn(sale.db().clone())
+        .await;
     let response = sale
-        .client
-        .post(format!("{base}/api/events/{}/registrations", sale.event))
-        .bearer_auth(&token)
-        .header("X-Admission-Token", sale.admit(fan).await)
-        .json(&json!({"hold_id": hold}))
+        .registration(&without_broker, fan, &token, hold)
+        .await
         .send()
         .await
         .expect("sent");
@@ -927,57 +728,19 @@ async fn a_broker_that_is_down_gives_503_and_queues_nothing(db: PgPool) {
 
 // --- a real worker process, killed with SIGKILL mid-run -------------------------------------
 
-/// A fresh `KEYS_DIR` of Ed25519 PEM files made by `openssl`, for every purpose.
-fn keys_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("worker-keys-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    for purpose in [
-        KeyPurpose::Access,
-        KeyPurpose::Admission,
-        KeyPurpose::Ticket,
-    ] {
-        let stem = purpose.file_stem();
-        let openssl = |args: &[&str]| {
-            let status = std::process::Command::new("openssl")
-                .args(args)
-                .current_dir(&dir)
-                .status()
-                .expect("openssl runs");
-            assert!(status.success(), "openssl {args:?}");
-        };
-        openssl(&[
-            "genpkey",
-            "-algorithm",
-            "ed25519",
-            "-out",
-            &format!("{stem}.key"),
-        ]);
-        openssl(&[
-            "pkey",
-            "-in",
-            &format!("{stem}.key"),
-            "-pubout",
-            "-out",
-            &format!("{stem}.pub"),
-        ]);
-    }
-    dir
-}
-
-/// A `registration-worker` process; SIGKILLed when dropped (a failing test leaves none behind).
-struct WorkerProcess(std::process::Child);
-
-impl WorkerProcess {
-    /// The real binary on the sale's database, Redis prefix and broker prefix; its output goes
-    /// to `<keys>/worker-<n>.log`.
-    fn start(sale: &Sale, keys: &std::path::Path, n: usize) -> Self {
-        let log = std::fs::File::create(keys.join(format!("worker-{n}.log"))).expect("log");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_registration-worker"))
-            .env("DATABASE_URL", testing::postgres_for(&sale.db).url.expose())
-            .env("REDIS_URL", sale.redis.url.expose())
-            .env("REDIS_KEY_PREFIX", &sale.redis.key_prefix)
-            .env("AMQP_URL", sale.amqp.url.expose())
-            .env("AMQP_PREFIX", &sale.amqp.prefix)
+/// A `registration-worker` process on the sale's database, Redis prefix and broker prefix
+/// (SIGKILLed when dropped: a failing test leaves none behind); its output goes to
+/// `<keys>/worker-<n>.log`.
+fn worker_process(sale: &Sale, keys: &std::path::Path, n: usize) -> KilledOnDrop {
+    let log = std::fs::File::create(keys.join(format!("worker-{n}.log"))).expect("log");
+    let (redis, amqp) = (&sale.app.config.redis, sale.amqp());
+    KilledOnDrop::spawn(
+        std::process::Command::new(env!("CARGO_BIN_EXE_registration-worker"))
+            .env("DATABASE_URL", postgres_for(sale.db()).url.expose())
+            .env("REDIS_URL", redis.url.expose())
+            .env("REDIS_KEY_PREFIX", &redis.key_prefix)
+            .env("AMQP_URL", amqp.url.expose())
+            .env("AMQP_PREFIX", &amqp.prefix)
             .env("KEYS_DIR", keys)
             .env("WORKER_ADDR", "127.0.0.1:0")
             .env("WORKER_CONCURRENCY", "2")
@@ -985,29 +748,14 @@ impl WorkerProcess {
             .env("OUTBOX_RELAY", "true")
             .env("LOG_FORMAT", "json")
             .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("the worker binary starts");
-        Self(child)
-    }
-
-    /// SIGKILL (what `Child::kill` sends on Unix), and reap.
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
+            .stderr(log),
+    )
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_worker_process_killed_mid_run_loses_no_202_and_books_nothing_twice(db: PgPool) {
     const FANS: usize = 200;
-    let keys = keys_dir();
+    let keys = keys_dir("worker-keys");
     let key_set = KeySet::load(
         &keys,
         &[
@@ -1026,15 +774,12 @@ async fn a_worker_process_killed_mid_run_loses_no_202_and_books_nothing_twice(db
     }
 
     let count = || async {
-        let (bookings,): (i64,) =
-            sqlx::query_as("SELECT count(*) FROM bookings WHERE event_id = $1")
-                .bind(sale.event)
-                .fetch_one(&sale.db)
-                .await
-                .expect("count");
+        let bookings = sale
+            .count("SELECT count(*) FROM bookings WHERE event_id = $1")
+            .await;
         usize::try_from(bookings).expect("count")
     };
-    let mut first = WorkerProcess::start(&sale, &keys, 1);
+    let mut first = worker_process(&sale, &keys, 1);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while count().await == 0 {
         assert!(
@@ -1051,7 +796,7 @@ async fn a_worker_process_killed_mid_run_loses_no_202_and_books_nothing_twice(db
         "the first worker finished all {FANS} before the kill; the test proves nothing"
     );
 
-    let second = WorkerProcess::start(&sale, &keys, 2);
+    let second = worker_process(&sale, &keys, 2);
     let rows = sale.rows(FANS).await;
     let mut confirmed = 0;
     for booking in &accepted {
@@ -1073,7 +818,7 @@ async fn a_worker_process_killed_mid_run_loses_no_202_and_books_nothing_twice(db
                 (SELECT count(*) FROM outbox)",
     )
     .bind(sale.event)
-    .fetch_one(&sale.db)
+    .fetch_one(sale.db())
     .await
     .expect("counts");
     assert_eq!(holds, FANS as i64, "one hold booked twice");
@@ -1091,64 +836,9 @@ async fn a_worker_process_killed_mid_run_loses_no_202_and_books_nothing_twice(db
 
 // --- Postgres unavailable for a while -------------------------------------------------------
 
-/// This test's own database cut off (the shared server stays up for every other test): new
-/// connections refused and the open ones terminated, until [`DbOutage::end`].
-struct DbOutage {
-    /// A pool on the server's `postgres` database, which stays reachable.
-    admin: PgPool,
-    name: String,
-}
-
-impl DbOutage {
-    async fn begin(db: &PgPool) -> Self {
-        let name = db
-            .connect_options()
-            .get_database()
-            .expect("a test database")
-            .to_string();
-        let url = testing::postgres_for(db).url.expose().clone();
-        let (server, _) = url.rsplit_once('/').expect("a database URL");
-        let admin = PgPool::connect(&format!("{server}/postgres"))
-            .await
-            .expect("the postgres database");
-        let outage = Self { admin, name };
-        outage.allow_connections(false).await;
-        sqlx::query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-             WHERE datname = $1 AND pid <> pg_backend_pid()",
-        )
-        .bind(&outage.name)
-        .execute(&outage.admin)
-        .await
-        .expect("backends terminated");
-        outage
-    }
-
-    async fn allow_connections(&self, allow: bool) {
-        let sql = format!(
-            "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS {allow}",
-            self.name.replace('"', "\"\"")
-        );
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&self.admin)
-            .await
-            .expect("ALTER DATABASE");
-    }
-
-    async fn end(self) {
-        self.allow_connections(true).await;
-        self.admin.close().await;
-    }
-}
-
 /// The worker's `/readyz` answer: `(ready, postgres check)`.
 async fn readiness(base: &str) -> (bool, bool) {
-    let ready: Value = reqwest::get(format!("{base}/readyz"))
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let ready = testkit::get_json(&format!("{base}/readyz")).await;
     (
         ready["status"] == "ready",
         ready["checks"]["postgres"] == true,
@@ -1164,10 +854,7 @@ async fn postgres_unavailable_for_a_while_loses_no_command_and_the_worker_recove
     let sale = Sale::open(db, (BEFORE + DURING) as i64).await;
     let worker = sale.worker(worker_config()).await;
     let worker_base = format!("http://{}", worker.local_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(worker.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let stop = run_until_stopped(worker);
     let mut fans = Vec::new();
     for _ in 0..BEFORE + DURING {
         fans.push(sale.fan_with_hold().await);
@@ -1177,23 +864,15 @@ async fn postgres_unavailable_for_a_while_loses_no_command_and_the_worker_recove
     for (fan, token, hold) in &fans[..BEFORE] {
         accepted.push(sale.register(*fan, token, *hold).await);
     }
-    let outage = DbOutage::begin(&sale.db).await;
+    let outage = DbOutage::begin(sale.db()).await;
     let cut_at = tokio::time::Instant::now();
     // ... and more commands while it is down (the API needs Postgres to accept one, so these
     // go to the broker directly, as the API would send them).
-    let publisher = Publisher::connect(&sale.amqp, "test-during-outage")
+    let publisher = Publisher::connect(sale.amqp(), "test-during-outage")
         .await
         .expect("broker");
     for (fan, _, hold) in &fans[BEFORE..] {
-        let command = ProcessBookingCommand {
-            booking_id: BookingId::new(),
-            event_id: sale.event,
-            user_id: *fan,
-            hold_id: *hold,
-            idempotency_key: None,
-            requested_at: time::OffsetDateTime::now_utc(),
-            prices: Vec::new(),
-        };
+        let command = sale.command(*fan, *hold);
         sale.mark_pending(&command).await;
         publisher
             .publish_command(&command, None)
@@ -1232,7 +911,7 @@ async fn postgres_unavailable_for_a_while_loses_no_command_and_the_worker_recove
                 (SELECT count(*) FROM outbox)",
     )
     .bind(sale.event)
-    .fetch_one(&sale.db)
+    .fetch_one(sale.db())
     .await
     .expect("counts");
     assert_eq!(tickets, seats, "a seat was sold twice");
@@ -1243,19 +922,8 @@ async fn postgres_unavailable_for_a_while_loses_no_command_and_the_worker_recove
         "an outcome was recorded twice"
     );
     // Nothing was dead-lettered: an outage is not the messages' fault.
-    let connection = shared::messaging::connect(&sale.amqp, "dlq-check")
-        .await
-        .expect("connects");
-    let channel = connection.create_channel().await.expect("channel");
-    let dead = channel
-        .basic_get(
-            sale.names().dead_letter_queue().as_str().into(),
-            BasicGetOptions { no_ack: true },
-        )
-        .await
-        .expect("get");
     assert!(
-        dead.is_none(),
+        dead_letter_queue_is_empty(sale.amqp(), &sale.names()).await,
         "a command was dead-lettered during the outage"
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -1271,140 +939,6 @@ async fn postgres_unavailable_for_a_while_loses_no_command_and_the_worker_recove
 }
 
 // --- a broker restart during a burst -------------------------------------------------------
-
-/// A RabbitMQ node of this test's own (never the shared one on 5672): its own node name,
-/// AMQP and distribution ports, data, logs and Erlang cookie under a temp dir, no plugins.
-/// Stopped (and its dir removed) when dropped.
-struct PrivateBroker {
-    node: String,
-    dir: std::path::PathBuf,
-    sbin: std::path::PathBuf,
-    port: u16,
-    server: std::process::Child,
-}
-
-impl PrivateBroker {
-    /// Where `rabbitmq-server` and `rabbitmqctl` are, run directly (Debian's wrappers in
-    /// /usr/sbin switch to the `rabbitmq` user, whose cookie is not this node's).
-    fn sbin() -> std::path::PathBuf {
-        std::env::var_os("RABBITMQ_SBIN").map_or_else(|| "/usr/lib/rabbitmq/bin".into(), Into::into)
-    }
-
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .expect("addr")
-            .port()
-    }
-
-    async fn start() -> Self {
-        let sbin = Self::sbin();
-        assert!(
-            sbin.join("rabbitmq-server").exists(),
-            "no rabbitmq-server in {} (install rabbitmq-server, or set RABBITMQ_SBIN)",
-            sbin.display()
-        );
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let node = format!("rt-{}@localhost", &id[..12]);
-        let dir = std::env::temp_dir().join(format!("rt-{id}"));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("plugins file");
-        let (port, dist) = (Self::free_port(), Self::free_port());
-        let log = std::fs::File::create(dir.join("server.log")).expect("log");
-        let server = std::process::Command::new(sbin.join("rabbitmq-server"))
-            .current_dir(&dir)
-            .env("HOME", &dir)
-            .env("RABBITMQ_NODENAME", &node)
-            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
-            .env("RABBITMQ_NODE_PORT", port.to_string())
-            .env("RABBITMQ_DIST_PORT", dist.to_string())
-            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
-            .env("RABBITMQ_LOG_BASE", dir.join("log"))
-            .env("RABBITMQ_PID_FILE", dir.join("pid"))
-            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
-            .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq"))
-            .env("RABBITMQ_ADVANCED_CONFIG_FILE", dir.join("advanced.config"))
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("rabbitmq-server starts");
-        let broker = Self {
-            node,
-            dir,
-            sbin,
-            port,
-            server,
-        };
-        broker.wait_until_up(Duration::from_secs(60)).await;
-        broker
-    }
-
-    fn amqp(&self) -> AmqpConfig {
-        AmqpConfig {
-            url: Secret::new(format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)),
-            prefix: testing::amqp().prefix,
-        }
-    }
-
-    /// Until an AMQP connection opens.
-    async fn wait_until_up(&self, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        let amqp = self.amqp();
-        loop {
-            if let Ok(connection) = shared::messaging::connect(&amqp, "probe").await {
-                let _ = connection.close(200, "probed".into()).await;
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the private broker did not accept AMQP within {limit:?} (log in {})",
-                self.dir.display()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// `rabbitmqctl -n <node> <command>`, off the async threads.
-    async fn ctl(&self, command: &'static str) {
-        let (ctl, node, home) = (
-            self.sbin.join("rabbitmqctl"),
-            self.node.clone(),
-            self.dir.clone(),
-        );
-        let status = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(ctl)
-                .args(["-n", &node, command])
-                .env("HOME", &home)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .status()
-        })
-        .await
-        .expect("joined")
-        .expect("rabbitmqctl runs");
-        assert!(status.success(), "rabbitmqctl {command} failed");
-    }
-}
-
-impl Drop for PrivateBroker {
-    fn drop(&mut self) {
-        let stopped = std::process::Command::new(self.sbin.join("rabbitmqctl"))
-            .args(["-n", &self.node, "stop"])
-            .env("HOME", &self.dir)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success());
-        if !stopped {
-            let _ = self.server.kill();
-        }
-        let _ = self.server.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// What one registration of the burst got.
 enum Answer {
@@ -1449,15 +983,7 @@ async fn a_broker_restart_during_a_burst_loses_no_202_and_a_503_leaves_nothing_b
         while after < AFTER {
             assert!(tasks.len() < SEATS, "the burst ran out of seats");
             let (fan, token, hold) = sale.fan_with_hold().await;
-            let request = sale
-                .client
-                .post(format!(
-                    "{}/api/events/{}/registrations",
-                    sale.base, sale.event
-                ))
-                .bearer_auth(&token)
-                .header("X-Admission-Token", sale.admit(fan).await)
-                .json(&json!({"hold_id": hold}));
+            let request = sale.registration(&sale.app, fan, &token, hold).await;
             tasks.push(tokio::spawn(async move {
                 let response = request.send().await.expect("sent");
                 let status = response.status();
@@ -1516,7 +1042,7 @@ async fn a_broker_restart_during_a_burst_loses_no_202_and_a_503_leaves_nothing_b
         let (bookings,): (i64,) =
             sqlx::query_as("SELECT count(*) FROM bookings WHERE hold_id = $1")
                 .bind(hold)
-                .fetch_one(&sale.db)
+                .fetch_one(sale.db())
                 .await
                 .expect("count");
         assert_eq!(
@@ -1563,22 +1089,14 @@ async fn a_command_that_keeps_failing_is_dead_lettered_its_booking_rejected_and_
     let worker = sale.worker(worker_config()).await;
     let worker_base = format!("http://{}", worker.local_addr());
     let persister = worker.bookings().clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(worker.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let stop = run_until_stopped(worker);
 
     // A command the database refuses on every delivery, while Postgres and Redis are fine: an
     // idempotency key longer than the schema allows (the API never sends one; a bug might).
     let (fan, token, hold) = sale.fan_with_hold().await;
     let doomed = ProcessBookingCommand {
-        booking_id: BookingId::new(),
-        event_id: sale.event,
-        user_id: fan,
-        hold_id: hold,
         idempotency_key: Some("k".repeat(300)),
-        requested_at: time::OffsetDateTime::now_utc(),
-        prices: Vec::new(),
+        ..sale.command(fan, hold)
     };
     sale.mark_pending(&doomed).await;
     sale.publish_raw(&serde_json::to_vec(&doomed).expect("json"))
@@ -1621,7 +1139,7 @@ async fn a_command_that_keeps_failing_is_dead_lettered_its_booking_rejected_and_
     )
     .bind(routing::BOOKING_REJECTED)
     .bind(doomed.booking_id.to_string())
-    .fetch_one(&sale.db)
+    .fetch_one(sale.db())
     .await
     .expect("outbox");
     assert_eq!(outbox, 1, "the fan is told once");
@@ -1648,26 +1166,17 @@ async fn a_command_that_keeps_failing_is_dead_lettered_its_booking_rejected_and_
     assert_eq!(sale.dead_letters(2).await.len(), 2);
 
     // The admin sees both and resolves one, through the API.
-    let login: Value = sale
-        .client
-        .post(format!("{}/api/auth/login", sale.base))
-        .json(&json!({"email": "admin@example.test", "password": "admin-pass-123"}))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
-    let admin = login["access_token"].as_str().expect("token").to_string();
-    let open = sale
-        .send(
-            reqwest::Method::GET,
+    let admin = sale.app.admin_token().await;
+    let open_letters = || {
+        sale.app.json_as(
+            Method::GET,
             "/api/admin/dead-letters",
             &admin,
-            &Value::Null,
+            None,
             StatusCode::OK,
         )
-        .await;
+    };
+    let open = open_letters().await;
     assert_eq!(open["total"], 2, "{open}");
     let listed = open["items"]
         .as_array()
@@ -1680,24 +1189,17 @@ async fn a_command_that_keeps_failing_is_dead_lettered_its_booking_rejected_and_
     assert_eq!(listed["event_id"], sale.event.to_string());
     assert!(listed["death_count"].as_i64() >= Some(1), "{listed}");
     let resolved = sale
-        .send(
-            reqwest::Method::POST,
+        .app
+        .json_as(
+            Method::POST,
             &format!("/api/admin/dead-letters/{}/resolve", listed["id"]),
             &admin,
-            &json!({"note": "key bug fixed; fan asked to buy again"}),
+            Some(&json!({"note": "key bug fixed; fan asked to buy again"})),
             StatusCode::OK,
         )
         .await;
     assert!(resolved["resolved_at"].is_string(), "{resolved}");
-    let open = sale
-        .send(
-            reqwest::Method::GET,
-            "/api/admin/dead-letters",
-            &admin,
-            &Value::Null,
-            StatusCode::OK,
-        )
-        .await;
+    let open = open_letters().await;
     assert_eq!(open["total"], 1, "{open}");
 
     let metrics = reqwest::get(format!("{worker_base}/metrics"))

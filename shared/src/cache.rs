@@ -55,6 +55,19 @@ impl Redis {
     }
 }
 
+/// `REDIS_URL` (or the dev default) under a fresh key prefix, for this crate's own unit tests
+/// (every other test takes the test kit's, `testkit::config::redis`).
+#[cfg(test)]
+pub(crate) fn test_config() -> RedisConfig {
+    RedisConfig {
+        url: crate::config::Secret::new(
+            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+        ),
+        connections: 2,
+        key_prefix: format!("test:{}:", uuid::Uuid::new_v4()),
+    }
+}
+
 /// Prepares the connections; nothing is dialled until the first command.
 pub fn connect(config: &RedisConfig) -> anyhow::Result<Redis> {
     let client = redis::Client::open(config.url.expose().as_str()).context("parsing REDIS_URL")?;

@@ -128,7 +128,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_replaces_every_field_and_a_write_of_the_missing_ones_keeps_them() {
-        let config = crate::config::testing::redis();
+        let config = crate::cache::test_config();
         let redis = crate::cache::connect(&config).expect("redis");
         let keys = RedisKeys::new(config.key_prefix);
         let event = EventId::new();

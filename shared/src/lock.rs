@@ -69,7 +69,7 @@ mod tests {
     use super::*;
 
     fn redis() -> (Redis, String) {
-        let config = crate::config::testing::redis();
+        let config = crate::cache::test_config();
         let redis = crate::cache::connect(&config).expect("redis");
         (redis, format!("{}lock", config.key_prefix))
     }

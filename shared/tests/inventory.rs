@@ -6,7 +6,6 @@ use std::{collections::HashSet, time::Duration};
 
 use shared::{
     cache::RedisKeys,
-    config::testing,
     ids::{ClassId, EventId, HoldId, SeatId, UserId},
     inventory::{
         Catalog, ClassCounts, ClassInfo, HoldOutcome, HoldState, HoldTerms, Inventory, SeatInfo,
@@ -17,7 +16,7 @@ use sqlx::PgPool;
 
 /// One class "Main" of `rows` rows × `per_row` seats (labels `A-row-seat`), and the inventory.
 fn fixture(db: PgPool, rows: i32, per_row: i32) -> (Inventory, Catalog, shared::cache::Redis) {
-    let config = testing::redis();
+    let config = testkit::config::redis();
     let redis = shared::cache::connect(&config).expect("pool");
     let inventory = Inventory::new(db, redis.clone(), RedisKeys::new(config.key_prefix));
     let seats = (0..rows)
@@ -45,6 +44,24 @@ fn fixture(db: PgPool, rows: i32, per_row: i32) -> (Inventory, Catalog, shared::
 }
 
 const MINUTE: Duration = Duration::from_secs(60);
+
+/// The seats a new fan's best-available hold of `quantity` got (for a minute, class 0).
+async fn best_for_a_new_fan(inventory: &Inventory, catalog: &Catalog, quantity: u32) -> Vec<u32> {
+    held(
+        inventory
+            .hold_best(catalog, HoldId::new(), UserId::new(), MINUTE, 0, quantity)
+            .await
+            .expect("ok"),
+    )
+}
+
+/// Asserts the one class's seats are `free`, `held` and `sold` as counted.
+async fn assert_counts(inventory: &Inventory, catalog: &Catalog, [free, held, sold]: [u32; 3]) {
+    assert_eq!(
+        inventory.counts(catalog).await.expect("ok"),
+        vec![ClassCounts { free, held, sold }]
+    );
+}
 
 fn held(outcome: HoldOutcome) -> Vec<u32> {
     match outcome {
@@ -145,15 +162,7 @@ async fn a_hold_expires_by_itself_and_its_seats_come_back(db: PgPool) {
             .await
             .expect("ok"),
     );
-    let counts = inventory.counts(&catalog).await.expect("ok");
-    assert_eq!(
-        counts,
-        vec![ClassCounts {
-            free: 2,
-            held: 2,
-            sold: 0
-        }]
-    );
+    assert_counts(&inventory, &catalog, [2, 2, 0]).await;
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
@@ -231,19 +240,9 @@ async fn best_available_picks_adjacent_seats_in_the_best_row_then_falls_back(db:
             .expect("ok"),
     );
 
-    let three = held(
-        inventory
-            .hold_best(&catalog, HoldId::new(), UserId::new(), MINUTE, 0, 3)
-            .await
-            .expect("ok"),
-    );
+    let three = best_for_a_new_fan(&inventory, &catalog, 3).await;
     assert_eq!(three, vec![5, 6, 7], "best row first, adjacent");
-    let six = held(
-        inventory
-            .hold_best(&catalog, HoldId::new(), UserId::new(), MINUTE, 0, 6)
-            .await
-            .expect("ok"),
-    );
+    let six = best_for_a_new_fan(&inventory, &catalog, 6).await;
     assert_eq!(
         six,
         vec![10, 11, 12, 13, 14, 15],
@@ -264,12 +263,7 @@ async fn best_available_picks_adjacent_seats_in_the_best_row_then_falls_back(db:
             .await
             .expect("ok"),
     );
-    let four = held(
-        inventory
-            .hold_best(&catalog, HoldId::new(), UserId::new(), MINUTE, 0, 4)
-            .await
-            .expect("ok"),
-    );
+    let four = best_for_a_new_fan(&inventory, &catalog, 4).await;
     // No 4 adjacent anywhere: the best 4 free seats, best rows first.
     assert_eq!(four, vec![8, 16, 17, 18]);
 }
@@ -294,21 +288,9 @@ async fn a_sold_seat_can_never_be_held_again(db: PgPool) {
         .await
         .expect("ok");
     assert_eq!(again, HoldOutcome::Taken(vec![0]));
-    let best = held(
-        inventory
-            .hold_best(&catalog, HoldId::new(), UserId::new(), MINUTE, 0, 2)
-            .await
-            .expect("ok"),
-    );
+    let best = best_for_a_new_fan(&inventory, &catalog, 2).await;
     assert_eq!(best, vec![1, 2]);
-    assert_eq!(
-        inventory.counts(&catalog).await.expect("ok"),
-        vec![ClassCounts {
-            free: 0,
-            held: 2,
-            sold: 1
-        }]
-    );
+    assert_counts(&inventory, &catalog, [0, 2, 1]).await;
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
@@ -367,15 +349,7 @@ async fn a_lost_redis_is_rebuilt_with_nothing_held_and_nothing_unsold(db: PgPool
         .expect("del");
 
     // The next operation rebuilds it from Postgres (nothing sold there): all free again.
-    let counts = inventory.counts(&catalog).await.expect("ok");
-    assert_eq!(
-        counts,
-        vec![ClassCounts {
-            free: 5,
-            held: 0,
-            sold: 0
-        }]
-    );
+    assert_counts(&inventory, &catalog, [5, 0, 0]).await;
     held(
         inventory
             .hold_seats(&catalog, HoldId::new(), UserId::new(), MINUTE, &[0])

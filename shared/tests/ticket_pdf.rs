@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use shared::{
     ids::{BookingId, EventId, TicketId, UserId},
-    ticket_pdf::{self, BookingTickets, TicketPage, testing},
+    ticket_pdf::{self, BookingTickets, TicketPage},
     tokens::{KeyPurpose, TicketClaims, TokenKeys},
 };
 use time::macros::datetime;
@@ -59,10 +59,10 @@ fn a_bookings_pdf_names_event_and_seats_and_its_qr_codes_verify() {
     assert!(pdf.starts_with(b"%PDF-"));
     if let Ok(dir) = std::env::var("TICKET_PDF_KEEP") {
         std::fs::write(format!("{dir}/tickets.pdf"), &pdf).expect("kept");
-        std::fs::write(format!("{dir}/page1.png"), testing::page_png(&pdf, 1)).expect("kept");
+        std::fs::write(format!("{dir}/page1.png"), testkit::pdf::page_png(&pdf, 1)).expect("kept");
     }
 
-    let text = testing::pdf_text(&pdf);
+    let text = testkit::pdf::pdf_text(&pdf);
     assert_eq!(text.matches('\u{c}').count(), 2, "two pages: {text}");
     for needle in [
         "Nordic Lights Festival",
@@ -81,7 +81,7 @@ fn a_bookings_pdf_names_event_and_seats_and_its_qr_codes_verify() {
 
     let verifier = keys.verifying_only();
     for (page, ticket) in booking.tickets.iter().enumerate() {
-        let codes = testing::qr_codes(&pdf, u32::try_from(page + 1).expect("small"));
+        let codes = testkit::pdf::qr_codes(&pdf, u32::try_from(page + 1).expect("small"));
         assert_eq!(
             codes,
             std::slice::from_ref(&ticket.code),
@@ -104,7 +104,7 @@ fn one_ticket_of_a_booking_is_a_one_page_pdf() {
     let second = booking.tickets[1].ticket_id;
     let only = booking.only(second).expect("the booking has it");
     let pdf = ticket_pdf::render(&only).expect("renders");
-    let text = testing::pdf_text(&pdf);
+    let text = testkit::pdf::pdf_text(&pdf);
     assert_eq!(text.matches('\u{c}').count(), 1);
     assert!(text.contains("A-1-4") && !text.contains("A-1-3"), "{text}");
     assert!(booking.only(TicketId::new()).is_none());

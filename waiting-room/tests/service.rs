@@ -6,155 +6,24 @@ mod instances;
 use std::{collections::HashSet, time::Duration};
 
 use futures_util::StreamExt;
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::Value;
 use shared::{
     cache::{RedisKeys, redis},
-    config::{KeysConfig, LogFormat, QueueConfig, RedisConfig, testing},
-    domain::Role,
     ids::{EventId, HoldId, UserId},
     inventory::{CatalogCache, HoldOutcome, Inventory},
-    tokens::{AccessClaims, AdmissionClaims, KeySet, QueueClaims},
+    tokens::{AdmissionClaims, KeySet, QueueClaims},
 };
 use sqlx::PgPool;
+use testkit::{
+    sale::NewSale,
+    waiting_room::{TestApp as App, queue_config, queue_token as token_of, spawn, spawn_on},
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 use waiting_room::queue::QueueState;
 
-struct App {
-    base: String,
-    keys: KeySet,
-    redis_config: RedisConfig,
-    client: Client,
-}
-
-fn queue_config(grace: Duration) -> QueueConfig {
-    QueueConfig {
-        admission_token_ttl: Duration::from_secs(600),
-        queue_token_ttl: Duration::from_secs(3600),
-        grace,
-        tick: Duration::from_millis(100),
-    }
-}
-
-async fn spawn_on(db: &PgPool, redis: RedisConfig, keys: KeySet, queue: QueueConfig) -> App {
-    let config = waiting_room::Config {
-        http: testing::http(),
-        postgres: testing::postgres_for(db),
-        redis: redis.clone(),
-        keys: KeysConfig {
-            dir: "/nonexistent".into(),
-        },
-        queue,
-        log_format: LogFormat::Pretty,
-    };
-    let server = waiting_room::build_with_keys(&config, keys.clone())
-        .await
-        .expect("builds");
-    let base = format!("http://{}", server.local_addr());
-    tokio::spawn(server.run_until(std::future::pending()));
-    App {
-        base,
-        keys,
-        redis_config: redis,
-        client: Client::new(),
-    }
-}
-
-async fn spawn(db: &PgPool, grace: Duration) -> App {
-    spawn_on(
-        db,
-        testing::redis(),
-        KeySet::generate(),
-        queue_config(grace),
-    )
-    .await
-}
-
-impl App {
-    fn redis_keys(&self) -> RedisKeys {
-        RedisKeys::new(self.redis_config.key_prefix.clone())
-    }
-
-    async fn conn(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.redis_config.url.expose().as_str())
-            .expect("url")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis")
-    }
-
-    fn access(&self, user: UserId) -> String {
-        fan_access_token(&self.keys, user)
-    }
-
-    async fn join(&self, event: EventId, user: UserId) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .post(format!("{}/api/queue/{event}/join", self.base))
-            .bearer_auth(self.access(user))
-            .send()
-            .await
-            .expect("sent");
-        let status = response.status();
-        (status, response.json().await.expect("json"))
-    }
-
-    async fn status(&self, event: EventId, queue_token: &str) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .get(format!("{}/api/queue/{event}/status", self.base))
-            .header("X-Queue-Token", queue_token)
-            .send()
-            .await
-            .expect("sent");
-        let status = response.status();
-        (status, response.json().await.expect("json"))
-    }
-
-    /// The status once it is `state`, which it must be within a few ticks (100 ms each).
-    async fn status_within_a_tick(&self, event: EventId, queue_token: &str, state: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(1_000);
-        loop {
-            let (status, body) = self.status(event, queue_token).await;
-            assert_eq!(status, StatusCode::OK, "{body}");
-            if body["state"] == state {
-                return body;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "not {state} in time: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn active_count(&self, event: EventId) -> u64 {
-        let now = OffsetDateTime::now_utc().unix_timestamp() * 1000;
-        redis::cmd("ZCOUNT")
-            .arg(self.redis_keys().queue_active(event))
-            .arg(now)
-            .arg("+inf")
-            .query_async(&mut self.conn().await)
-            .await
-            .expect("zcount")
-    }
-}
-
-/// A fan's access token, signed with the test's keys.
-fn fan_access_token(keys: &KeySet, user: UserId) -> String {
-    keys.access
-        .sign(
-            AccessClaims {
-                sub: user,
-                role: Role::Fan,
-            },
-            Duration::from_secs(900),
-        )
-        .expect("signs")
-}
-
-/// An event (and its organizer and venue) straight in Postgres.
+/// An event (and its organizer and venue) straight in Postgres, of two seats.
 async fn create_event(
     db: &PgPool,
     high_demand: bool,
@@ -162,53 +31,22 @@ async fn create_event(
     max_active: i32,
     opens_in: time::Duration,
 ) -> EventId {
-    let organizer = Uuid::new_v4();
-    sqlx::query("INSERT INTO users (id, email, name, password_hash) VALUES ($1, $2, 'O', 'x')")
-        .bind(organizer)
-        .bind(format!("{organizer}@example.test"))
-        .execute(db)
-        .await
-        .expect("user");
-    let venue = Uuid::new_v4();
-    sqlx::query(
-        "INSERT INTO venues (id, organizer_id, name, layout, capacity)
-         VALUES ($1, $2, 'V', '{}', 2)",
-    )
-    .bind(venue)
-    .bind(organizer)
-    .execute(db)
+    NewSale {
+        title: "Show",
+        capacity: 2,
+        opens_in,
+        high_demand,
+        admit_per_minute,
+        max_active,
+        ..NewSale::default()
+    }
+    .insert(db)
     .await
-    .expect("venue");
-    let event = EventId::new();
-    let now = OffsetDateTime::now_utc();
-    sqlx::query(
-        "INSERT INTO events (id, organizer_id, venue_id, title, starts_at, sale_opens_at,
-                             capacity, high_demand, admit_per_minute, max_active)
-         VALUES ($1, $2, $3, 'Show', $4, $5, 2, $6, $7, $8)",
-    )
-    .bind(event)
-    .bind(organizer)
-    .bind(venue)
-    .bind(now + time::Duration::days(30))
-    .bind(now + opens_in)
-    .bind(high_demand)
-    .bind(admit_per_minute)
-    .bind(max_active)
-    .execute(db)
-    .await
-    .expect("event");
-    event
+    .event
 }
 
 fn open_now() -> time::Duration {
     time::Duration::seconds(-60)
-}
-
-fn token_of(body: &Value) -> String {
-    body["queue_token"]
-        .as_str()
-        .expect("a queue token")
-        .to_string()
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
@@ -219,12 +57,7 @@ async fn it_is_healthy_ready_and_answers_unknown_paths_with_json(db: PgPool) {
         let response = reqwest::get(format!("{base}{path}")).await.expect("sent");
         assert_eq!(response.status(), 200, "{path}");
     }
-    let ready: Value = reqwest::get(format!("{base}/readyz"))
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let ready = testkit::get_json(&format!("{base}/readyz")).await;
     assert_eq!(ready["checks"]["postgres"], true);
     assert_eq!(ready["checks"]["redis"], true);
     let missing = reqwest::get(format!("{base}/api/queue/nope"))
@@ -1032,7 +865,7 @@ async fn a_nul_character_in_a_query_is_422_invalid_text(db: PgPool) {
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn status_reads_are_answered_from_memory_once_a_tick_has_run(db: PgPool) {
-    let redis = testing::redis();
+    let redis = testkit::config::redis();
     let queues = waiting_room::Queues::new(
         db.clone(),
         shared::cache::connect(&redis).expect("redis"),

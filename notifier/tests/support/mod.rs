@@ -1,5 +1,5 @@
-//! What the notifier's tests share: a fake SMTP server, fixture bookings in Postgres, and
-//! publishing booking events to the broker.
+//! What the notifier's tests share, on top of the test kit: a fake SMTP server, the
+//! notifier's config and instances, and fixture bookings in Postgres.
 
 #![allow(dead_code)]
 
@@ -7,21 +7,28 @@ pub mod smtp;
 
 use std::time::Duration;
 
-use lapin::{BasicProperties, options::BasicPublishOptions, options::ConfirmSelectOptions};
 use shared::{
-    config::{AmqpConfig, KeysConfig, LogFormat, PushConfig, SmtpConfig, SmtpTls, testing},
-    ids::{BookingId, EventId, TicketId, UserId},
-    messaging::{self, BookingConfirmed, BookingRejected, Names, TicketSummary, routing},
-    tokens::{KeySet, TicketClaims},
+    config::{LogFormat, PushConfig, SmtpConfig, SmtpTls},
+    domain::Role,
+    ids::{BookingId, TicketId},
+    messaging::{BookingConfirmed, BookingRejected, Names, TicketSummary, routing},
+    tokens::{KeySet, TicketClaims, TokenKeys},
 };
 use sqlx::PgPool;
+// Every test binary compiles this module and uses a part of it.
+#[allow(unused_imports)]
+pub use testkit::{broker::publish_event as publish, eventually, users::address};
+use testkit::{
+    config::{amqp, http, no_keys_dir, postgres_for},
+    sale::NewSale,
+};
 
 /// A notifier config on port 0 with a private broker prefix, sending to `smtp_port`.
 pub fn config(db: &PgPool, smtp_port: u16) -> notifier::Config {
     notifier::Config {
-        http: testing::http(),
-        postgres: testing::postgres_for(db),
-        amqp: testing::amqp(),
+        http: http(),
+        postgres: postgres_for(db),
+        amqp: amqp(),
         smtp: SmtpConfig {
             host: "127.0.0.1".into(),
             port: smtp_port,
@@ -31,9 +38,7 @@ pub fn config(db: &PgPool, smtp_port: u16) -> notifier::Config {
             from: "Tickets <tickets@example.test>".into(),
         },
         // Unused: the tests hand `build_with` the access key they sign with.
-        keys: KeysConfig {
-            dir: "/nonexistent".into(),
-        },
+        keys: no_keys_dir(),
         push: PushConfig {
             max_per_user: 8,
             max_sockets: 10_000,
@@ -42,57 +47,54 @@ pub fn config(db: &PgPool, smtp_port: u16) -> notifier::Config {
     }
 }
 
+/// A notifier instance on `config`, verifying `access`'s tokens; its address once it is ready
+/// (its push queue bound: events published after that reach its sockets).
+pub async fn instance(
+    config: &notifier::Config,
+    access: &TokenKeys,
+) -> (String, notifier::Stopper) {
+    let server = notifier::build_with(config, access.verifying_only())
+        .await
+        .expect("builds");
+    let addr = server.local_addr();
+    let stopper = server.stopper();
+    tokio::spawn(server.run_until(std::future::pending()));
+    let url = format!("http://{addr}/readyz");
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let url = url.clone();
+            async move {
+                reqwest::get(&url)
+                    .await
+                    .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
+            }
+        })
+        .await,
+        "the notifier became ready"
+    );
+    (addr.to_string(), stopper)
+}
+
+/// Stops the instances' consumers (or they would declare the topology again), then deletes the
+/// test's broker names.
+pub async fn finish(config: &notifier::Config, stoppers: &[&notifier::Stopper]) {
+    for stopper in stoppers {
+        stopper.stop();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    testkit::broker::delete_topology(&config.amqp, &Names::new(config.amqp.prefix.clone())).await;
+}
+
 /// A confirmed booking of `seats` seats written straight to Postgres; the event it announces.
 pub async fn confirmed_booking(db: &PgPool, keys: &KeySet, seats: usize) -> BookingConfirmed {
-    let organizer = UserId::new();
-    let fan = UserId::new();
-    for (id, name, role) in [
-        (organizer, "Olga Organizer", "organizer"),
-        (fan, "Frida Fan", "fan"),
-    ] {
-        sqlx::query(
-            "INSERT INTO users (id, email, name, password_hash, role)
-             VALUES ($1, $2, $3, 'x', $4)",
-        )
-        .bind(id)
-        .bind(format!("{id}@example.test"))
-        .bind(name)
-        .bind(role)
-        .execute(db)
-        .await
-        .expect("user");
+    let sale = NewSale {
+        class_price: Some(5000),
+        ..NewSale::default()
     }
-    let venue = uuid::Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO venues (id, organizer_id, name, city, layout, capacity)
-         VALUES ($1, $2, 'Arena', 'Oslo', '{\"kind\": \"grid\", \"sections\": []}', 100)",
-    )
-    .bind(venue)
-    .bind(organizer)
-    .execute(db)
-    .await
-    .expect("venue");
-    let event = EventId::new();
-    sqlx::query(
-        "INSERT INTO events (id, organizer_id, venue_id, title, starts_at, sale_opens_at, capacity)
-         VALUES ($1, $2, $3, 'Harbour Jazz Night', now() + interval '30 days', now(), 100)",
-    )
-    .bind(event)
-    .bind(organizer)
-    .bind(venue)
-    .execute(db)
-    .await
-    .expect("event");
-    let class = uuid::Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO ticket_classes (id, event_id, name, price_minor, currency, position)
-         VALUES ($1, $2, 'Normal', 5000, 'EUR', 0)",
-    )
-    .bind(class)
-    .bind(event)
-    .execute(db)
-    .await
-    .expect("class");
+    .insert(db)
+    .await;
+    let (event, class) = (sale.event, sale.class.expect("a class"));
+    let (fan, _) = testkit::users::mint_named(db, keys, Role::Fan, "Frida Fan").await;
     let booking = BookingId::new();
     sqlx::query(
         "INSERT INTO bookings (id, event_id, user_id, status, total_minor, currency)
@@ -164,11 +166,6 @@ pub async fn confirmed_booking(db: &PgPool, keys: &KeySet, seats: usize) -> Book
     }
 }
 
-/// The fan's address in a fixture booking.
-pub fn address(user: UserId) -> String {
-    format!("{user}@example.test")
-}
-
 /// A rejected booking's event for the fan and event of `confirmed` (no new rows needed).
 pub fn rejected_for(confirmed: &BookingConfirmed) -> BookingRejected {
     BookingRejected {
@@ -179,52 +176,5 @@ pub fn rejected_for(confirmed: &BookingConfirmed) -> BookingRejected {
     }
 }
 
-/// Publishes a booking event to the events exchange, as the outbox relay does.
-pub async fn publish(amqp: &AmqpConfig, routing_key: &str, payload: &impl serde::Serialize) {
-    let connection = messaging::connect(amqp, "test-publisher")
-        .await
-        .expect("connects");
-    let channel = connection.create_channel().await.expect("channel");
-    let names = Names::new(amqp.prefix.clone());
-    messaging::declare_topology(&channel, &names)
-        .await
-        .expect("topology");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirms");
-    channel
-        .basic_publish(
-            names.events_exchange().as_str().into(),
-            routing_key.into(),
-            BasicPublishOptions::default(),
-            &serde_json::to_vec(payload).expect("json"),
-            BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .expect("published")
-        .await
-        .expect("confirmed");
-    let _ = connection.close(200, "done".into()).await;
-}
-
 pub const CONFIRMED: &str = routing::BOOKING_CONFIRMED;
 pub const REJECTED: &str = routing::BOOKING_REJECTED;
-
-/// Polls `check` every 50 ms until it is true or `timeout` passes.
-pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}

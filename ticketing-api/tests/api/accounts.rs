@@ -13,7 +13,7 @@ use shared::{
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
-use crate::helpers::{PASSWORD, TestApp, assert_error, spawn};
+use testkit::api::{PASSWORD, TestApp, assert_error, spawn};
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_fan_registers_logs_in_and_sees_themselves(db: PgPool) {
@@ -23,12 +23,7 @@ async fn a_fan_registers_logs_in_and_sees_themselves(db: PgPool) {
     assert_eq!(created["user"]["role"], "fan");
 
     let token = app.login("fan@example.test", PASSWORD).await;
-    let me: Value = app
-        .get_as("/api/me", &token)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let me: Value = app.get_json_as("/api/me", &token).await;
     assert_eq!(me["id"], created["user"]["id"]);
     assert_eq!(me["name"], "Ada Fan");
     assert_eq!(me["role"], "fan");
@@ -243,12 +238,7 @@ async fn forged_expired_and_foreign_tokens_are_refused(db: PgPool) {
     };
     let hour = Duration::from_secs(3600);
 
-    let missing = app
-        .client
-        .get(app.url("/api/me"))
-        .send()
-        .await
-        .expect("sent");
+    let missing = app.get("/api/me").await;
     assert_error(missing, StatusCode::UNAUTHORIZED, "unauthorized").await;
 
     let not_bearer = app

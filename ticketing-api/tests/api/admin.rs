@@ -7,15 +7,10 @@ use serde_json::{Value, json};
 use shared::tokens::AccessClaims;
 use sqlx::PgPool;
 
-use crate::helpers::{TestApp, assert_error, spawn};
+use testkit::api::{TestApp, assert_error, spawn};
 
 async fn audit_actions(app: &TestApp, admin: &str) -> Vec<String> {
-    let log: Value = app
-        .get_as("/api/admin/audit-log", admin)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let log: Value = app.get_json_as("/api/admin/audit-log", admin).await;
     log["items"]
         .as_array()
         .expect("items")
@@ -24,43 +19,42 @@ async fn audit_actions(app: &TestApp, admin: &str) -> Vec<String> {
         .collect()
 }
 
+/// Has the audit log an entry of `action`?
+async fn audited(app: &TestApp, admin: &str, action: &str) -> bool {
+    audit_actions(app, admin)
+        .await
+        .iter()
+        .any(|logged| logged == action)
+}
+
+/// `POST /api/organizer/applications` as `token`.
+async fn apply(app: &TestApp, token: &str, body: &Value) -> reqwest::Response {
+    app.post_as("/api/organizer/applications", token, body)
+        .await
+}
+
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_fan_applies_an_admin_approves_and_the_next_token_says_organizer(db: PgPool) {
     let app = spawn(db).await;
     let (fan_id, fan, fan_client) = app.fan("org@example.test").await;
 
-    let applied = app
-        .post_as(
-            "/api/organizer/applications",
-            &fan,
-            &json!({"company": "Acme Live", "details": "We run 40 shows a year."}),
-        )
-        .await;
+    let applied = apply(
+        &app,
+        &fan,
+        &json!({"company": "Acme Live", "details": "We run 40 shows a year."}),
+    )
+    .await;
     assert_eq!(applied.status(), StatusCode::CREATED);
-    let me: Value = app
-        .get_as("/api/me", &fan)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let me: Value = app.get_json_as("/api/me", &fan).await;
     assert_eq!(me["organizer_status"], "pending");
 
-    let twice = app
-        .post_as(
-            "/api/organizer/applications",
-            &fan,
-            &json!({"company": "Acme"}),
-        )
-        .await;
+    let twice = apply(&app, &fan, &json!({"company": "Acme"})).await;
     assert_error(twice, StatusCode::CONFLICT, "application_pending").await;
 
     let admin = app.admin_token().await;
     let pending: Value = app
-        .get_as("/api/admin/organizer-applications", &admin)
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json_as("/api/admin/organizer-applications", &admin)
+        .await;
     assert_eq!(pending[0]["company"], "Acme Live");
     assert_eq!(pending[0]["user_id"], fan_id.as_str());
     // The admin sees who applied, not just an id.
@@ -90,7 +84,7 @@ async fn a_fan_applies_an_admin_approves_and_the_next_token_says_organizer(db: P
     assert_error(again, StatusCode::CONFLICT, "no_pending_application").await;
 
     // The fan's browser refreshes and gets a token that carries the new role.
-    let token = &crate::helpers::refreshed_token(&app, &fan_client).await;
+    let token = &testkit::api::refreshed_token(&app, &fan_client).await;
     let claims = app
         .keys
         .access
@@ -99,31 +93,16 @@ async fn a_fan_applies_an_admin_approves_and_the_next_token_says_organizer(db: P
         .claims;
     assert_eq!(claims.role, shared::domain::Role::Organizer);
 
-    let organizer_again = app
-        .post_as(
-            "/api/organizer/applications",
-            token,
-            &json!({"company": "Acme"}),
-        )
-        .await;
+    let organizer_again = apply(&app, token, &json!({"company": "Acme"})).await;
     assert_error(organizer_again, StatusCode::CONFLICT, "already_organizer").await;
-    assert!(
-        audit_actions(&app, &admin)
-            .await
-            .contains(&"organizer.approve".to_string())
-    );
+    assert!(audited(&app, &admin, "organizer.approve").await);
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_rejected_fan_stays_a_fan_and_may_apply_again(db: PgPool) {
     let app = spawn(db).await;
     let (fan_id, fan, _) = app.fan("hopeful@example.test").await;
-    app.post_as(
-        "/api/organizer/applications",
-        &fan,
-        &json!({"company": "Tiny"}),
-    )
-    .await;
+    apply(&app, &fan, &json!({"company": "Tiny"})).await;
     let admin = app.admin_token().await;
     let rejected: Value = app
         .post_as(
@@ -137,19 +116,9 @@ async fn a_rejected_fan_stays_a_fan_and_may_apply_again(db: PgPool) {
         .expect("json");
     assert_eq!(rejected["role"], "fan");
     assert_eq!(rejected["organizer_status"], "rejected");
-    let again = app
-        .post_as(
-            "/api/organizer/applications",
-            &fan,
-            &json!({"company": "Tiny 2"}),
-        )
-        .await;
+    let again = apply(&app, &fan, &json!({"company": "Tiny 2"})).await;
     assert_eq!(again.status(), StatusCode::CREATED);
-    assert!(
-        audit_actions(&app, &admin)
-            .await
-            .contains(&"organizer.reject".to_string())
-    );
+    assert!(audited(&app, &admin, "organizer.reject").await);
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
@@ -182,12 +151,7 @@ async fn fans_and_organizers_cannot_use_admin_endpoints(db: PgPool) {
             .await;
         assert_error(response, StatusCode::FORBIDDEN, "forbidden").await;
     }
-    let me: Value = app
-        .get_as("/api/me", &fan)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let me: Value = app.get_json_as("/api/me", &fan).await;
     assert_eq!(me["role"], "fan");
     assert_eq!(app.count("audit_log").await, audit_before);
 }
@@ -225,7 +189,7 @@ async fn a_banned_fan_is_locked_out_at_once_and_the_ban_is_audited(db: PgPool) {
     let login = app
         .post(
             "/api/auth/login",
-            &json!({"email": "trouble@example.test", "password": crate::helpers::PASSWORD}),
+            &json!({"email": "trouble@example.test", "password": testkit::api::PASSWORD}),
         )
         .await;
     assert_error(login, StatusCode::FORBIDDEN, "banned").await;
@@ -241,13 +205,9 @@ async fn a_banned_fan_is_locked_out_at_once_and_the_ban_is_audited(db: PgPool) {
         )
         .await;
     assert_eq!(unbanned.status(), StatusCode::OK);
-    app.login("trouble@example.test", crate::helpers::PASSWORD)
+    app.login("trouble@example.test", testkit::api::PASSWORD)
         .await;
-    assert!(
-        audit_actions(&app, &admin)
-            .await
-            .contains(&"user.unban".to_string())
-    );
+    assert!(audited(&app, &admin, "user.unban").await);
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
@@ -257,7 +217,7 @@ async fn a_ban_made_on_one_instance_reaches_another_within_seconds(db: PgPool) {
     let (fan_id, _, _) = first.fan("roaming@example.test").await;
     // Each test app has its own signing keys, so the fan logs in on the second one too.
     let fan_on_second = second
-        .login("roaming@example.test", crate::helpers::PASSWORD)
+        .login("roaming@example.test", testkit::api::PASSWORD)
         .await;
     assert_eq!(
         second.get_as("/api/me", &fan_on_second).await.status(),
@@ -292,12 +252,7 @@ async fn a_ban_made_on_one_instance_reaches_another_within_seconds(db: PgPool) {
 async fn admins_cannot_be_banned_and_bans_need_a_reason(db: PgPool) {
     let app = spawn(db).await;
     let admin = app.admin_token().await;
-    let me: Value = app
-        .get_as("/api/me", &admin)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let me: Value = app.get_json_as("/api/me", &admin).await;
     let admin_id = me["id"].as_str().expect("id");
     let response = app
         .post_as(
@@ -343,23 +298,15 @@ async fn admins_search_users_by_email_or_name_with_pagination(db: PgPool) {
     let admin = app.admin_token().await;
 
     let page: Value = app
-        .get_as("/api/admin/users?q=example&page=2&per_page=10", &admin)
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json_as("/api/admin/users?q=example&page=2&per_page=10", &admin)
+        .await;
     // 25 fans and the admin have "example" in their email.
     assert_eq!(page["total"], 26);
     assert_eq!(page["items"].as_array().expect("items").len(), 10);
     assert_eq!(page["page"], 2);
 
     // `%` is searched for literally, not as a wildcard.
-    let literal: Value = app
-        .get_as("/api/admin/users?q=100%25", &admin)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let literal: Value = app.get_json_as("/api/admin/users?q=100%25", &admin).await;
     assert_eq!(literal["total"], 1);
     assert_eq!(literal["items"][0]["email"], "zed@elsewhere.test");
 }

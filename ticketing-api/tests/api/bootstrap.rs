@@ -7,16 +7,16 @@ use serde_json::{Value, json};
 use shared::config::{AdminBootstrap, Secret};
 use sqlx::PgPool;
 
-use crate::helpers::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, TestApp, assert_error, new_client, spawn, spawn_with,
-    test_config,
+use testkit::api::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, TestApp, assert_error, new_client, simple_config, spawn,
+    spawn_with,
 };
 
 const OPERATOR_PASSWORD: &str = "the-operators-pass-1";
 
 /// The app restarted on the same database with `ADMIN_EMAIL=email`.
 async fn restart_with_admin(app: &TestApp, email: &str) -> TestApp {
-    let mut config = test_config();
+    let mut config = simple_config();
     config.auth.admin = Some(AdminBootstrap {
         email: email.into(),
         password: Secret::new(OPERATOR_PASSWORD.into()),
@@ -64,7 +64,7 @@ async fn a_fan_who_took_the_admin_address_first_is_not_promoted_by_a_restart(db:
     let operators = login(&app, &new_client(), "ops@example.test", OPERATOR_PASSWORD).await;
     assert_error(operators, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
 
-    let token = &crate::helpers::refreshed_token(&app, &squatter).await;
+    let token = &testkit::api::refreshed_token(&app, &squatter).await;
     let me: Value = app.get_json_as("/api/me", token).await;
     assert_eq!(me["role"], "fan");
     let admin_page = app.get_as("/api/admin/users", token).await;
@@ -137,7 +137,7 @@ async fn a_free_admin_address_gets_the_admin_with_the_configured_password(db: Pg
         role_and_ban(&app, "new-ops@example.test").await,
         ("admin".to_string(), false)
     );
-    let token = crate::helpers::login_with(
+    let token = testkit::api::login_with(
         &new_client(),
         &app,
         "new-ops@example.test",

@@ -9,7 +9,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use ticketing_api::routes::web::CONTENT_SECURITY_POLICY;
 
-use crate::helpers::{PASSWORD, spawn, spawn_with, test_config};
+use testkit::api::{PASSWORD, simple_config, spawn, spawn_with};
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn every_ui_response_carries_the_csp_and_the_other_hardening_headers(db: PgPool) {
@@ -22,7 +22,7 @@ async fn every_ui_response_carries_the_csp_and_the_other_hardening_headers(db: P
         ("/js/pages/fan/login.js", "javascript"),
         ("/css/app.css", "text/css"),
     ] {
-        let response = app.client.get(app.url(path)).send().await.expect("sent");
+        let response = app.get(path).await;
         assert_eq!(response.status(), StatusCode::OK, "{path}");
         let headers = response.headers();
         let value = |name: header::HeaderName| {
@@ -66,7 +66,7 @@ async fn the_apis_own_answers_are_nosniff_json_errors_included(db: PgPool) {
         "/api/me",
         "/healthz",
     ] {
-        let response = app.client.get(app.url(path)).send().await.expect("sent");
+        let response = app.get(path).await;
         assert_eq!(
             response
                 .headers()
@@ -98,7 +98,7 @@ async fn login_cookie(base: &str, email: &str) -> String {
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn with_cookie_secure_the_refresh_cookie_is_secure_httponly_and_same_site_strict(db: PgPool) {
-    let mut config = test_config();
+    let mut config = simple_config();
     config.auth.cookie_secure = true;
     let app = spawn_with(db, config).await;
     app.register("secure@example.test", "Secure Fan").await;
@@ -113,7 +113,7 @@ async fn with_cookie_secure_the_refresh_cookie_is_secure_httponly_and_same_site_
 async fn the_plain_http_test_stack_says_cookie_secure_false_explicitly(db: PgPool) {
     // The test kit (like infra/dev) serves plain http, so it turns Secure off by name; the
     // attributes that do not depend on https stay.
-    assert!(!test_config().auth.cookie_secure);
+    assert!(!simple_config().auth.cookie_secure);
     let app = spawn(db).await;
     app.register("plain@example.test", "Plain Fan").await;
     let cookie = login_cookie(&app.base, "plain@example.test").await;

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use shared::domain::Role;
 use sqlx::PgPool;
 
-use crate::helpers::{TestApp, assert_error, spawn};
+use testkit::api::{TestApp, assert_error, spawn};
 
 /// A dead letter as the worker records it; returns its id.
 async fn dead_letter(

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use time::Duration;
 
-use crate::helpers::{
+use testkit::api::{
     TestApp, assert_error, create_event, create_venue, event_body, grid_venue, organizer,
     rfc3339_in, scalar, send_as, spawn,
 };
@@ -63,6 +63,18 @@ async fn fake_booking(app: &TestApp, event: &str, status: &str) {
     .expect("booking");
 }
 
+/// One class "All" at 0.01 EUR for every seat.
+fn one_class() -> Value {
+    json!([{"name": "All", "price": 1, "currency": "EUR"}])
+}
+
+/// An event of `token`'s on a new one-seat venue; (venue id, the event's JSON).
+async fn one_seat_event(app: &TestApp, token: &str) -> (String, Value) {
+    let venue = grid_venue(app, token, &[("A", 1, 1)]).await;
+    let event = create_event(app, token, &event_body(&venue, one_class())).await;
+    (venue, event)
+}
+
 fn two_classes() -> Value {
     json!([
         {"name": "VIP", "price": 15000, "currency": "EUR", "sections": ["B"]},
@@ -115,15 +127,7 @@ async fn an_organizer_creates_an_event_whose_seats_are_ready_at_once(db: PgPool)
     assert_eq!((x, y), (1.0, 8.0));
 
     // Public read, no token.
-    let public: Value = app
-        .client
-        .get(app.url(&format!("/api/events/{id}")))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let public: Value = app.get_json(&format!("/api/events/{id}")).await;
     // The public read adds live counts from the inventory: nothing is held or sold yet.
     let mut public = public;
     for class in public["availability"].as_array_mut().expect("availability") {
@@ -594,16 +598,7 @@ async fn prices_come_only_from_classes(db: PgPool) {
 async fn fans_get_403_and_strangers_401_on_event_changes(db: PgPool) {
     let app = spawn(db).await;
     let (org, _) = organizer(&app).await;
-    let venue = grid_venue(&app, &org, &[("A", 1, 1)]).await;
-    let event = create_event(
-        &app,
-        &org,
-        &event_body(
-            &venue,
-            json!([{"name": "All", "price": 1, "currency": "EUR"}]),
-        ),
-    )
-    .await;
+    let (venue, event) = one_seat_event(&app, &org).await;
     let id = event["id"].as_str().expect("id");
     let (_, fan, _) = app.fan("fan@example.test").await;
     let before = snapshot(&app).await;
@@ -613,10 +608,7 @@ async fn fans_get_403_and_strangers_401_on_event_changes(db: PgPool) {
         (
             Method::POST,
             "/api/events",
-            Some(event_body(
-                &venue,
-                json!([{"name": "All", "price": 1, "currency": "EUR"}]),
-            )),
+            Some(event_body(&venue, one_class())),
         ),
         (Method::PATCH, &path, Some(json!({"title": "Mine now"}))),
         (Method::POST, &cancel, None),
@@ -640,16 +632,7 @@ async fn another_organizer_cannot_see_or_touch_my_event_but_an_admin_can(db: PgP
     let app = spawn(db).await;
     let (mine, _) = organizer(&app).await;
     let (theirs, _) = organizer(&app).await;
-    let venue = grid_venue(&app, &mine, &[("A", 1, 1)]).await;
-    let event = create_event(
-        &app,
-        &mine,
-        &event_body(
-            &venue,
-            json!([{"name": "All", "price": 1, "currency": "EUR"}]),
-        ),
-    )
-    .await;
+    let (venue, event) = one_seat_event(&app, &mine).await;
     let id = event["id"].as_str().expect("id");
     let before = snapshot(&app).await;
     let path = format!("/api/events/{id}");
@@ -683,15 +666,7 @@ async fn another_organizer_cannot_see_or_touch_my_event_but_an_admin_can(db: PgP
     assert_eq!(patched["organizer_id"], event["organizer_id"]);
 
     // An admin may create an event in any venue; it belongs to the venue's organizer.
-    let by_admin = create_event(
-        &app,
-        &admin,
-        &event_body(
-            &venue,
-            json!([{"name": "All", "price": 1, "currency": "EUR"}]),
-        ),
-    )
-    .await;
+    let by_admin = create_event(&app, &admin, &event_body(&venue, one_class())).await;
     assert_eq!(by_admin["organizer_id"], event["organizer_id"]);
     let (actor,): (String,) = sqlx::query_as(
         "SELECT u.email FROM audit_log a JOIN users u ON u.id = a.actor_id
@@ -701,7 +676,7 @@ async fn another_organizer_cannot_see_or_touch_my_event_but_an_admin_can(db: PgP
     .fetch_one(&app.db)
     .await
     .expect("audit");
-    assert_eq!(actor, crate::helpers::ADMIN_EMAIL);
+    assert_eq!(actor, testkit::api::ADMIN_EMAIL);
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
@@ -737,12 +712,7 @@ async fn the_public_list_searches_titles_literally_soonest_first_and_paginates(d
     let get = |query: &'static str| {
         let app = &app;
         async move {
-            let response = app
-                .client
-                .get(app.url(&format!("/api/events?{query}")))
-                .send()
-                .await
-                .expect("sent");
+            let response = app.get(&format!("/api/events?{query}")).await;
             assert_eq!(response.status(), StatusCode::OK);
             response.json::<Value>().await.expect("json")
         }
@@ -805,20 +775,10 @@ async fn the_public_list_searches_titles_literally_soonest_first_and_paginates(d
         ),
         ("page=x", StatusCode::BAD_REQUEST, "invalid_query"),
     ] {
-        let response = app
-            .client
-            .get(app.url(&format!("/api/events?{query}")))
-            .send()
-            .await
-            .expect("sent");
+        let response = app.get(&format!("/api/events?{query}")).await;
         assert_error(response, status, code).await;
     }
-    let long = app
-        .client
-        .get(app.url(&format!("/api/events?q={}", "q".repeat(201))))
-        .send()
-        .await
-        .expect("sent");
+    let long = app.get(&format!("/api/events?q={}", "q".repeat(201))).await;
     assert_error(long, StatusCode::UNPROCESSABLE_ENTITY, "invalid_query").await;
 }
 
@@ -839,19 +799,11 @@ async fn an_event_reads_as_scheduled_before_its_sale_and_unknown_ids_are_404(db:
     assert_eq!(event["cancelled_at"], Value::Null);
 
     let unknown = app
-        .client
-        .get(app.url(&format!("/api/events/{}", uuid::Uuid::new_v4())))
-        .send()
-        .await
-        .expect("sent");
+        .get(&format!("/api/events/{}", uuid::Uuid::new_v4()))
+        .await;
     assert_error(unknown, StatusCode::NOT_FOUND, "not_found").await;
     for id in ["nope", "1", "%27%20OR%201%3D1--"] {
-        let response = app
-            .client
-            .get(app.url(&format!("/api/events/{id}")))
-            .send()
-            .await
-            .expect("sent");
+        let response = app.get(&format!("/api/events/{id}")).await;
         assert_error(response, StatusCode::BAD_REQUEST, "invalid_path").await;
     }
 }
@@ -999,16 +951,7 @@ async fn updates_change_what_may_change_and_prices_only_before_a_sale(db: PgPool
 async fn cancelling_is_idempotent_hides_the_event_and_freezes_it(db: PgPool) {
     let app = spawn(db).await;
     let (token, _) = organizer(&app).await;
-    let venue = grid_venue(&app, &token, &[("A", 1, 1)]).await;
-    let event = create_event(
-        &app,
-        &token,
-        &event_body(
-            &venue,
-            json!([{"name": "All", "price": 1, "currency": "EUR"}]),
-        ),
-    )
-    .await;
+    let (_, event) = one_seat_event(&app, &token).await;
     let id = event["id"].as_str().expect("id");
     let cancel = format!("/api/events/{id}/cancel");
     let first: Value = app
@@ -1032,25 +975,9 @@ async fn cancelling_is_idempotent_hides_the_event_and_freezes_it(db: PgPool) {
         1
     );
 
-    let public: Value = app
-        .client
-        .get(app.url(&format!("/api/events/{id}")))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let public: Value = app.get_json(&format!("/api/events/{id}")).await;
     assert_eq!(public["status"], "cancelled");
-    let list: Value = app
-        .client
-        .get(app.url("/api/events"))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json("/api/events").await;
     assert_eq!(list["total"], 0);
 
     let patched = send_as(
@@ -1069,10 +996,7 @@ async fn an_event_is_deleted_only_while_it_has_no_booking(db: PgPool) {
     let app = spawn(db).await;
     let (token, _) = organizer(&app).await;
     let venue = grid_venue(&app, &token, &[("A", 3, 3)]).await;
-    let body = event_body(
-        &venue,
-        json!([{"name": "All", "price": 1, "currency": "EUR"}]),
-    );
+    let body = event_body(&venue, one_class());
     let kept = create_event(&app, &token, &body).await;
     let doomed = create_event(&app, &token, &body).await;
     let kept_id = kept["id"].as_str().expect("id");
@@ -1107,12 +1031,7 @@ async fn an_event_is_deleted_only_while_it_has_no_booking(db: PgPool) {
         after,
         [before[0] - 1, before[1] - 1, before[2] - 9, before[3] + 1]
     );
-    let gone = app
-        .client
-        .get(app.url(&format!("/api/events/{doomed_id}")))
-        .send()
-        .await
-        .expect("sent");
+    let gone = app.get(&format!("/api/events/{doomed_id}")).await;
     assert_error(gone, StatusCode::NOT_FOUND, "not_found").await;
     let again = send_as(
         &app,
@@ -1137,16 +1056,7 @@ async fn an_event_is_deleted_only_while_it_has_no_booking(db: PgPool) {
 async fn malformed_requests_on_event_endpoints_are_4xx_and_change_nothing(db: PgPool) {
     let app = spawn(db).await;
     let (token, _) = organizer(&app).await;
-    let venue = grid_venue(&app, &token, &[("A", 1, 1)]).await;
-    let event = create_event(
-        &app,
-        &token,
-        &event_body(
-            &venue,
-            json!([{"name": "All", "price": 1, "currency": "EUR"}]),
-        ),
-    )
-    .await;
+    let (_, event) = one_seat_event(&app, &token).await;
     let id = event["id"].as_str().expect("id");
     let before = snapshot(&app).await;
     let patch_path = format!("/api/events/{id}");

@@ -16,53 +16,39 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::helpers::{
-    TestApp, assert_error, create_event, event_body, grid_venue, send_as, spawn_with, test_config,
+use testkit::api::{
+    TestApp, assert_error, create_event, event_body, grid_venue, send_as, simple_config, spawn_with,
 };
 
-/// The app, and a view of its Redis keys (same private prefix).
+/// The app, whose Redis the gate lives in (same private prefix).
 struct Gated {
     app: TestApp,
-    redis: Redis,
-    keys: RedisKeys,
 }
 
 async fn spawn_gated(db: PgPool) -> Gated {
-    spawn_gated_with(db, test_config()).await
+    spawn_gated_with(db, simple_config()).await
 }
 
 async fn spawn_gated_with(db: PgPool, config: ticketing_api::Config) -> Gated {
-    let redis = shared::cache::connect(&config.redis).expect("redis");
-    let keys = RedisKeys::new(config.redis.key_prefix.clone());
-    let app = spawn_with(db, config).await;
-    Gated { app, redis, keys }
+    Gated {
+        app: spawn_with(db, config).await,
+    }
 }
 
 impl Gated {
     async fn gate_hash(&self, event: &str) -> HashMap<String, String> {
         redis::cmd("HGETALL")
-            .arg(self.keys.queue_gate(event_id(event)))
-            .query_async(&mut self.redis.conn())
+            .arg(self.app.redis_keys.queue_gate(event_id(event)))
+            .query_async(&mut self.app.redis.conn())
             .await
             .expect("HGETALL")
     }
 
-    async fn add_active(&self, event: &str, fan: UserId) {
-        let expiry = OffsetDateTime::now_utc().unix_timestamp() * 1000 + 600_000;
-        redis::cmd("ZADD")
-            .arg(self.keys.queue_active(event_id(event)))
-            .arg(expiry)
-            .arg(fan.to_string())
-            .query_async::<()>(&mut self.redis.conn())
-            .await
-            .expect("ZADD");
-    }
-
     async fn active_score(&self, event: &str, fan: UserId) -> Option<f64> {
         redis::cmd("ZSCORE")
-            .arg(self.keys.queue_active(event_id(event)))
+            .arg(self.app.redis_keys.queue_active(event_id(event)))
             .arg(fan.to_string())
-            .query_async(&mut self.redis.conn())
+            .query_async(&mut self.app.redis.conn())
             .await
             .expect("ZSCORE")
     }
@@ -74,18 +60,8 @@ fn event_id(event: &str) -> EventId {
 
 /// An organizer and their on-sale event of 1 row × 10 seats.
 async fn sale(app: &TestApp) -> (String, String) {
-    let (_, organizer) = app.mint(Role::Organizer).await;
-    let venue = grid_venue(app, &organizer, &[("A", 1, 10)]).await;
-    let event = create_event(
-        app,
-        &organizer,
-        &event_body(
-            &venue,
-            json!([{"name": "Normal", "price": 5000, "currency": "EUR"}]),
-        ),
-    )
-    .await;
-    (organizer, event["id"].as_str().expect("id").to_string())
+    let (organizer, event) = app.on_sale(10).await;
+    (organizer, event.to_string())
 }
 
 async fn set_mode(app: &TestApp, token: &str, event: &str, body: &Value) -> Response {
@@ -138,15 +114,7 @@ async fn audits(app: &TestApp, event: &str) -> Vec<Value> {
 }
 
 fn admission_with(keys: &TokenKeys, fan: UserId, event: EventId) -> String {
-    keys.sign(
-        AdmissionClaims {
-            sub: fan,
-            evt: event,
-            jti: Uuid::new_v4(),
-        },
-        Duration::from_secs(300),
-    )
-    .expect("signs")
+    testkit::users::admission_token(keys, fan, event)
 }
 
 fn admission(app: &TestApp, fan: UserId, event: &str) -> String {
@@ -154,15 +122,7 @@ fn admission(app: &TestApp, fan: UserId, event: &str) -> String {
 }
 
 async fn hold_with(app: &TestApp, fan: &str, event: &str, admission: Option<&str>) -> Response {
-    let mut request = app
-        .client
-        .post(app.url(&format!("/api/events/{event}/holds")))
-        .bearer_auth(fan)
-        .json(&json!({"class": "Normal", "quantity": 1}));
-    if let Some(token) = admission {
-        request = request.header("X-Admission-Token", token);
-    }
-    request.send().await.expect("sent")
+    app.hold_one(fan, event, admission).await
 }
 
 async fn register_with(
@@ -172,15 +132,10 @@ async fn register_with(
     hold_id: &str,
     admission: Option<&str>,
 ) -> Response {
-    let mut request = app
-        .client
-        .post(app.url(&format!("/api/events/{event}/registrations")))
-        .bearer_auth(fan)
-        .json(&json!({"hold_id": hold_id}));
-    if let Some(token) = admission {
-        request = request.header("X-Admission-Token", token);
-    }
-    request.send().await.expect("sent")
+    app.registration(fan, event, hold_id, admission)
+        .send()
+        .await
+        .expect("sent")
 }
 
 async fn held(response: Response) -> String {
@@ -527,7 +482,7 @@ async fn in_high_demand_a_hold_needs_this_fans_valid_admission_for_this_event(db
         "invalid_admission",
     )
     .await;
-    gated.add_active(&event, fan_id).await;
+    gated.app.let_in(event_id(&event), fan_id).await;
     held(hold_with(app, &fan, &event, Some(&mine)).await).await;
     // The other event is not in high demand: no token needed there.
     held(hold_with(app, &fan, &other_event, None).await).await;
@@ -541,8 +496,8 @@ async fn in_high_demand_a_registration_needs_admission_and_is_queued(db: PgPool)
     turn(app, &organizer, &event, true).await;
     let (fan_id, fan) = app.mint(Role::Fan).await;
     let (bystander, _) = app.mint(Role::Fan).await;
-    gated.add_active(&event, fan_id).await;
-    gated.add_active(&event, bystander).await;
+    gated.app.let_in(event_id(&event), fan_id).await;
+    gated.app.let_in(event_id(&event), bystander).await;
     let token = admission(app, fan_id, &event);
 
     let hold_id = held(hold_with(app, &fan, &event, Some(&token)).await).await;
@@ -598,7 +553,7 @@ async fn low_demand_ignores_the_header_and_switching_counts_on_the_next_request(
     let app = &gated.app;
     let (organizer, event) = sale(app).await;
     let (fan_id, fan) = app.mint(Role::Fan).await;
-    gated.add_active(&event, fan_id).await;
+    gated.app.let_in(event_id(&event), fan_id).await;
 
     // Off (the default): no header needed, a garbage one ignored.
     let hold_id = held(hold_with(app, &fan, &event, Some("garbage")).await).await;
@@ -609,7 +564,7 @@ async fn low_demand_ignores_the_header_and_switching_counts_on_the_next_request(
     assert!(gated.active_score(&event, fan_id).await.is_none());
 
     turn(app, &organizer, &event, true).await;
-    gated.add_active(&event, fan_id).await;
+    gated.app.let_in(event_id(&event), fan_id).await;
     assert_error(
         hold_with(app, &fan, &event, None).await,
         StatusCode::FORBIDDEN,
@@ -669,12 +624,8 @@ async fn register_keyed(
     admission: &str,
     key: &str,
 ) -> Response {
-    app.client
-        .post(app.url(&format!("/api/events/{event}/registrations")))
-        .bearer_auth(fan)
-        .header("X-Admission-Token", admission)
+    app.registration(fan, event, hold_id, Some(admission))
         .header("Idempotency-Key", key)
-        .json(&json!({"hold_id": hold_id}))
         .send()
         .await
         .expect("sent")
@@ -716,7 +667,7 @@ struct AdmittedFan {
 }
 
 async fn admitted_fan(db: PgPool) -> AdmittedFan {
-    admitted_fan_with(db, test_config()).await
+    admitted_fan_with(db, simple_config()).await
 }
 
 async fn admitted_fan_with(db: PgPool, config: ticketing_api::Config) -> AdmittedFan {
@@ -724,8 +675,7 @@ async fn admitted_fan_with(db: PgPool, config: ticketing_api::Config) -> Admitte
     let (organizer, event) = sale(&gated.app).await;
     turn(&gated.app, &organizer, &event, true).await;
     let (fan_id, fan) = gated.app.mint(Role::Fan).await;
-    gated.add_active(&event, fan_id).await;
-    let token = admission(&gated.app, fan_id, &event);
+    let token = gated.app.admit(event_id(&event), fan_id).await;
     AdmittedFan {
         gated,
         event,
@@ -737,8 +687,7 @@ async fn admitted_fan_with(db: PgPool, config: ticketing_api::Config) -> Admitte
 
 /// Deletes the app's private exchanges and queues (a test that queued registrations).
 async fn drop_topology(app: &TestApp) {
-    let names = shared::messaging::Names::new(app.amqp.prefix.clone());
-    shared::messaging::testing::delete_topology(&app.amqp, &names).await;
+    testkit::broker::delete_topology_of(&app.config.amqp).await;
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
@@ -919,7 +868,7 @@ async fn tokens_minted_while_the_switch_flips_buy_nothing_after_it(db: PgPool) {
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_registration_the_broker_refuses_gives_the_admission_back(db: PgPool) {
-    let mut config = test_config();
+    let mut config = simple_config();
     // Nothing listens on port 1: every publish fails at once.
     config.amqp.url = shared::config::Secret::new("amqp://guest:guest@127.0.0.1:1/%2f".into());
     let AdmittedFan {
@@ -1012,7 +961,7 @@ async fn moving_the_sale_opening_reaches_the_waiting_room_until_the_sale_opens(d
         &venue,
         json!([{"name": "Normal", "price": 5000, "currency": "EUR"}]),
     );
-    body["sale_opens_at"] = json!(crate::helpers::rfc3339_in(time::Duration::hours(1)));
+    body["sale_opens_at"] = json!(testkit::api::rfc3339_in(time::Duration::hours(1)));
     let event = create_event(app, &organizer, &body).await;
     let event = event["id"].as_str().expect("id").to_string();
     turn(app, &organizer, &event, true).await;
@@ -1115,7 +1064,7 @@ async fn a_queued_registration_that_fails_midway_leaves_nothing_and_its_retry_su
 ) {
     // The app talks to Redis as a user of its own; the test, as the default user, narrows that
     // user's keys so that one step of the registration fails, then widens them again.
-    let mut config = test_config();
+    let mut config = simple_config();
     let prefix = config.redis.key_prefix.clone();
     let user = format!("app-{}", Uuid::new_v4().simple());
     let admin = shared::cache::connect(&config.redis).expect("redis");
@@ -1131,7 +1080,7 @@ async fn a_queued_registration_that_fails_midway_leaves_nothing_and_its_retry_su
         token,
     } = admitted_fan_with(db, config).await;
     let app = &gated.app;
-    let keys = &gated.keys;
+    let keys = &app.redis_keys;
     let admitted_until = gated.active_score(&event, fan_id).await;
     let hold_id = held(hold_with(app, &fan, &event, Some(&token)).await).await;
 
@@ -1192,11 +1141,11 @@ async fn a_claim_whose_booking_redis_lost_is_taken_over_by_the_retry(db: PgPool)
     // (a worker drops its command: the API no longer stands by it) nor written. The fan's
     // retry is not told "in progress" forever; it queues the hold again.
     redis::cmd("DEL")
-        .arg(gated.keys.bookings_pending(fan_id))
-        .query_async::<()>(&mut gated.redis.conn())
+        .arg(app.redis_keys.bookings_pending(fan_id))
+        .query_async::<()>(&mut app.redis.conn())
         .await
         .expect("DEL");
-    gated.add_active(&event, fan_id).await;
+    app.let_in(event_id(&event), fan_id).await;
     let retried = accepted(register_with(app, &fan, &event, &hold_id, Some(&token)).await).await;
     assert_ne!(retried, first, "the stale booking was answered");
     let again = accepted(register_with(app, &fan, &event, &hold_id, Some(&token)).await).await;

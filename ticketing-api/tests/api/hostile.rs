@@ -6,7 +6,7 @@ use serde_json::Value;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::helpers::{
+use testkit::api::{
     PASSWORD, TestApp, assert_error, create_event, event_body, grid_venue, organizer, scalar, spawn,
 };
 

@@ -11,7 +11,7 @@ use serde_json::json;
 use shared::config::AuthLimits;
 use sqlx::PgPool;
 
-use crate::helpers::{PASSWORD, TestApp, assert_error, spawn_with, test_config};
+use testkit::api::{PASSWORD, TestApp, assert_error, simple_config, spawn_with};
 
 /// A login attempt as if from `address` (the gateway's `X-Forwarded-For`).
 async fn login_from(app: &TestApp, address: &str, email: &str, password: &str) -> Response {
@@ -60,7 +60,7 @@ async fn fans(app: &TestApp, n: usize) -> Vec<String> {
 
 /// The documented defaults, which a real deployment runs with.
 fn default_limits() -> ticketing_api::Config {
-    let mut config = test_config();
+    let mut config = simple_config();
     config.auth.limits = AuthLimits::default();
     config
 }
@@ -115,27 +115,20 @@ async fn guessing_one_accounts_password_is_limited_per_address_and_the_owner_els
     let neighbour = login_from(&app, attacker, other, PASSWORD).await;
     assert_eq!(neighbour.status(), StatusCode::OK);
 
-    // A fan's typos do not pile up: a successful login clears their address's count.
-    for _ in 0..limits.failures_per_address - 1 {
-        let typo = login_from(&app, "192.0.2.44", victim, "typo-typo").await;
-        assert_eq!(typo.status(), StatusCode::UNAUTHORIZED);
+    // A fan's typos do not pile up: a successful login clears their address's count (twice
+    // the limit's worth of typos, a login between).
+    for _round in 0..2 {
+        for _ in 0..limits.failures_per_address - 1 {
+            let typo = login_from(&app, "192.0.2.44", victim, "typo-typo").await;
+            assert_eq!(typo.status(), StatusCode::UNAUTHORIZED);
+        }
+        assert_eq!(
+            login_from(&app, "192.0.2.44", victim, PASSWORD)
+                .await
+                .status(),
+            StatusCode::OK
+        );
     }
-    assert_eq!(
-        login_from(&app, "192.0.2.44", victim, PASSWORD)
-            .await
-            .status(),
-        StatusCode::OK
-    );
-    for _ in 0..limits.failures_per_address - 1 {
-        let typo = login_from(&app, "192.0.2.44", victim, "typo-typo").await;
-        assert_eq!(typo.status(), StatusCode::UNAUTHORIZED);
-    }
-    assert_eq!(
-        login_from(&app, "192.0.2.44", victim, PASSWORD)
-            .await
-            .status(),
-        StatusCode::OK
-    );
 }
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
@@ -233,7 +226,7 @@ async fn two_api_instances_share_one_accounts_failure_count(db: PgPool) {
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn logins_and_sign_ups_from_one_address_have_their_own_budgets(db: PgPool) {
-    let mut config = test_config();
+    let mut config = simple_config();
     config.auth.limits.login_per_minute = 3;
     config.auth.limits.login_burst = 3;
     config.auth.limits.register_per_minute = 2;

@@ -1,5 +1,7 @@
 //! Integration tests of the ticketing API: the real app on port 0, a fresh Postgres database
-//! per test (`#[sqlx::test]`), a private Redis key prefix, spoken to over HTTP.
+//! per test (`#[sqlx::test]`), a private Redis key prefix, spoken to over HTTP. The app, its
+//! config and the helpers that make users, venues and events are the test kit's
+//! (`testkit::api`), shared with the registration worker's and the notifier's tests.
 
 mod accounts;
 mod admin;
@@ -8,7 +10,6 @@ mod browser;
 mod dead_letters;
 mod events;
 mod gate;
-mod helpers;
 mod hostile;
 mod login_limits;
 mod ops;

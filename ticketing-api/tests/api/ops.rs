@@ -5,42 +5,22 @@ use serde_json::Value;
 use shared::config::Secret;
 use sqlx::PgPool;
 
-use crate::helpers::{assert_error, spawn, spawn_with, test_config};
+use testkit::api::{assert_error, simple_config, spawn, spawn_with};
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn health_readiness_and_metrics_answer_directly_and_under_api(db: PgPool) {
     let app = spawn(db).await;
     for path in ["/healthz", "/api/healthz"] {
-        let response = app.client.get(app.url(path)).send().await.expect("sent");
+        let response = app.get(path).await;
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
-    let ready: Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let ready: Value = app.get_json("/readyz").await;
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["checks"]["postgres"], true);
     assert_eq!(ready["checks"]["redis"], true);
 
-    app.client
-        .get(app.url("/api/me"))
-        .send()
-        .await
-        .expect("sent");
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    app.get("/api/me").await;
+    let metrics = app.get("/metrics").await.text().await.expect("text");
     assert!(metrics.contains("http_requests_total"), "{metrics}");
     assert!(metrics.contains(r#"route="/api/me""#), "{metrics}");
     assert!(
@@ -51,15 +31,10 @@ async fn health_readiness_and_metrics_answer_directly_and_under_api(db: PgPool) 
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn readiness_fails_when_redis_is_unreachable(db: PgPool) {
-    let mut config = test_config();
+    let mut config = simple_config();
     config.redis.url = Secret::new("redis://127.0.0.1:1".into());
     let app = spawn_with(db, config).await;
-    let response = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("sent");
+    let response = app.get("/readyz").await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["checks"]["redis"], false);
@@ -69,12 +44,7 @@ async fn readiness_fails_when_redis_is_unreachable(db: PgPool) {
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn every_response_carries_a_request_id_and_keeps_a_given_one(db: PgPool) {
     let app = spawn(db).await;
-    let made = app
-        .client
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("sent");
+    let made = app.get("/healthz").await;
     let id = made.headers().get("x-request-id").expect("an id is made");
     assert!(uuid::Uuid::parse_str(id.to_str().expect("ascii")).is_ok());
 
@@ -91,19 +61,9 @@ async fn every_response_carries_a_request_id_and_keeps_a_given_one(db: PgPool) {
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn unknown_endpoints_and_wrong_methods_get_json_errors(db: PgPool) {
     let app = spawn(db).await;
-    let missing = app
-        .client
-        .get(app.url("/api/nope"))
-        .send()
-        .await
-        .expect("sent");
+    let missing = app.get("/api/nope").await;
     assert_error(missing, StatusCode::NOT_FOUND, "not_found").await;
-    let wrong_method = app
-        .client
-        .get(app.url("/api/auth/login"))
-        .send()
-        .await
-        .expect("sent");
+    let wrong_method = app.get("/api/auth/login").await;
     assert_error(
         wrong_method,
         StatusCode::METHOD_NOT_ALLOWED,
@@ -115,7 +75,7 @@ async fn unknown_endpoints_and_wrong_methods_get_json_errors(db: PgPool) {
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn the_web_ui_is_served_when_running_without_the_gateway(db: PgPool) {
     let app = spawn(db).await;
-    let page = app.client.get(app.url("/")).send().await.expect("sent");
+    let page = app.get("/").await;
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.text().await.expect("text").contains("<html"));
 }
@@ -123,15 +83,7 @@ async fn the_web_ui_is_served_when_running_without_the_gateway(db: PgPool) {
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn the_openapi_document_describes_every_account_endpoint(db: PgPool) {
     let app = spawn(db).await;
-    let doc: Value = app
-        .client
-        .get(app.url("/api/openapi.json"))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let doc: Value = app.get_json("/api/openapi.json").await;
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with('3')));
     for (path, method) in [
         ("/api/auth/register", "post"),

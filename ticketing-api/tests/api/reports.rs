@@ -11,9 +11,9 @@ use shared::{
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
-use crate::helpers::{
-    TestApp, assert_error, create_event, event_body, grid_venue, send_as, spawn, spawn_with,
-    test_config,
+use testkit::api::{
+    TestApp, assert_error, create_event, event_body, grid_venue, send_as, simple_config, spawn,
+    spawn_with,
 };
 
 /// Two classes: VIP = section A (1 × 4 at 100.00 EUR), Normal = section B (1 × 6 at 40.00).
@@ -67,7 +67,7 @@ fn class<'a>(dashboard: &'a Value, name: &str) -> &'a Value {
 
 #[sqlx::test(migrations = "../shared/migrations")]
 async fn the_dashboard_adds_up_the_live_sale(db: PgPool) {
-    let config = test_config();
+    let config = simple_config();
     let redis = shared::cache::connect(&config.redis).expect("redis");
     let keys = RedisKeys::new(config.redis.key_prefix.clone());
     let app = spawn_with(db, config).await;
@@ -152,7 +152,7 @@ async fn only_the_events_organizer_or_an_admin_sees_its_dashboard(db: PgPool) {
     let path = format!("/api/events/{event}/dashboard");
 
     assert_error(
-        app.client.get(app.url(&path)).send().await.expect("sent"),
+        app.get(&path).await,
         StatusCode::UNAUTHORIZED,
         "unauthorized",
     )

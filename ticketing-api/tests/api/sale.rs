@@ -13,7 +13,7 @@ use shared::{
 use sqlx::PgPool;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use crate::helpers::{TestApp, assert_error, create_event, event_body, grid_venue, scalar, spawn};
+use testkit::api::{TestApp, assert_error, create_event, event_body, grid_venue, scalar, spawn};
 
 async fn mint(app: &TestApp, role: Role) -> (UserId, String) {
     app.mint(role).await
@@ -801,11 +801,8 @@ async fn bad_hold_and_registration_requests_are_4xx_and_change_nothing(db: PgPoo
         .await;
     }
     let format = app
-        .client
-        .get(app.url(&format!("/api/events/{event}/seats?format=xml")))
-        .send()
-        .await
-        .expect("sent");
+        .get(&format!("/api/events/{event}/seats?format=xml"))
+        .await;
     assert_error(format, StatusCode::UNPROCESSABLE_ENTITY, "invalid_format").await;
 
     assert!(
@@ -838,11 +835,8 @@ async fn the_compact_and_state_seat_maps_agree_with_the_json_one(db: PgPool) {
     assert_eq!(compact["ids"][1], seats[1]["id"]);
     assert_eq!(compact["classes"], json!(["Normal"]));
     let state = app
-        .client
-        .get(app.url(&format!("/api/events/{event}/seats?format=state")))
-        .send()
+        .get(&format!("/api/events/{event}/seats?format=state"))
         .await
-        .expect("sent")
         .text()
         .await
         .expect("text");

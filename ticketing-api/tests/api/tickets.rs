@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use shared::{domain::Role, ticket_pdf::testing, tokens::TicketClaims};
+use shared::{domain::Role, tokens::TicketClaims};
 use sqlx::PgPool;
 
-use crate::helpers::{TestApp, assert_error, create_event, event_body, grid_venue, spawn};
+use testkit::api::{TestApp, assert_error, create_event, event_body, grid_venue, spawn};
 
 /// An on-sale event of one row of `seats` by a fresh organizer: (organizer token, event id).
 async fn event(app: &TestApp, seats: i64) -> (String, String) {
@@ -70,7 +70,7 @@ async fn the_owner_downloads_a_tickets_pdf_whose_qr_verifies(db: PgPool) {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "application/pdf");
     let pdf = response.bytes().await.expect("body");
-    let text = testing::pdf_text(&pdf);
+    let text = testkit::pdf::pdf_text(&pdf);
     assert_eq!(text.matches('\u{c}').count(), 1, "one page: {text}");
     let label = ticket["seat_label"].as_str().expect("label");
     for needle in [
@@ -84,7 +84,7 @@ async fn the_owner_downloads_a_tickets_pdf_whose_qr_verifies(db: PgPool) {
     }
     let other_label = booking["tickets"][0]["seat_label"].as_str().expect("label");
     assert!(!text.contains(other_label), "only the one ticket:\n{text}");
-    let codes = testing::qr_codes(&pdf, 1);
+    let codes = testkit::pdf::qr_codes(&pdf, 1);
     assert_eq!(codes, [ticket["code"].as_str().expect("code")]);
     let claims = app
         .keys
@@ -110,12 +110,7 @@ async fn the_owner_downloads_a_tickets_pdf_whose_qr_verifies(db: PgPool) {
         .get_as(&format!("/api/tickets/{unknown}/pdf"), &fan)
         .await;
     assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
-    let anonymous = app
-        .client
-        .get(app.url(&format!("/api/tickets/{ticket_id}/pdf")))
-        .send()
-        .await
-        .expect("sent");
+    let anonymous = app.get(&format!("/api/tickets/{ticket_id}/pdf")).await;
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 }
 

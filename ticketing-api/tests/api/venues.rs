@@ -4,7 +4,7 @@ use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{
+use testkit::api::{
     TestApp, assert_error, create_venue, grid_venue, organizer, scalar, send_as, spawn,
 };
 
@@ -47,20 +47,10 @@ async fn an_organizer_creates_a_grid_venue_and_reads_it_back(db: PgPool) {
     assert_eq!(venue["layout"]["sections"][1]["seats_per_row"], 5);
     let id = venue["id"].as_str().expect("id");
 
-    let read: Value = app
-        .get_as(&format!("/api/venues/{id}"), &token)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let read: Value = app.get_json_as(&format!("/api/venues/{id}"), &token).await;
     assert_eq!(read, venue);
 
-    let list: Value = app
-        .get_as("/api/venues", &token)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json_as("/api/venues", &token).await;
     assert_eq!(list["total"], 1);
     assert_eq!(list["items"][0]["id"], id);
     assert_eq!(list["items"][0]["layout_kind"], "grid");
@@ -75,12 +65,7 @@ async fn an_organizer_creates_a_grid_venue_and_reads_it_back(db: PgPool) {
     assert_eq!(audited, [("venue.create".to_string(), id.to_string())]);
 
     // A grid venue has no drawing to serve.
-    let svg = app
-        .client
-        .get(app.url(&format!("/api/venues/{id}/layout.svg")))
-        .send()
-        .await
-        .expect("sent");
+    let svg = app.get(&format!("/api/venues/{id}/layout.svg")).await;
     assert_error(svg, StatusCode::NOT_FOUND, "not_found").await;
 }
 
@@ -111,12 +96,7 @@ async fn an_svg_venue_is_stored_and_its_drawing_served_with_a_strict_csp(db: PgP
     let id = venue["id"].as_str().expect("id");
 
     // Public: an <img> cannot send a bearer token.
-    let served = app
-        .client
-        .get(app.url(&format!("/api/venues/{id}/layout.svg")))
-        .send()
-        .await
-        .expect("sent");
+    let served = app.get(&format!("/api/venues/{id}/layout.svg")).await;
     assert_eq!(served.status(), StatusCode::OK);
     let headers = served.headers().clone();
     assert_eq!(headers[header::CONTENT_TYPE], "image/svg+xml");
@@ -128,11 +108,8 @@ async fn an_svg_venue_is_stored_and_its_drawing_served_with_a_strict_csp(db: PgP
     assert_eq!(served.text().await.expect("body"), drawing);
 
     let unknown = app
-        .client
-        .get(app.url(&format!("/api/venues/{}/layout.svg", uuid::Uuid::new_v4())))
-        .send()
-        .await
-        .expect("sent");
+        .get(&format!("/api/venues/{}/layout.svg", uuid::Uuid::new_v4()))
+        .await;
     assert_error(unknown, StatusCode::NOT_FOUND, "not_found").await;
 }
 
@@ -428,7 +405,7 @@ async fn fans_get_403_and_strangers_401_on_venue_endpoints(db: PgPool) {
             "forbidden",
         )
         .await;
-        let anonymous = app.client.get(app.url(&path)).send().await.expect("sent");
+        let anonymous = app.get(&path).await;
         assert_error(anonymous, StatusCode::UNAUTHORIZED, "unauthorized").await;
     }
     assert_error(
@@ -462,22 +439,14 @@ async fn another_organizers_venue_is_not_found_but_admins_see_every_venue(db: Pg
         "not_found",
     )
     .await;
-    let their_list: Value = app
-        .get_as("/api/venues", &theirs)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let their_list: Value = app.get_json_as("/api/venues", &theirs).await;
     assert_eq!(their_list["total"], 1);
     assert_eq!(their_list["items"][0]["capacity"], 4);
 
     let admin = app.admin_token().await;
     let all: Value = app
-        .get_as("/api/venues?per_page=1&page=2", &admin)
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json_as("/api/venues?per_page=1&page=2", &admin)
+        .await;
     assert_eq!(all["total"], 2);
     assert_eq!(all["items"].as_array().expect("items").len(), 1);
     let read = app.get_as(&format!("/api/venues/{my_venue}"), &admin).await;
@@ -527,12 +496,7 @@ async fn malformed_requests_on_venue_endpoints_are_4xx(db: PgPool) {
             "invalid_path",
         )
         .await;
-        let svg = app
-            .client
-            .get(app.url(&format!("/api/venues/{id}/layout.svg")))
-            .send()
-            .await
-            .expect("sent");
+        let svg = app.get(&format!("/api/venues/{id}/layout.svg")).await;
         assert_error(svg, StatusCode::BAD_REQUEST, "invalid_path").await;
     }
     for query in ["page=0", "per_page=101"] {
@@ -555,15 +519,7 @@ async fn malformed_requests_on_venue_endpoints_are_4xx(db: PgPool) {
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn the_openapi_document_describes_venue_and_event_endpoints(db: PgPool) {
     let app = spawn(db).await;
-    let doc: Value = app
-        .client
-        .get(app.url("/api/openapi.json"))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let doc: Value = app.get_json("/api/openapi.json").await;
     for (path, methods) in [
         ("/api/venues", &["get", "post"][..]),
         ("/api/venues/{id}", &["get"][..]),

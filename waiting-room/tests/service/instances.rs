@@ -17,8 +17,8 @@
 //! - two instances asked about the same fan at the same moment agree, within the admissions
 //!   made in between (and `APART`, for instances that serve from their own tick's summary).
 //!
-//! The children are SIGKILLed on every exit path (a drop guard), so a failing test leaves no
-//! process behind.
+//! The children are SIGKILLed on every exit path (the kit's drop guard), so a failing test
+//! leaves no process behind.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -35,11 +35,16 @@ use reqwest::Client;
 use serde_json::Value;
 use shared::{
     cache::{RedisKeys, redis},
-    config::{RedisConfig, testing},
+    config::RedisConfig,
     ids::{EventId, UserId},
     tokens::{KeyPurpose, KeySet},
 };
 use sqlx::PgPool;
+use testkit::{
+    config::postgres_for,
+    process::{KilledOnDrop, keys_dir},
+    sale::NewSale,
+};
 use uuid::Uuid;
 
 const INSTANCES: usize = 3;
@@ -55,49 +60,10 @@ const APART: u64 = (ADMIT_PER_MINUTE as u64 * APART_MS).div_ceil(60_000);
 /// The whole sale must be over by then (the test's bound; ~6 s of admissions at 10/s).
 const SALE_TIMEOUT: Duration = Duration::from_secs(45);
 
-/// A fresh `KEYS_DIR` of Ed25519 PEM files made by `openssl`, for every purpose (the files
-/// `KeySet::load` reads).
-fn keys_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wr-instances-{}", Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    for purpose in [
-        KeyPurpose::Access,
-        KeyPurpose::Admission,
-        KeyPurpose::Ticket,
-    ] {
-        let stem = purpose.file_stem();
-        let openssl = |args: &[&str]| {
-            let status = Command::new("openssl")
-                .args(args)
-                .current_dir(&dir)
-                .stdout(Stdio::null())
-                .status()
-                .expect("openssl runs");
-            assert!(status.success(), "openssl {args:?}");
-        };
-        openssl(&[
-            "genpkey",
-            "-algorithm",
-            "ed25519",
-            "-out",
-            &format!("{stem}.key"),
-        ]);
-        openssl(&[
-            "pkey",
-            "-in",
-            &format!("{stem}.key"),
-            "-pubout",
-            "-out",
-            &format!("{stem}.pub"),
-        ]);
-    }
-    dir
-}
-
 /// The waiting-room processes of one test and their key directory: every child is SIGKILLed
 /// and reaped, and the directory removed, when this is dropped (a panic included).
 struct Instances {
-    children: Vec<Option<Child>>,
+    children: Vec<KilledOnDrop>,
     bases: Vec<String>,
     live: Arc<Vec<AtomicBool>>,
     dir: PathBuf,
@@ -115,41 +81,38 @@ impl Instances {
         for n in 0..INSTANCES {
             let log_path = instances.dir.join(format!("waiting-room-{n}.log"));
             let log = std::fs::File::create(&log_path).expect("log");
-            let child = Command::new(env!("CARGO_BIN_EXE_waiting-room"))
-                .env("DATABASE_URL", testing::postgres_for(db).url.expose())
-                // #[sqlx::test] applied the migrations already.
-                .env("DATABASE_AUTO_MIGRATE", "false")
-                .env("DATABASE_MAX_CONNECTIONS", "3")
-                .env("REDIS_URL", redis.url.expose())
-                .env("REDIS_KEY_PREFIX", &redis.key_prefix)
-                .env("KEYS_DIR", &instances.dir)
-                .env("WAITING_ROOM_ADDR", "127.0.0.1:0")
-                .env("QUEUE_TICK_MS", TICK_MS.to_string())
-                // Nobody is dropped for not polling: the test is about admission, not liveness.
-                .env("QUEUE_GRACE_SECS", "600")
-                .env("APP_ENV", "development")
-                .env("LOG_FORMAT", "json")
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log"))
-                .stderr(log)
-                .spawn()
-                .expect("the waiting-room binary starts");
-            instances.children.push(Some(child));
-            let addr =
-                listening_addr(&log_path, instances.children[n].as_mut().expect("child")).await;
+            let child = KilledOnDrop::spawn(
+                Command::new(env!("CARGO_BIN_EXE_waiting-room"))
+                    .env("DATABASE_URL", postgres_for(db).url.expose())
+                    // #[sqlx::test] applied the migrations already.
+                    .env("DATABASE_AUTO_MIGRATE", "false")
+                    .env("DATABASE_MAX_CONNECTIONS", "3")
+                    .env("REDIS_URL", redis.url.expose())
+                    .env("REDIS_KEY_PREFIX", &redis.key_prefix)
+                    .env("KEYS_DIR", &instances.dir)
+                    .env("WAITING_ROOM_ADDR", "127.0.0.1:0")
+                    .env("QUEUE_TICK_MS", TICK_MS.to_string())
+                    // Nobody is dropped for not polling: the test is about admission, not
+                    // liveness.
+                    .env("QUEUE_GRACE_SECS", "600")
+                    .env("APP_ENV", "development")
+                    .env("LOG_FORMAT", "json")
+                    .env("RUST_LOG", "info")
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone().expect("log"))
+                    .stderr(log),
+            );
+            instances.children.push(child);
+            let addr = listening_addr(&log_path, &mut instances.children[n]).await;
             instances.bases.push(format!("http://{addr}"));
         }
         instances
     }
 
-    /// SIGKILL (what `Child::kill` sends on Unix), and reap.
+    /// SIGKILL, and reap.
     fn kill(&mut self, n: usize) {
         self.live[n].store(false, Ordering::SeqCst);
-        if let Some(mut child) = self.children[n].take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.children[n].kill();
     }
 }
 
@@ -163,7 +126,7 @@ impl Drop for Instances {
 }
 
 /// The address in the process's "waiting room listening" log line (JSON, flattened fields).
-async fn listening_addr(log: &Path, child: &mut Child) -> String {
+async fn listening_addr(log: &Path, child: &mut KilledOnDrop) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -177,7 +140,7 @@ async fn listening_addr(log: &Path, child: &mut Child) -> String {
         {
             return addr;
         }
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Some(Ok(Some(status))) = child.child().map(Child::try_wait) {
             panic!("a waiting room exited at start ({status}):\n{text}");
         }
         assert!(
@@ -190,14 +153,10 @@ async fn listening_addr(log: &Path, child: &mut Child) -> String {
 
 /// A high-demand event, open since a minute ago, straight in Postgres.
 async fn open_high_demand_event(db: &PgPool, admit_per_minute: u32, max_active: u32) -> EventId {
-    super::create_event(
-        db,
-        true,
-        admit_per_minute as i32,
-        max_active as i32,
-        super::open_now(),
-    )
-    .await
+    NewSale::high_demand(admit_per_minute as i32, max_active as i32)
+        .insert(db)
+        .await
+        .event
 }
 
 /// What the fans, the prober and the sampler share.
@@ -233,7 +192,7 @@ impl Sale {
     }
 
     fn access(&self, user: UserId) -> String {
-        super::fan_access_token(&self.keys, user)
+        testkit::users::fan_token(&self.keys.access, user)
     }
 
     /// Sends through instance `n`; a transport error (the instance was killed under the
@@ -348,8 +307,8 @@ async fn admitted_len(conn: &mut redis::aio::MultiplexedConnection, key: &str) -
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn three_instances_one_killed_mid_sale_admit_every_fan_once_at_the_rate(db: PgPool) {
-    let redis_config = testing::redis();
-    let dir = keys_dir();
+    let redis_config = testkit::config::redis();
+    let dir = keys_dir("wr-instances");
     let keys = KeySet::load(&dir, &[KeyPurpose::Access]).expect("the test's keys");
     let event = open_high_demand_event(&db, ADMIT_PER_MINUTE, FANS as u32 + 40).await;
     let mut instances = Instances::start(&db, &redis_config, dir).await;
