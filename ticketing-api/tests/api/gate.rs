@@ -657,14 +657,9 @@ async fn accepted(response: Response) -> String {
     body["booking_id"].as_str().expect("booking id").to_string()
 }
 
-/// A high-demand sale and one fan the waiting room has let in, with the token it signed them.
-struct AdmittedFan {
-    gated: Gated,
-    event: String,
-    fan_id: UserId,
-    fan: String,
-    token: String,
-}
+/// A high-demand sale and one fan the waiting room has let in: the app, the event, the fan's
+/// id and access token, and the admission token the waiting room signed them.
+type AdmittedFan = (Gated, String, UserId, String, String);
 
 async fn admitted_fan(db: PgPool) -> AdmittedFan {
     admitted_fan_with(db, simple_config()).await
@@ -676,13 +671,7 @@ async fn admitted_fan_with(db: PgPool, config: ticketing_api::Config) -> Admitte
     turn(&gated.app, &organizer, &event, true).await;
     let (fan_id, fan) = gated.app.mint(Role::Fan).await;
     let token = gated.app.admit(event_id(&event), fan_id).await;
-    AdmittedFan {
-        gated,
-        event,
-        fan_id,
-        fan,
-        token,
-    }
+    (gated, event, fan_id, fan, token)
 }
 
 /// Deletes the app's private exchanges and queues (a test that queued registrations).
@@ -725,13 +714,7 @@ async fn a_token_from_before_the_switch_buys_nothing_once_the_gate_is_on(db: PgP
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn one_admission_buys_one_order_and_a_retry_still_answers_it(db: PgPool) {
-    let AdmittedFan {
-        gated,
-        event,
-        fan_id,
-        fan,
-        token,
-    } = admitted_fan(db).await;
+    let (gated, event, fan_id, fan, token) = admitted_fan(db).await;
     let app = &gated.app;
 
     let hold_id = held(hold_with(app, &fan, &event, Some(&token)).await).await;
@@ -766,13 +749,7 @@ async fn one_admission_buys_one_order_and_a_retry_still_answers_it(db: PgPool) {
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn two_registrations_racing_on_one_admission_make_one_order(db: PgPool) {
-    let AdmittedFan {
-        gated,
-        event,
-        fan_id,
-        fan,
-        token,
-    } = admitted_fan(db).await;
+    let (gated, event, fan_id, fan, token) = admitted_fan(db).await;
     let app = &gated.app;
     let hold_id = held(hold_with(app, &fan, &event, Some(&token)).await).await;
 
@@ -871,13 +848,7 @@ async fn a_registration_the_broker_refuses_gives_the_admission_back(db: PgPool) 
     let mut config = simple_config();
     // Nothing listens on port 1: every publish fails at once.
     config.amqp.url = shared::config::Secret::new("amqp://guest:guest@127.0.0.1:1/%2f".into());
-    let AdmittedFan {
-        gated,
-        event,
-        fan_id,
-        fan,
-        token,
-    } = admitted_fan_with(db, config).await;
+    let (gated, event, fan_id, fan, token) = admitted_fan_with(db, config).await;
     let app = &gated.app;
     let admitted_until = gated.active_score(&event, fan_id).await;
     let hold_id = held(hold_with(app, &fan, &event, Some(&token)).await).await;
@@ -1072,13 +1043,7 @@ async fn a_queued_registration_that_fails_midway_leaves_nothing_and_its_retry_su
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let authenticated = url.replacen("redis://", &format!("redis://{user}:app-password@"), 1);
     config.redis.url = shared::config::Secret::new(authenticated);
-    let AdmittedFan {
-        gated,
-        event,
-        fan_id,
-        fan,
-        token,
-    } = admitted_fan_with(db, config).await;
+    let (gated, event, fan_id, fan, token) = admitted_fan_with(db, config).await;
     let app = &gated.app;
     let keys = &app.redis_keys;
     let admitted_until = gated.active_score(&event, fan_id).await;
@@ -1126,13 +1091,7 @@ async fn a_queued_registration_that_fails_midway_leaves_nothing_and_its_retry_su
 
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_claim_whose_booking_redis_lost_is_taken_over_by_the_retry(db: PgPool) {
-    let AdmittedFan {
-        gated,
-        event,
-        fan_id,
-        fan,
-        token,
-    } = admitted_fan(db).await;
+    let (gated, event, fan_id, fan, token) = admitted_fan(db).await;
     let app = &gated.app;
     let hold_id = held(hold_with(app, &fan, &event, Some(&token)).await).await;
     let first = accepted(register_with(app, &fan, &event, &hold_id, Some(&token)).await).await;
