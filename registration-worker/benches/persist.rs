@@ -32,7 +32,7 @@ use shared::{
 use sqlx::{AssertSqlSafe, PgPool, postgres::PgPoolOptions};
 use testkit::{
     api::{TestApp, create_event, event_body, event_id, grid_venue, simple_config},
-    users::{admission_token, mint_many},
+    users::mint_many,
 };
 use uuid::Uuid;
 
@@ -308,10 +308,6 @@ impl Bench {
         Ok(commands)
     }
 
-    fn admission(&self, fan: UserId, event: EventId) -> String {
-        admission_token(&self.app.keys.admission, fan, event)
-    }
-
     /// A worker in process (the production defaults: 2 consumers, batches of 100 or 5 ms, the
     /// outbox polled every 50 ms), `REGISTRATIONS` fans with holds made through the API, then
     /// their registrations from `CLIENTS` concurrent clients. Latency from each 202 to the
@@ -323,14 +319,14 @@ impl Bench {
             mint_many(&self.app.db, &self.app.keys, Role::Fan, REGISTRATIONS).await;
         let mut registrations = Vec::with_capacity(REGISTRATIONS);
         for (fan, token) in fans.iter().zip(&tokens) {
-            let response = self
-                .app
-                .hold_one(token, event, Some(&self.admission(*fan, event)))
-                .await;
+            // Let in as the waiting room's tick does: a gated hold and the registration that
+            // spends the admission both need the fan in the admitted set, not only a token.
+            let admission = self.app.admit(event, *fan).await;
+            let response = self.app.hold_one(token, event, Some(&admission)).await;
             anyhow::ensure!(response.status() == StatusCode::CREATED, "hold");
             let hold: Value = response.json().await?;
             let hold: HoldId = hold["hold_id"].as_str().context("hold id")?.parse()?;
-            registrations.push((*fan, token.clone(), hold, self.admission(*fan, event)));
+            registrations.push((*fan, token.clone(), hold, admission));
         }
 
         // The persistence runs above left outbox rows: out of the relay's way.
