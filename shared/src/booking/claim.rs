@@ -146,15 +146,14 @@ impl Claims {
         };
         let fields = request.fields();
         let mut invocation = self.call(request.fan);
-        invocation
-            .arg("claim")
-            .arg(if look_only {
-                String::new()
-            } else {
-                booking.to_string()
-            })
-            .arg(marker.encode())
-            .arg(PENDING_TTL_SECS);
+        invocation.arg("claim");
+        // A look-up writes nothing: no booking id, no marker.
+        if look_only {
+            invocation.arg("").arg("");
+        } else {
+            invocation.arg(booking.to_string()).arg(marker.encode());
+        }
+        invocation.arg(PENDING_TTL_SECS);
         for (i, field) in fields.iter().enumerate() {
             let seen = seen.get(i).copied().flatten();
             invocation

@@ -7,7 +7,7 @@
 //! gives a `rejected` booking with its reason. Nothing here talks to the broker: the caller
 //! acks after [`Bookings::persist`] returned (the commit), then calls [`Bookings::settle`].
 //! A command that failed on every delivery ends `rejected` too, from the dead-letter queue
-//! ([`Bookings::end_dead_lettered`]).
+//! ([`end_dead_lettered`]).
 
 use futures_util::future::join_all;
 use sqlx::PgConnection;

@@ -1111,3 +1111,77 @@ async fn a_claim_whose_booking_redis_lost_is_taken_over_by_the_retry(db: PgPool)
     assert_eq!(again, retried);
     drop_topology(app).await;
 }
+
+/// The Redis commands sent for `fan` (its id in a key or an argument) while `work` runs, as
+/// `MONITOR` reports them: round trips from clients, not the commands a script runs inside.
+async fn redis_calls_for<F: std::future::Future>(fan: UserId, work: F) -> Vec<String> {
+    use futures_util::StreamExt;
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let client = redis::Client::open(url).expect("client");
+    let mut monitor = client
+        .get_async_monitor()
+        .await
+        .expect("MONITOR")
+        .into_on_message::<String>();
+    // MONITOR sees every client of the shared Redis: the fan's id and an end mark pick ours.
+    let end = format!("end-of-{fan}");
+    work.await;
+    redis::cmd("ECHO")
+        .arg(&end)
+        .query_async::<String>(
+            &mut client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("conn"),
+        )
+        .await
+        .expect("ECHO");
+    let mut calls = Vec::new();
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(10), monitor.next())
+        .await
+        .expect("monitor")
+    {
+        if line.contains(&end) {
+            return calls;
+        }
+        if line.contains(&fan.to_string()) && !line.contains(" lua]") {
+            calls.push(line);
+        }
+    }
+    panic!("MONITOR ended before the end mark");
+}
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_queued_registration_costs_three_redis_round_trips_and_its_retry_one(db: PgPool) {
+    let (gated, event, fan_id, fan, token) = admitted_fan(db).await;
+    let app = &gated.app;
+    // Another fan's order first: a script Redis has not seen yet costs a reload (NOSCRIPT,
+    // then the call again), once per Redis, which is not what is counted here.
+    let (other_id, other) = app.mint(Role::Fan).await;
+    let other_token = app.admit(event_id(&event), other_id).await;
+    let other_hold = held(hold_with(app, &other, &event, Some(&other_token)).await).await;
+    accepted(register_keyed(app, &other, &event, &other_hold, &other_token, "warm").await).await;
+    let hold_id = held(hold_with(app, &fan, &event, Some(&token)).await).await;
+
+    let calls = redis_calls_for(fan_id, async {
+        accepted(register_keyed(app, &fan, &event, &hold_id, &token, "order-1").await).await;
+    })
+    .await;
+    // Claim (claims and marker), keep the hold and spend the admission, mark published.
+    assert_eq!(calls.len(), 3, "{calls:#?}");
+    assert!(
+        calls.iter().all(|call| call.contains("\"EVALSHA\"")),
+        "{calls:#?}"
+    );
+
+    let calls = redis_calls_for(fan_id, async {
+        accepted(register_keyed(app, &fan, &event, &hold_id, &token, "order-1").await).await;
+    })
+    .await;
+    assert_eq!(
+        calls.len(),
+        1,
+        "the retry is answered by its claim: {calls:#?}"
+    );
+    drop_topology(app).await;
+}
