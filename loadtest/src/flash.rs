@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
-    checker, cpu, fairness, limits, report,
+    checker, costs, cpu, fairness, limits, report,
     scenario::{self, FanRecord, Run, fan_journey},
     setup,
 };
@@ -95,6 +95,9 @@ pub struct SaleArgs {
     /// `msec=` − `rt=`); without it, when the generator sent it.
     #[arg(long, env = "GATEWAY_ACCESS_LOG")]
     pub gateway_access_log: Option<PathBuf>,
+    /// The broker's Prometheus counters (`rabbitmq_prometheus`): broker operations per ticket.
+    #[arg(long, default_value = crate::costs::BROKER_METRICS)]
+    pub broker_metrics_url: String,
     /// The command line to print in the report (infra/dev passes its own).
     #[arg(long, env = "LOADTEST_COMMAND")]
     pub command: Option<String>,
@@ -193,6 +196,8 @@ pub async fn run(base: &str, args: SaleArgs, queued: bool) -> anyhow::Result<boo
     )?);
     scenario::install(run.clone())?;
     let attack_started = OffsetDateTime::now_utc() - run.clock.elapsed();
+    let counters_before = costs::read(&redis, &db, &args.broker_metrics_url).await;
+    let costs_started = Instant::now();
     let cpu_before = cpu::snapshot();
     let access_log = args
         .gateway_access_log
@@ -234,6 +239,10 @@ pub async fn run(base: &str, args: SaleArgs, queued: bool) -> anyhow::Result<boo
     )
     .await?;
 
+    // Settled and mailed: everything the tickets cost is in the counters now.
+    let counters_after = costs::read(&redis, &db, &args.broker_metrics_url).await;
+    let costs_secs = costs_started.elapsed().as_secs_f64();
+
     let sources = checker::Sources {
         db: &db,
         redis: &redis,
@@ -260,6 +269,12 @@ pub async fn run(base: &str, args: SaleArgs, queued: bool) -> anyhow::Result<boo
         None
     };
     let db_times = db_times(&db, event_id).await?;
+    let costs = costs::between(
+        &counters_before,
+        &counters_after,
+        u64::try_from(db_times.tickets).unwrap_or(0),
+        costs_secs,
+    );
     let errors = run.errors.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let slot_waits = std::mem::take(&mut *run.slot_waits.lock().unwrap_or_else(|e| e.into_inner()));
 
@@ -283,6 +298,7 @@ pub async fn run(base: &str, args: SaleArgs, queued: bool) -> anyhow::Result<boo
         loadavg_start,
         slot_waits,
         cpu,
+        costs,
     });
     report::write(&args.report_dir, &report)?;
     print!("{}", report::markdown(&report));
@@ -316,7 +332,7 @@ async fn settle(
     let mut out = Settle::default();
     loop {
         let unsettled: i64 = sqlx::query_scalar(
-            "SELECT $2::bigint - count(*) FROM bookings
+            "/* loadtest */ SELECT $2::bigint - count(*) FROM bookings
              WHERE id = ANY($1) AND status IN ('confirmed', 'rejected')",
         )
         .bind(&ids)
@@ -335,7 +351,7 @@ async fn settle(
     out.bookings_secs = started.elapsed().as_secs_f64();
     loop {
         let unmailed: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM bookings b
+            "/* loadtest */ SELECT count(*) FROM bookings b
              WHERE b.event_id = $1 AND b.status = 'confirmed'
                AND NOT EXISTS (SELECT 1 FROM email_deliveries d WHERE d.booking_id = b.id)",
         )

@@ -20,6 +20,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod browse;
 mod checker;
+mod costs;
 mod cpu;
 mod demo;
 mod fairness;

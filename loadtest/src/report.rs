@@ -9,7 +9,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::{
     checker::{self, Verdict},
-    cpu,
+    costs, cpu,
     fairness::Fairness,
     flash::{DbTimes, SaleArgs, Settle},
     limits::{self, Limits},
@@ -37,6 +37,7 @@ pub struct Inputs<'a> {
     pub loadavg_start: String,
     pub slot_waits: BTreeMap<&'static str, Vec<f32>>,
     pub cpu: Vec<cpu::Share>,
+    pub costs: costs::Costs,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -97,6 +98,8 @@ pub struct Report {
     pub slot_waits: Vec<SlotWait>,
     /// CPU used by each process name over the attack (the generator is `loadtest`).
     pub cpu: Vec<cpu::Share>,
+    /// What a ticket cost per process, store and broker, the attack and settling included.
+    pub costs: costs::Costs,
     pub outcomes: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, u64>,
     pub settle: Settle,
@@ -290,6 +293,7 @@ pub fn build(i: Inputs<'_>) -> Report {
         latency,
         slot_waits,
         cpu: i.cpu,
+        costs: i.costs,
         outcomes: checker::tally(r.iter().map(|f| f.outcome.as_str())),
         errors,
         settle: i.settle,
@@ -463,6 +467,7 @@ pub fn markdown(r: &Report) -> String {
             );
         }
     }
+    costs::markdown(&mut m, &r.costs, r.machine.cpus);
     let _ = writeln!(m, "\n## Outcomes and errors\n");
     let outcomes: Vec<String> = r.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let _ = writeln!(m, "Fans: {}.\n", outcomes.join(", "));

@@ -16,7 +16,7 @@
 mod floors;
 mod procs;
 mod push;
-mod redis_stats;
+pub(crate) mod redis_stats;
 mod report;
 mod wrk;
 

@@ -13,21 +13,34 @@ use anyhow::Context;
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
-/// Calls per command, from one `INFO commandstats`.
-pub type CommandStats = BTreeMap<String, u64>;
+/// One command's counters: calls, and the microseconds Redis spent in them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Command {
+    pub calls: u64,
+    pub usec: u64,
+}
 
-/// Parses `INFO commandstats`: lines `cmdstat_<name>:calls=N,usec=...`; subcommands
+/// Counters per command, from one `INFO commandstats`.
+pub type CommandStats = BTreeMap<String, Command>;
+
+/// Parses `INFO commandstats`: lines `cmdstat_<name>:calls=N,usec=N,...`; subcommands
 /// (`cmdstat_client|list`) keep their full name.
 pub fn parse_commandstats(info: &str) -> CommandStats {
     info.lines()
         .filter_map(|line| {
             let (name, fields) = line.trim().strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = fields
-                .split(',')
-                .find_map(|f| f.strip_prefix("calls="))?
-                .parse()
-                .ok()?;
-            Some((name.to_string(), calls))
+            let field = |key: &str| -> Option<u64> {
+                fields
+                    .split(',')
+                    .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))?
+                    .parse()
+                    .ok()
+            };
+            let command = Command {
+                calls: field("calls")?,
+                usec: field("usec").unwrap_or(0),
+            };
+            Some((name.to_string(), command))
         })
         .collect()
 }
@@ -45,8 +58,9 @@ pub struct CallRate {
 pub fn call_rate(before: &CommandStats, after: &CommandStats, seconds: f64) -> CallRate {
     let mut deltas: Vec<(String, u64)> = after
         .iter()
-        .map(|(name, calls)| {
-            let mut delta = calls.saturating_sub(before.get(name).copied().unwrap_or(0));
+        .map(|(name, now)| {
+            let then = before.get(name).map_or(0, |c| c.calls);
+            let mut delta = now.calls.saturating_sub(then);
             // Our own reading of the stats is not the herd's.
             if name == "info" {
                 delta = delta.saturating_sub(1);
@@ -73,7 +87,9 @@ pub fn call_rate(before: &CommandStats, after: &CommandStats, seconds: f64) -> C
     }
 }
 
-pub async fn commandstats(conn: &mut MultiplexedConnection) -> anyhow::Result<CommandStats> {
+pub async fn commandstats(
+    conn: &mut impl redis::aio::ConnectionLike,
+) -> anyhow::Result<CommandStats> {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(conn)
@@ -235,11 +251,18 @@ cmdstat_hset:calls=10,usec=10,usec_per_call=1.00,rejected_calls=0,failed_calls=0
 ";
 
     #[test]
-    fn commandstats_give_calls_per_command() {
+    fn commandstats_give_calls_and_time_per_command() {
         let stats = parse_commandstats(INFO);
-        assert_eq!(stats.get("evalsha"), Some(&9000));
-        assert_eq!(stats.get("client|list"), Some(&1));
-        assert_eq!(stats.get("info"), Some(&3));
+        let calls = |name: &str| stats.get(name).map(|c| c.calls);
+        assert_eq!(
+            stats.get("evalsha"),
+            Some(&Command {
+                calls: 9000,
+                usec: 450_000
+            })
+        );
+        assert_eq!(calls("client|list"), Some(1));
+        assert_eq!(calls("info"), Some(3));
         assert_eq!(stats.len(), 4);
         assert!(parse_commandstats("# Commandstats\r\n").is_empty());
     }
@@ -248,10 +271,10 @@ cmdstat_hset:calls=10,usec=10,usec_per_call=1.00,rejected_calls=0,failed_calls=0
     fn call_rates_are_deltas_without_our_own_info_busiest_first() {
         let before = parse_commandstats(INFO);
         let mut after = before.clone();
-        *after.get_mut("evalsha").expect("in INFO") += 2000;
-        *after.get_mut("hset").expect("in INFO") += 20;
-        *after.get_mut("info").expect("in INFO") += 1;
-        after.insert("zadd".into(), 4);
+        after.get_mut("evalsha").expect("in INFO").calls += 2000;
+        after.get_mut("hset").expect("in INFO").calls += 20;
+        after.get_mut("info").expect("in INFO").calls += 1;
+        after.insert("zadd".into(), Command { calls: 4, usec: 8 });
         let rate = call_rate(&before, &after, 2.0);
         assert_eq!(rate.total_per_s, 1012.0);
         assert_eq!(
