@@ -84,7 +84,8 @@ pub const PING_AFTER: Duration = Duration::from_secs(5);
 /// A ping unanswered for this long counts as a lost connection.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long connecting and `LISTEN` may take before the attempt counts as failed.
+/// How long connecting may take (connecting and `LISTEN` together, twice that) before the
+/// attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connection that lasted this long was healthy: the next reconnection starts with the

@@ -72,6 +72,20 @@ async fn listening(app: &TestApp) {
     );
 }
 
+/// Switches the demand mode through B, and waits (bounded) until A heard of it, so that no
+/// late notification empties A's cache in the middle of what the test counts next.
+async fn switched(two: &Two, high_demand: bool) {
+    let invalidations = two.a.rules.invalidations();
+    two.demand_mode(high_demand).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            two.a.rules.invalidations() > invalidations
+        })
+        .await,
+        "A heard of the switch"
+    );
+}
+
 /// Waits (bounded) until `app` has forgotten the event's rules: the notification arrived.
 async fn forgotten(app: &TestApp, event: EventId) {
     assert!(
@@ -156,8 +170,8 @@ async fn holds_and_registrations_read_the_rules_once_then_from_memory(db: PgPool
     let two = on_sale(db).await;
     let a = &two.a;
     // High demand, so a registration is queued (and quoted from the rules); switched through
-    // B, and A's cache is empty until its first request anyway.
-    two.demand_mode(true).await;
+    // B, and heard by A before its first request.
+    switched(&two, true).await;
     let loads = a.rules.loads();
 
     let mut holds = Vec::new();
@@ -241,6 +255,7 @@ async fn a_price_and_a_demand_switch_through_one_instance_hold_at_the_other(db: 
         .await;
     forgotten(a, event).await;
     held(hold(a, &fan, event, 1, None).await).await;
+    assert!(a.rules.is_cached(event));
     two.demand_mode(true).await;
     forgotten(a, event).await;
     assert_error(
@@ -268,6 +283,7 @@ async fn a_price_and_a_demand_switch_through_one_instance_hold_at_the_other(db: 
     );
 
     // The gate off again: A lets a fan hold without an admission.
+    assert!(a.rules.is_cached(event));
     two.demand_mode(false).await;
     forgotten(a, event).await;
     let (_, other) = a.mint(Role::Fan).await;
@@ -431,7 +447,7 @@ async fn statements_of_a_hold_and_a_queued_registration(db: PgPool) {
         .expect("pg_stat_statements (preloaded?)");
     let two = on_sale(db.clone()).await;
     let (a, event) = (&two.a, two.event);
-    two.demand_mode(true).await;
+    switched(&two, true).await;
     let mut fans = Vec::new();
     for _ in 0..3 {
         let (fan_id, fan) = a.mint(Role::Fan).await;
