@@ -1,10 +1,12 @@
 //! The high-demand gate: the organizer's demand mode, its Redis mirror for the waiting room,
 //! and the admission check on holds and registrations. No axum types here.
 //!
-//! Postgres (`events.high_demand`, `admit_per_minute`, `max_active`) is the source of truth;
-//! holds and registrations read `high_demand` from it on every request (`SaleRules::load`), so
-//! a change takes effect on the very next request. The waiting room reads the mirror: the gate
-//! hash of `shared::gate` (demand mode, rate, cap, sale opening), written in one HSET.
+//! Postgres (`events.high_demand`, `admit_per_minute`, `max_active`) is the source of truth.
+//! Holds and registrations read `high_demand` with the sale rules, kept in memory
+//! (`holds::cache`): a switch forgets them in this instance before it answers, so the next
+//! request here obeys it, and in the others when Postgres' notification of the change arrives
+//! (well under a millisecond on one host). The waiting room reads the mirror: the gate hash
+//! of `shared::gate` (demand mode, rate, cap, sale opening), written in one HSET.
 //!
 //! While the mode is on, a fan needs a *live admission* (`shared::admission`): a token that
 //! names them and the event, and a place in the waiting room's admitted set now. A hold checks
@@ -137,6 +139,7 @@ pub async fn set_demand_mode(
     .await
     .map_err(|err| anyhow::Error::new(err).context("writing the waiting room's gate"))?;
     tx.commit().await?;
+    state.rules.forget(event);
     tracing::info!(
         event.id = %event,
         actor.id = %actor.id,

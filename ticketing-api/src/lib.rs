@@ -6,7 +6,7 @@
 //! | [`accounts`] | users, passwords, refresh-token rotation, organizer applications, bans, audit — no axum types |
 //! | [`venues`] | venue layouts (grid or checked SVG), their validation and expansion to seats — no axum types |
 //! | [`events`] | events, ticket classes, seat inventory generation and order, search, changes — no axum types |
-//! | [`holds`] | seat holds: sale rules here, the atomic claim in `shared::inventory` |
+//! | [`holds`] | seat holds: sale rules here (in memory, forgotten on Postgres' notification of a change), the atomic claim in `shared::inventory` |
 //! | [`bookings`] | turning a hold into tickets (the simple path), booking reads |
 //! | [`reports`] | figures: an organizer's live sales dashboard, the platform's figures for admins |
 //! | [`gate`] | high-demand mode: the organizer's setting, its Redis mirror, the admission-token check |
@@ -44,6 +44,7 @@ use shared::{
         AmqpConfig, AuthConfig, HttpConfig, KeysConfig, LogFormat, PostgresConfig, RedisConfig,
     },
     http::Server,
+    shutdown::Stopper,
     tokens::{KeyPurpose, KeySet},
 };
 
@@ -90,6 +91,8 @@ impl Config {
 /// A bound, not yet running, ticketing API.
 pub struct Application {
     server: Server,
+    /// Stops the sale rules' listener when the server is done (or this is dropped).
+    stop: Stopper,
 }
 
 impl Application {
@@ -118,9 +121,12 @@ impl Application {
         // Expired holds free their seats at once for every check; the sweep also returns them
         // to best-available and the counts.
         state.inventory.spawn_sweeper(Duration::from_secs(1));
+        let (stop, stopped) = shared::shutdown::channel();
+        state.rules.spawn_listener(&state.db, stopped);
         let router = routes::router(state, config);
         Ok(Self {
             server: Server::bind(config.http.addr, router).await?,
+            stop,
         })
     }
 
@@ -128,11 +134,14 @@ impl Application {
         self.server.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish and stops the
+    /// sale rules' listener.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        self.server.run_until(shutdown).await
+        let served = self.server.run_until(shutdown).await;
+        self.stop.stop();
+        served
     }
 }

@@ -13,7 +13,7 @@ use shared::{
 };
 use sqlx::PgPool;
 
-use crate::{Config, rate_limit::AuthLimiter};
+use crate::{Config, holds::RulesCache, rate_limit::AuthLimiter};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -24,6 +24,8 @@ pub struct AppState {
     pub inventory: Inventory,
     /// Each event's seats, loaded once per process.
     pub catalogs: CatalogCache,
+    /// Each event's sale rules, kept while the listener `Application::with_state` starts is up.
+    pub rules: RulesCache,
     pub keys: Arc<KeySet>,
     pub auth: Arc<AuthConfig>,
     pub bans: BanList,
@@ -64,6 +66,7 @@ impl AppState {
         Self {
             inventory,
             catalogs,
+            rules: RulesCache::new(),
             db,
             redis,
             redis_keys,

@@ -76,6 +76,9 @@ pub struct TestApp {
     /// allows or a look behind it.
     pub inventory: shared::inventory::Inventory,
     pub catalogs: shared::inventory::CatalogCache,
+    /// The app's own sale rules cache: whether its listener is up, what it holds, how often
+    /// it read Postgres.
+    pub rules: ticketing_api::holds::RulesCache,
     /// A client with its own cookie jar (one "browser").
     pub client: Client,
 }
@@ -126,6 +129,7 @@ impl Spawn {
         };
         let state = AppState::new(config.clone(), db.clone(), redis, keys.clone(), publisher);
         let (inventory, catalogs) = (state.inventory.clone(), state.catalogs.clone());
+        let rules = state.rules.clone();
         let (redis, redis_keys) = (state.redis.clone(), state.redis_keys.clone());
         let app = Application::with_state(&config, state)
             .await
@@ -141,6 +145,7 @@ impl Spawn {
             redis_keys,
             inventory,
             catalogs,
+            rules,
             client: new_client(),
         }
     }
@@ -172,6 +177,17 @@ impl TestApp {
             keys: None,
             connect_broker: false,
         }
+    }
+
+    /// Another instance of the same platform, as the gateway balances several: its own process
+    /// state (caches, listeners) and port, over the same database (and pool), Redis prefix,
+    /// broker names and keys.
+    pub async fn another_instance(&self) -> TestApp {
+        TestApp::init()
+            .with_config(self.config.clone())
+            .with_keys(self.keys.clone())
+            .spawn(self.db.clone())
+            .await
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -186,6 +186,21 @@ pub async fn dead_letter_queue_is_empty(config: &AmqpConfig, names: &Names) -> b
         .is_none()
 }
 
+/// The next command waiting in the command queue of `config`'s names (taken off it), as a
+/// worker would read it: what a queued registration published, its quote among it.
+pub async fn take_command(config: &AmqpConfig) -> Option<ProcessBookingCommand> {
+    let connection = messaging::connect(config, "command-check")
+        .await
+        .expect("connects");
+    let channel = connection.create_channel().await.expect("channel");
+    let queue = Names::new(config.prefix.clone()).commands_queue();
+    let delivery = channel
+        .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("get")?;
+    Some(serde_json::from_slice(&delivery.data).expect("a booking command"))
+}
+
 /// What a subscriber of the events exchange sees: a temporary queue bound with `binding`
 /// (`booking.*`, or one routing key), consumed without acks. Keep the connection as long as
 /// the consumer is read.

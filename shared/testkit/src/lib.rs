@@ -7,10 +7,10 @@
 //! | [`users`]        | users written straight to Postgres and the tokens a test signs (access, admission) |
 //! | [`sale`]         | an organizer, venue and event (with a class, in high-demand mode) straight in Postgres |
 //! | [`broker`]       | a test's broker names checked and deleted, events observed and published, a private RabbitMQ node to restart |
-//! | [`outage`]       | one test's database cut off and back |
+//! | [`outage`]       | one test's database cut off and back, or only the connections a test names |
 //! | [`process`]      | real binaries as children: a `KEYS_DIR` of PEM files, a SIGKILL-on-drop guard |
 //! | [`pdf`]          | a ticket PDF read back: its text, a page as PNG, its QR codes |
-//! | `api`            | (feature `api`) the ticketing API in process: `TestApp`, its config, users, venues, events and sales over HTTP |
+//! | `api`            | (feature `api`) the ticketing API in process: `TestApp` (and another instance of the same platform), its config, users, venues, events and sales over HTTP |
 //! | `waiting_room`   | (feature `waiting-room`) the waiting room in process: `TestApp`, join and status |
 //!
 //! The heavy parts are features, so a crate compiles only the services it talks to.

@@ -15,10 +15,7 @@ use shared::{
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
-use crate::{
-    AppState,
-    holds::{HoldError, SaleRules},
-};
+use crate::{AppState, holds::HoldError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BookingError {
@@ -113,7 +110,7 @@ pub async fn register(
             get(&state.db, existing, fan, false).await?,
         ));
     }
-    let rules = SaleRules::load(&state.db, event).await?;
+    let rules = state.rules.get(&state.db, event).await?;
     rules.check_open()?;
     let request = Request {
         event,

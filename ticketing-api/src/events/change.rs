@@ -1,9 +1,10 @@
 //! Changing an event: [`update`], [`cancel`], [`delete`]. Each one locks the event's row
 //! first (`lock`: someone else's event is "not found"), and is audited in the same
-//! transaction.
+//! transaction. After the commit each one forgets the event's sale rules in this process
+//! before it answers; the other instances hear of it from Postgres (`holds::cache`).
 
 use shared::ids::{ClassId, EventId, UserId};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 use super::{Event, EventError, EventPatch, get, validate};
@@ -141,12 +142,14 @@ pub async fn update(
     )
     .await?;
     tx.commit().await?;
+    state.rules.forget(id);
     tracing::info!(event.id = %id, actor.id = %actor.id, "event updated");
     get(db, id).await
 }
 
 /// Cancels the event; cancelling again changes nothing (and is not audited again).
-pub async fn cancel(db: &PgPool, actor: Actor, id: EventId) -> Result<Event, EventError> {
+pub async fn cancel(state: &AppState, actor: Actor, id: EventId) -> Result<Event, EventError> {
+    let db = &state.db;
     let mut tx = db.begin().await?;
     let current = lock(&mut tx, actor, id).await?;
     if current.cancelled_at.is_none() {
@@ -169,12 +172,13 @@ pub async fn cancel(db: &PgPool, actor: Actor, id: EventId) -> Result<Event, Eve
         tracing::info!(event.id = %id, actor.id = %actor.id, "event cancelled");
     }
     tx.commit().await?;
+    state.rules.forget(id);
     get(db, id).await
 }
 
 /// Deletes an event that never had a booking, with its classes and seats. Audited.
-pub async fn delete(db: &PgPool, actor: Actor, id: EventId) -> Result<(), EventError> {
-    let mut tx = db.begin().await?;
+pub async fn delete(state: &AppState, actor: Actor, id: EventId) -> Result<(), EventError> {
+    let mut tx = state.db.begin().await?;
     lock(&mut tx, actor, id).await?;
     let (any,): (bool,) =
         sqlx::query_as("SELECT EXISTS (SELECT 1 FROM bookings WHERE event_id = $1)")
@@ -200,6 +204,7 @@ pub async fn delete(db: &PgPool, actor: Actor, id: EventId) -> Result<(), EventE
     )
     .await?;
     tx.commit().await?;
+    state.rules.forget(id);
     tracing::info!(event.id = %id, actor.id = %actor.id, "event deleted");
     Ok(())
 }

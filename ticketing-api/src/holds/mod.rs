@@ -1,9 +1,12 @@
 //! Holds: a fan's short, exclusive claim on seats while they check out.
 //!
-//! The rules (sale window, seats per order, the event's hold length) are checked here against
-//! Postgres; the claim itself is one atomic, owner-checked step in the Redis inventory
-//! (`shared::inventory`). One live hold per fan per event: a new hold replaces the previous
-//! one, so a fan can change their mind without first releasing — and can never hoard.
+//! The rules (sale window, seats per order, the event's hold length) are checked here, read
+//! from memory and forgotten as soon as they change ([`cache`]); the claim itself is one
+//! atomic, owner-checked step in the Redis inventory (`shared::inventory`). One live hold per
+//! fan per event: a new hold replaces the previous one, so a fan can change their mind without
+//! first releasing — and can never hoard.
+
+pub mod cache;
 
 use std::{collections::HashSet, time::Duration};
 
@@ -16,6 +19,7 @@ use shared::{
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
+pub use self::cache::RulesCache;
 use crate::AppState;
 
 /// What a fan asks to hold.
@@ -62,8 +66,9 @@ pub enum HoldError {
     Database(#[from] sqlx::Error),
 }
 
-/// The event's rules for holds and registrations, read fresh from Postgres (the organizer may
-/// change them), with its classes' prices of the moment (a queued registration's quote).
+/// The event's rules for holds and registrations, with its classes' prices of the moment (a
+/// queued registration's quote). Read through [`RulesCache`], which forgets them when the
+/// organizer changes them.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SaleRules {
     pub hold_seconds: i32,
@@ -77,6 +82,7 @@ pub struct SaleRules {
 }
 
 impl SaleRules {
+    /// The rules as Postgres has them now (one query). Requests go through [`RulesCache::get`].
     pub async fn load(db: &PgPool, event: EventId) -> Result<Self, HoldError> {
         sqlx::query_as::<_, SaleRules>(
             "SELECT hold_seconds, max_seats_per_order, sale_opens_at, starts_at, cancelled_at,
@@ -107,8 +113,8 @@ impl SaleRules {
         }
     }
 
-    /// The high-demand gate's first half: the token must name this fan and event (read fresh
-    /// with the rules, so a change of mode counts at once). The second half, whether the fan
+    /// The high-demand gate's first half: the token must name this fan and event (the mode
+    /// comes with the rules, so a switch counts as soon as the cache forgot them). The second half, whether the fan
     /// is admitted now, is checked with the seats ([`Self::hold_terms`]). Low-demand events
     /// ignore the token entirely.
     pub fn check_admission(
@@ -201,7 +207,7 @@ pub async fn place(
     request: HoldRequest,
     admission: Option<&str>,
 ) -> Result<PlacedHold, HoldError> {
-    let rules = SaleRules::load(&state.db, event).await?;
+    let rules = state.rules.get(&state.db, event).await?;
     rules.check_open()?;
     rules.check_admission(state, admission, fan, event)?;
     let catalog = state

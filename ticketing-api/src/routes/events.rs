@@ -142,7 +142,7 @@ async fn cancel_event(
     Organizer(actor): Organizer,
     Path(id): Path<EventId>,
 ) -> ApiResult<Json<Event>> {
-    Ok(Json(events::cancel(&state.db, actor, id).await?))
+    Ok(Json(events::cancel(&state, actor, id).await?))
 }
 
 /// Delete an event that has no booking at all, with its classes and seats. Audited.
@@ -161,7 +161,7 @@ async fn delete_event(
     Organizer(actor): Organizer,
     Path(id): Path<EventId>,
 ) -> ApiResult<StatusCode> {
-    events::delete(&state.db, actor, id).await?;
+    events::delete(&state, actor, id).await?;
     state.catalogs.forget(id);
     Ok(StatusCode::NO_CONTENT)
 }

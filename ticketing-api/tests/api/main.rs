@@ -14,6 +14,7 @@ mod hostile;
 mod login_limits;
 mod ops;
 mod reports;
+mod rules;
 mod sale;
 mod tickets;
 mod venues;
