@@ -436,15 +436,13 @@ async fn while_the_listener_is_away_rules_come_from_postgres_and_then_from_memor
 /// What a hold and a queued registration cost in Postgres statements, counted by
 /// `pg_stat_statements` in this test's database, with the rules read on every request (as
 /// before the cache: forgotten first) and from memory. Needs the extension preloaded
-/// (`shared_preload_libraries`), which the dev stack does not do: run it by name with
-/// `--ignored`.
+/// (`shared_preload_libraries`), as `infra/dev` makes it.
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
-#[ignore = "needs pg_stat_statements in shared_preload_libraries"]
 async fn statements_of_a_hold_and_a_queued_registration(db: PgPool) {
     sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         .execute(&db)
         .await
-        .expect("pg_stat_statements (preloaded?)");
+        .expect("pg_stat_statements: preloaded by `infra/dev up` or `infra/dev test`");
     let two = on_sale(db.clone()).await;
     let (a, event) = (&two.a, two.event);
     switched(&two, true).await;
