@@ -348,6 +348,17 @@ fn qr_image(code: &str) -> anyhow::Result<RawImage> {
 
 /// Renders the booking's PDF: one A4 page per ticket. CPU-bound: call from `spawn_blocking`.
 pub fn render(booking: &BookingTickets) -> anyhow::Result<Vec<u8>> {
+    document(booking, true)
+}
+
+/// The same PDF without its QR codes: what the text and the card alone cost, the floor that
+/// `benches/ticket_pdf.rs` compares [`render`] with. Never a ticket: nothing on it scans.
+#[doc(hidden)]
+pub fn render_text_only(booking: &BookingTickets) -> anyhow::Result<Vec<u8>> {
+    document(booking, false)
+}
+
+fn document(booking: &BookingTickets, with_qr: bool) -> anyhow::Result<Vec<u8>> {
     let reference = booking.reference();
     let mut doc = PdfDocument::new(&format!(
         "Tickets {reference} - {}",
@@ -379,9 +390,13 @@ pub fn render(booking: &BookingTickets) -> anyhow::Result<Vec<u8>> {
 
     let mut pages = Vec::with_capacity(count);
     for (index, ticket) in booking.tickets.iter().enumerate() {
-        let qr = qr_image(&ticket.code)?;
-        let qr_px = qr.width as f32;
-        let qr_id = doc.add_image(&qr);
+        let qr = if with_qr {
+            let qr = qr_image(&ticket.code)?;
+            let qr_px = qr.width as f32;
+            Some((doc.add_image(&qr), qr_px))
+        } else {
+            None
+        };
         let mut ops = Vec::new();
         let bottom = CARD_TOP - CARD_H;
 
@@ -503,16 +518,18 @@ pub fn render(booking: &BookingTickets) -> anyhow::Result<Vec<u8>> {
         let qr_x = CARD_X + CARD_W - QR_SIZE - 8.0;
         let qr_y = CARD_TOP - BAND_H - 6.0 - QR_SIZE;
         let size_pt: Pt = Mm(QR_SIZE).into();
-        ops.push(Op::UseXobject {
-            id: qr_id,
-            transform: XObjectTransform {
-                translate_x: Some(Mm(qr_x).into()),
-                translate_y: Some(Mm(qr_y).into()),
-                // At `dpi`, one pixel is 72/dpi pt: pick the dpi that makes the image QR_SIZE.
-                dpi: Some(qr_px * 72.0 / size_pt.0),
-                ..XObjectTransform::default()
-            },
-        });
+        if let Some((qr_id, qr_px)) = qr {
+            ops.push(Op::UseXobject {
+                id: qr_id,
+                transform: XObjectTransform {
+                    translate_x: Some(Mm(qr_x).into()),
+                    translate_y: Some(Mm(qr_y).into()),
+                    // At `dpi`, one pixel is 72/dpi pt: pick the dpi that makes the image QR_SIZE.
+                    dpi: Some(qr_px * 72.0 / size_pt.0),
+                    ..XObjectTransform::default()
+                },
+            });
+        }
         text(
             &mut ops,
             qr_x + 6.0,
