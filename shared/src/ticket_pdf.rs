@@ -20,7 +20,7 @@ use printpdf::{
     PaintMode, PdfDocument, PdfFontHandle, PdfPage, PdfSaveOptions, Point, Pt, Rect, Rgb, TextItem,
     XObjectTransform,
 };
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use time::{OffsetDateTime, macros::format_description};
 
 use crate::ids::{BookingId, EventId, TicketId, UserId};
@@ -81,6 +81,15 @@ impl BookingTickets {
 /// Reads a confirmed booking's tickets (seat order). `None` when there is no such booking or
 /// it has no tickets (pending or rejected).
 pub async fn load(db: &PgPool, booking_id: BookingId) -> anyhow::Result<Option<BookingTickets>> {
+    let mut conn = db.acquire().await.context("connecting to Postgres")?;
+    load_on(&mut conn, booking_id).await
+}
+
+/// [`load`] on a connection (or transaction) the caller holds already.
+pub async fn load_on(
+    db: &mut PgConnection,
+    booking_id: BookingId,
+) -> anyhow::Result<Option<BookingTickets>> {
     type Head = (
         UserId,
         EventId,
@@ -100,7 +109,7 @@ pub async fn load(db: &PgPool, booking_id: BookingId) -> anyhow::Result<Option<B
           WHERE b.id = $1",
     )
     .bind(booking_id)
-    .fetch_optional(db)
+    .fetch_optional(&mut *db)
     .await
     .context("reading the booking")?;
     let Some((user_id, event_id, holder_name, holder_email, event_title, starts_at, venue, city)) =
@@ -129,7 +138,7 @@ pub async fn load(db: &PgPool, booking_id: BookingId) -> anyhow::Result<Option<B
           ORDER BY s.section, s.row_no, s.seat_no, s.label",
     )
     .bind(booking_id)
-    .fetch_all(db)
+    .fetch_all(&mut *db)
     .await
     .context("reading the tickets")?;
     if rows.is_empty() {
