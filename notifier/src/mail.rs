@@ -13,8 +13,28 @@
 //! with exponential backoff (up to 30 s) while the delivery stays unacked; the prefetch limit
 //! then holds back the rest of the queue. A message that can never be sent (unparsable, or a
 //! booking that does not exist) is logged and acked.
+//!
+//! # Off the sale's critical path
+//!
+//! Nothing a sale waits for waits for a mail or its PDF:
+//! - The booking is confirmed when its row, its tickets and its `booking.confirmed` outbox row
+//!   commit together (`shared::booking::write`); the outbox relay publishes the event to the
+//!   events exchange with publisher confirms from the broker, never from a consumer
+//!   (`registration-worker/src/relay.rs`).
+//! - The exchange routes the event to this durable mail queue and, separately, to each
+//!   instance's own push queue (`shared::messaging::declare_topology`). The mail consumer and
+//!   the push consumer ([`crate::push`]) hold their own AMQP connections and channels, so
+//!   mail's unacked deliveries, held while a send is retried, never hold back a push: the
+//!   push consumer takes its messages without acks and hands them to the sockets' outboxes
+//!   without waiting (`Hub::send`, `try_send`). `tests/push.rs` checks that a push arrives
+//!   while the SMTP server is down.
+//! - Rendering is CPU work, so it runs in `spawn_blocking`, off the runtime's worker threads
+//!   that serve the sockets and the push consumer, and at most [`RENDERS_AT_ONCE`] at a time
+//!   per instance (a semaphore), however many deliveries are in flight: on a two-core machine
+//!   a burst of confirmations leaves a core to the runtime. A page takes ~0.6 ms
+//!   (`shared/benches/ticket_pdf.rs`), so one render at a time is ~1,600 pages a second.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use futures_util::StreamExt;
@@ -37,9 +57,12 @@ use shared::{
     ticket_pdf::{self, BookingTickets},
 };
 use sqlx::PgPool;
+use tokio::sync::Semaphore;
 
 /// Deliveries in flight per notifier instance (and so SMTP sends at once).
 const PREFETCH: u16 = 8;
+/// PDFs rendered at once per notifier instance: one core's worth, whatever the prefetch.
+pub const RENDERS_AT_ONCE: usize = 1;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The SMTP transport from the config: plain (dev sink), STARTTLS or implicit TLS, with
@@ -68,6 +91,9 @@ pub struct Mailer {
     pub db: PgPool,
     pub smtp: AsyncSmtpTransport<Tokio1Executor>,
     pub from: Mailbox,
+    /// [`RENDERS_AT_ONCE`] permits, shared by the instance's deliveries. A semaphore rather
+    /// than a smaller prefetch: SMTP sends (I/O) still overlap, only the CPU work queues.
+    renders: Arc<Semaphore>,
 }
 
 impl Mailer {
@@ -79,7 +105,25 @@ impl Mailer {
                 .from
                 .parse()
                 .with_context(|| format!("SMTP_FROM {:?} is not a mailbox", config.from))?,
+            renders: Arc::new(Semaphore::new(RENDERS_AT_ONCE)),
         })
+    }
+
+    /// Renders the booking's PDF on the blocking pool, once a render permit is free. The
+    /// permit moves into the blocking task, so it is held exactly as long as the render runs,
+    /// even if this future is dropped meanwhile.
+    async fn render(&self, booking: BookingTickets) -> anyhow::Result<Vec<u8>> {
+        let permit = Arc::clone(&self.renders)
+            .acquire_owned()
+            .await
+            .expect("the render semaphore is never closed");
+        tokio::task::spawn_blocking(move || {
+            let pdf = ticket_pdf::render(&booking);
+            drop(permit);
+            pdf
+        })
+        .await
+        .map_err(|err| anyhow::anyhow!("rendering panicked: {err}"))?
     }
 }
 
@@ -246,14 +290,16 @@ async fn send_once(mailer: &Mailer, event: &BookingEvent) -> Result<bool, Failur
 
     let (kind, message) = match event {
         BookingEvent::Confirmed(confirmed) => {
-            let booking = ticket_pdf::load(&mailer.db, confirmed.booking_id)
+            // Through the transaction's connection: a delivery holds one connection, never
+            // waits for a second while holding the first, so the prefetch cannot exhaust the
+            // pool it shares with the push side's ban reloads.
+            let booking = ticket_pdf::load_on(&mut tx, confirmed.booking_id)
                 .await
                 .map_err(transient)?
                 .ok_or_else(|| Failure::Permanent(anyhow::anyhow!("the booking has no tickets")))?;
-            let rendered = booking.clone();
-            let pdf = tokio::task::spawn_blocking(move || ticket_pdf::render(&rendered))
+            let pdf = mailer
+                .render(booking.clone())
                 .await
-                .map_err(|err| Failure::Permanent(anyhow::anyhow!("rendering panicked: {err}")))?
                 .map_err(Failure::Permanent)?;
             (
                 "confirmed",
@@ -267,7 +313,7 @@ async fn send_once(mailer: &Mailer, event: &BookingEvent) -> Result<bool, Failur
             )
             .bind(rejected.user_id)
             .bind(rejected.event_id)
-            .fetch_optional(&mailer.db)
+            .fetch_optional(&mut *tx)
             .await
             .context("reading the fan and the event")
             .map_err(transient)?;

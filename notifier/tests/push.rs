@@ -342,3 +342,35 @@ async fn banning_a_user_closes_their_open_sockets_and_refuses_new_ones(db: PgPoo
     assert!(answers(&mut bystander).await, "nobody else is touched");
     support::finish(&config, &[&stopper]).await;
 }
+
+#[sqlx::test(migrator = "shared::db::MIGRATOR")]
+async fn a_push_does_not_wait_for_mail_even_when_the_mail_queue_is_stuck(db: PgPool) {
+    // SMTP down: every confirmation's mail is rendered, refused and retried, its delivery held
+    // unacked; more of them than the mail consumer's prefetch, so the mail queue stands still.
+    let smtp = FakeSmtp::start().await;
+    smtp.set_up(false);
+    let config = support::config(&db, smtp.port);
+    let access = TokenKeys::generate(KeyPurpose::Access);
+    let (addr, stopper) = support::instance(&config, &access).await;
+    let keys = shared::tokens::KeySet::generate();
+    for _ in 0..10 {
+        let stuck = support::confirmed_booking(&db, &keys, 4).await;
+        support::publish(&config.amqp, CONFIRMED, &stuck).await;
+    }
+    assert!(
+        support::eventually(Duration::from_secs(20), || async { smtp.refused() >= 2 }).await,
+        "the mails are being retried"
+    );
+
+    let booking = support::confirmed_booking(&db, &keys, 2).await;
+    let mut tab = open(&addr, &token(&access, booking.user_id)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    support::publish(&config.amqp, CONFIRMED, &booking).await;
+    let message = next_json(&mut tab, Duration::from_secs(10))
+        .await
+        .expect("pushed while no mail can go out");
+    assert_eq!(message["type"], "booking.confirmed");
+    assert_eq!(message["booking_id"], booking.booking_id.to_string());
+    assert!(smtp.mails().is_empty(), "no mail went out");
+    support::finish(&config, &[&stopper]).await;
+}

@@ -2,17 +2,25 @@
 //! and time, seat, class, holder, booking reference, and a QR code of the ticket's signed code
 //! (`tickets.code`, a [`TicketClaims`](crate::tokens::TicketClaims) token verifiable offline).
 //!
-//! [`load`] reads what a booking's PDF needs from Postgres; [`render`] is pure CPU work (a few
-//! milliseconds a page): async callers run it in `spawn_blocking`. Built-in PDF fonts only, so
-//! text is WinAnsi (Latin-1 and a few more); other characters print as `?`.
+//! [`load`] reads what a booking's PDF needs from Postgres; [`render`] is pure CPU work (about 0.6
+//! ms a page, `benches/ticket_pdf.rs`): async callers run it in `spawn_blocking`.
+//! Built-in PDF fonts only (nothing embedded), so text is WinAnsi (Latin-1 and a few more);
+//! other characters print as `?`.
+//!
+//! The QR code is drawn as vectors (`qr_form`), not as an image: crisp at any zoom and on any
+//! printer, and a few kilobytes a page. What a page costs is what its content needs: encoding
+//! the QR code (`fast_qr`: the `qrcode` crate took 3.6 ms a code, choosing its mask) and the
+//! text; the bench measures both floors beside [`render`].
+
+use std::{collections::BTreeMap, io::Write as _};
 
 use anyhow::Context;
 use printpdf::{
-    BuiltinFont, Color, Line, LinePoint, Mm, Op, PaintMode, PdfDocument, PdfFontHandle, PdfPage,
-    PdfSaveOptions, Point, Pt, RawImage, RawImageData, RawImageFormat, Rect, Rgb, TextItem,
+    BuiltinFont, Color, DictItem, ExternalStream, ExternalXObject, Line, LinePoint, Mm, Op,
+    PaintMode, PdfDocument, PdfFontHandle, PdfPage, PdfSaveOptions, Point, Pt, Rect, Rgb, TextItem,
     XObjectTransform,
 };
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use time::{OffsetDateTime, macros::format_description};
 
 use crate::ids::{BookingId, EventId, TicketId, UserId};
@@ -73,6 +81,15 @@ impl BookingTickets {
 /// Reads a confirmed booking's tickets (seat order). `None` when there is no such booking or
 /// it has no tickets (pending or rejected).
 pub async fn load(db: &PgPool, booking_id: BookingId) -> anyhow::Result<Option<BookingTickets>> {
+    let mut conn = db.acquire().await.context("connecting to Postgres")?;
+    load_on(&mut conn, booking_id).await
+}
+
+/// [`load`] on a connection (or transaction) the caller holds already.
+pub async fn load_on(
+    db: &mut PgConnection,
+    booking_id: BookingId,
+) -> anyhow::Result<Option<BookingTickets>> {
     type Head = (
         UserId,
         EventId,
@@ -92,7 +109,7 @@ pub async fn load(db: &PgPool, booking_id: BookingId) -> anyhow::Result<Option<B
           WHERE b.id = $1",
     )
     .bind(booking_id)
-    .fetch_optional(db)
+    .fetch_optional(&mut *db)
     .await
     .context("reading the booking")?;
     let Some((user_id, event_id, holder_name, holder_email, event_title, starts_at, venue, city)) =
@@ -121,7 +138,7 @@ pub async fn load(db: &PgPool, booking_id: BookingId) -> anyhow::Result<Option<B
           ORDER BY s.section, s.row_no, s.seat_no, s.label",
     )
     .bind(booking_id)
-    .fetch_all(db)
+    .fetch_all(&mut *db)
     .await
     .context("reading the tickets")?;
     if rows.is_empty() {
@@ -193,6 +210,8 @@ const CARD_TOP: f32 = 282.0;
 const CARD_H: f32 = 135.0;
 const BAND_H: f32 = 28.0;
 const QR_SIZE: f32 = 62.0;
+/// The white margin around the QR code, in modules (the standard's quiet zone).
+const QUIET_ZONE: usize = 4;
 
 fn rgb(r: f32, g: f32, b: f32) -> Color {
     Color::Rgb(Rgb::new(r, g, b, None))
@@ -327,27 +346,94 @@ fn money(minor: i64, currency: &str) -> String {
     format!("{sign}{}.{:02} {currency}", minor / 100, minor % 100)
 }
 
-/// The QR of `code` as a greyscale image (4 pixels a module, with the quiet zone).
-fn qr_image(code: &str) -> anyhow::Result<RawImage> {
-    let qr = qrcode::QrCode::with_error_correction_level(code.as_bytes(), qrcode::EcLevel::M)
+/// The QR of `code` (error correction M) as a Form XObject of `side` × `side` units, a unit a
+/// module, quiet zone included: a white square, then one path of every dark module's
+/// horizontal run, filled once (separate fills would leave hairline seams between neighbouring
+/// modules in anti-aliased viewers). Returns the form and `side`.
+///
+/// Vectors rather than an image: the 4-pixels-a-module greyscale image this replaces was 95 KB
+/// a page (printpdf stored it uncompressed), and the same image at 1 pixel a module, smoothed by
+/// the viewer's scaling, no longer scanned when poppler rendered it at 72 dpi; the path does.
+/// The content (~15 KB of `x y w 1 re`) is deflated here at the fast level (~70 µs, 5 KB):
+/// lopdf's `Document::compress` deflates every stream without a filter at its best level,
+/// which took over a millisecond for this one.
+fn qr_form(code: &str) -> anyhow::Result<(ExternalXObject, usize)> {
+    let qr = fast_qr::QRBuilder::new(code.as_bytes())
+        .ecl(fast_qr::ECL::M)
+        .build()
         .context("encoding the ticket code as a QR code")?;
-    let image = qr
-        .render::<::image::Luma<u8>>()
-        .quiet_zone(true)
-        .module_dimensions(4, 4)
-        .build();
-    let (width, height) = (image.width() as usize, image.height() as usize);
-    Ok(RawImage {
-        pixels: RawImageData::U8(image.into_raw()),
-        width,
-        height,
-        data_format: RawImageFormat::R8,
-        tag: Vec::new(),
-    })
+    let side = qr.size + 2 * QUIET_ZONE;
+    let mut path = Vec::with_capacity(16 * 1024);
+    // White (`1 g`) square, then black (`0 g`) modules; PDF's y axis points up.
+    writeln!(path, "1 g 0 0 {side} {side} re f 0 g")?;
+    for y in 0..qr.size {
+        let row = &qr[y];
+        let bottom = side - QUIET_ZONE - 1 - y;
+        let mut x = 0;
+        while x < qr.size {
+            if !row[x].value() {
+                x += 1;
+                continue;
+            }
+            let start = x;
+            while x < qr.size && row[x].value() {
+                x += 1;
+            }
+            writeln!(path, "{} {bottom} {} 1 re", start + QUIET_ZONE, x - start)?;
+        }
+    }
+    writeln!(path, "f")?;
+    let mut deflate = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    deflate.write_all(&path)?;
+    let content = deflate.finish()?;
+
+    let name = |s: &str| DictItem::Name(s.as_bytes().to_vec());
+    let units = DictItem::Int(i64::try_from(side)?);
+    let dict: BTreeMap<String, DictItem> = [
+        ("Type", name("XObject")),
+        ("Subtype", name("Form")),
+        (
+            "BBox",
+            DictItem::Array(vec![
+                DictItem::Int(0),
+                DictItem::Int(0),
+                units.clone(),
+                units,
+            ]),
+        ),
+        ("Filter", name("FlateDecode")),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_string(), value))
+    .collect();
+    let form = ExternalXObject {
+        stream: ExternalStream {
+            dict,
+            content,
+            // Deflated already.
+            compress: false,
+        },
+        // No pixel size: the form is placed by its own units (see `render`'s transform).
+        width: None,
+        height: None,
+        dpi: None,
+    };
+    Ok((form, side))
 }
 
 /// Renders the booking's PDF: one A4 page per ticket. CPU-bound: call from `spawn_blocking`.
 pub fn render(booking: &BookingTickets) -> anyhow::Result<Vec<u8>> {
+    document(booking, true)
+}
+
+/// The same PDF without its QR codes: what the text and the card alone cost, the floor that
+/// `benches/ticket_pdf.rs` compares [`render`] with. Never a ticket: nothing on it scans.
+#[doc(hidden)]
+pub fn render_text_only(booking: &BookingTickets) -> anyhow::Result<Vec<u8>> {
+    document(booking, false)
+}
+
+fn document(booking: &BookingTickets, with_qr: bool) -> anyhow::Result<Vec<u8>> {
     let reference = booking.reference();
     let mut doc = PdfDocument::new(&format!(
         "Tickets {reference} - {}",
@@ -379,9 +465,12 @@ pub fn render(booking: &BookingTickets) -> anyhow::Result<Vec<u8>> {
 
     let mut pages = Vec::with_capacity(count);
     for (index, ticket) in booking.tickets.iter().enumerate() {
-        let qr = qr_image(&ticket.code)?;
-        let qr_px = qr.width as f32;
-        let qr_id = doc.add_image(&qr);
+        let qr = if with_qr {
+            let (form, side) = qr_form(&ticket.code)?;
+            Some((doc.add_xobject(&form), side))
+        } else {
+            None
+        };
         let mut ops = Vec::new();
         let bottom = CARD_TOP - CARD_H;
 
@@ -502,17 +591,20 @@ pub fn render(booking: &BookingTickets) -> anyhow::Result<Vec<u8>> {
         // The QR: QR_SIZE mm square, right-aligned in the card's body.
         let qr_x = CARD_X + CARD_W - QR_SIZE - 8.0;
         let qr_y = CARD_TOP - BAND_H - 6.0 - QR_SIZE;
-        let size_pt: Pt = Mm(QR_SIZE).into();
-        ops.push(Op::UseXobject {
-            id: qr_id,
-            transform: XObjectTransform {
-                translate_x: Some(Mm(qr_x).into()),
-                translate_y: Some(Mm(qr_y).into()),
-                // At `dpi`, one pixel is 72/dpi pt: pick the dpi that makes the image QR_SIZE.
-                dpi: Some(qr_px * 72.0 / size_pt.0),
-                ..XObjectTransform::default()
-            },
-        });
+        if let Some((qr_id, side)) = qr {
+            // One unit a module: scale `side` units to QR_SIZE.
+            let scale = Pt::from(Mm(QR_SIZE)).0 / side as f32;
+            ops.push(Op::UseXobject {
+                id: qr_id,
+                transform: XObjectTransform {
+                    translate_x: Some(Mm(qr_x).into()),
+                    translate_y: Some(Mm(qr_y).into()),
+                    scale_x: Some(scale),
+                    scale_y: Some(scale),
+                    ..XObjectTransform::default()
+                },
+            });
+        }
         text(
             &mut ops,
             qr_x + 6.0,
@@ -586,7 +678,7 @@ pub fn render(booking: &BookingTickets) -> anyhow::Result<Vec<u8>> {
         pages.push(PdfPage::new(Mm(PAGE_W), Mm(PAGE_H), ops));
     }
     let options = PdfSaveOptions {
-        // Lossless images: a lossy or dithered QR may not scan.
+        // No images to optimize (the QR codes are vectors).
         image_optimization: None,
         ..PdfSaveOptions::default()
     };

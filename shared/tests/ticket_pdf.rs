@@ -109,3 +109,34 @@ fn one_ticket_of_a_booking_is_a_one_page_pdf() {
     assert!(text.contains("A-1-4") && !text.contains("A-1-3"), "{text}");
     assert!(booking.only(TicketId::new()).is_none());
 }
+
+#[test]
+fn a_ticket_qr_code_still_scans_at_screen_resolution() {
+    // At 72 dpi a module is about two pixels: a QR drawn as a one-pixel-a-module image is
+    // smoothed by the viewer's scaling until it no longer scans there; the vector path does.
+    let keys = TokenKeys::generate(KeyPurpose::Ticket);
+    let booking = booking(&keys);
+    let pdf = ticket_pdf::render(&booking).expect("renders");
+    for (page, ticket) in booking.tickets.iter().enumerate() {
+        let page = u32::try_from(page + 1).expect("small");
+        assert_eq!(
+            testkit::pdf::qr_codes_at(&pdf, page, 72),
+            std::slice::from_ref(&ticket.code),
+            "page {page} at 72 dpi"
+        );
+    }
+}
+
+#[test]
+fn a_ticket_page_weighs_a_few_kilobytes_and_the_bench_floor_shows_the_same_text() {
+    let keys = TokenKeys::generate(KeyPurpose::Ticket);
+    let booking = booking(&keys);
+    let pdf = ticket_pdf::render(&booking).expect("renders");
+    // Two pages; the greyscale QR image alone was 95 KB a page.
+    assert!(pdf.len() < 2 * 16 * 1024, "{} bytes", pdf.len());
+
+    // The bench's floor is the same document without the QR codes, and nothing else missing.
+    let floor = ticket_pdf::render_text_only(&booking).expect("renders");
+    assert_eq!(testkit::pdf::pdf_text(&floor), testkit::pdf::pdf_text(&pdf));
+    assert!(floor.len() < pdf.len());
+}

@@ -33,12 +33,18 @@ pub fn pdf_text(pdf: &[u8]) -> String {
 
 /// Renders page `page` (from 1) to PNG at 150 dpi and returns the PNG's bytes.
 pub fn page_png(pdf: &[u8], page: u32) -> Vec<u8> {
+    page_png_at(pdf, page, 150)
+}
+
+/// Renders page `page` (from 1) to PNG at `dpi` and returns the PNG's bytes.
+pub fn page_png_at(pdf: &[u8], page: u32, dpi: u32) -> Vec<u8> {
     let dir = scratch();
     let file = dir.join("tickets.pdf");
     std::fs::write(&file, pdf).expect("written");
     let page = page.to_string();
+    let dpi = dpi.to_string();
     run(Command::new("pdftoppm")
-        .args(["-png", "-r", "150", "-singlefile", "-f", &page, "-l", &page])
+        .args(["-png", "-r", &dpi, "-singlefile", "-f", &page, "-l", &page])
         .arg(&file)
         .arg(dir.join("page")));
     let png = std::fs::read(dir.join("page.png")).expect("the page's PNG");
@@ -46,11 +52,16 @@ pub fn page_png(pdf: &[u8], page: u32) -> Vec<u8> {
     png
 }
 
-/// The QR codes `zbarimg` finds on page `page` (from 1).
+/// The QR codes `zbarimg` finds on page `page` (from 1), rendered at 150 dpi.
 pub fn qr_codes(pdf: &[u8], page: u32) -> Vec<String> {
+    qr_codes_at(pdf, page, 150)
+}
+
+/// The QR codes `zbarimg` finds on page `page` (from 1), rendered at `dpi`.
+pub fn qr_codes_at(pdf: &[u8], page: u32, dpi: u32) -> Vec<String> {
     let dir = scratch();
     let png = dir.join("page.png");
-    std::fs::write(&png, page_png(pdf, page)).expect("written");
+    std::fs::write(&png, page_png_at(pdf, page, dpi)).expect("written");
     let out = run(Command::new("zbarimg")
         .args(["--quiet", "--raw", "-Sdisable", "-Sqrcode.enable"])
         .arg(&png));
