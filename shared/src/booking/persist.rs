@@ -498,7 +498,7 @@ pub async fn end_dead_lettered(
         sqlx::query("SAVEPOINT dead_booking")
             .execute(&mut *tx)
             .await?;
-        match write::write_rejected(tx, &rejected, hold, None).await {
+        match write::write_rejected(tx, &rejected, hold).await {
             Ok(()) => {
                 sqlx::query("RELEASE SAVEPOINT dead_booking")
                     .execute(&mut *tx)

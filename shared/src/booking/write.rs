@@ -197,28 +197,26 @@ pub async fn write_booking(
 }
 
 /// A booking that could not be made: a `rejected` row with its reason (so the fan following
-/// the booking id learns the outcome) and the `booking.rejected` outbox row. `hold` and
-/// `idempotency_key` are recorded when given (pass `None` when another booking owns them).
+/// the booking id learns the outcome) and the `booking.rejected` outbox row. `hold` is
+/// recorded when given (pass `None` when another booking owns it); the idempotency key is not.
 pub async fn write_rejected(
     tx: &mut PgConnection,
     rejected: &BookingRejected,
     hold: Option<HoldId>,
-    idempotency_key: Option<&str>,
 ) -> Result<(), WriteError> {
     sqlx::query(
         "INSERT INTO bookings (id, event_id, user_id, status, reason, total_minor, currency,
-                               hold_id, idempotency_key)
+                               hold_id)
          VALUES ($1, $2, $3, 'rejected', $4, 0,
                  COALESCE((SELECT currency FROM ticket_classes WHERE event_id = $2
                            ORDER BY position LIMIT 1), 'XXX'),
-                 $5, $6)",
+                 $5)",
     )
     .bind(rejected.booking_id)
     .bind(rejected.event_id)
     .bind(rejected.user_id)
     .bind(&rejected.reason)
     .bind(hold)
-    .bind(idempotency_key)
     .execute(&mut *tx)
     .await?;
     sqlx::query("INSERT INTO outbox (routing_key, payload) VALUES ($1, $2)")
