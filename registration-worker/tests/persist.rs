@@ -10,10 +10,9 @@
 //! workers whose Redis disagree) make them.
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    collections::HashMap,
+    sync::{Arc, LazyLock, Mutex, PoisonError},
+    thread::ThreadId,
     time::Duration,
 };
 
@@ -218,6 +217,109 @@ impl Worker {
             .query_async(&mut self.redis.conn())
             .await
             .expect("HDEL");
+    }
+}
+
+/// What the tracing of this test's thread said (`sqlx::test` runs each test on a runtime of
+/// its own thread; spawned tasks stay on it): the statements sqlx sent, and the batch
+/// statement's reruns. One global subscriber for the whole binary, filtering by thread: a
+/// scoped one per test (`set_default`) misses events whenever another test's thread touches a
+/// callsite first.
+struct Log(ThreadId);
+
+/// One line a watched thread logged.
+enum Line {
+    /// sqlx sent a statement (its logged summary).
+    Statement(String),
+    /// The batch statement is run again.
+    Rerun,
+}
+
+static WATCHED: LazyLock<Mutex<HashMap<ThreadId, Vec<Line>>>> = LazyLock::new(Mutex::default);
+
+struct Recorder;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Recorder {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        #[derive(Default)]
+        struct Fields {
+            summary: Option<String>,
+            message: String,
+        }
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                match field.name() {
+                    "summary" => self.summary = Some(format!("{value:?}")),
+                    "message" => self.message = format!("{value:?}"),
+                    _ => {}
+                }
+            }
+        }
+        let mut watched = WATCHED.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(lines) = watched.get_mut(&std::thread::current().id()) else {
+            return;
+        };
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if event.metadata().target() == "sqlx::query" {
+            lines.push(Line::Statement(fields.summary.unwrap_or_default()));
+        } else if fields.message.contains("running it again") {
+            lines.push(Line::Rerun);
+        }
+    }
+}
+
+impl Log {
+    /// Starts recording this thread's lines.
+    fn watch() -> Self {
+        static INSTALLED: std::sync::Once = std::sync::Once::new();
+        INSTALLED.call_once(|| {
+            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Recorder))
+                .expect("the only global subscriber");
+        });
+        let thread = std::thread::current().id();
+        WATCHED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(thread, Vec::new());
+        Self(thread)
+    }
+
+    fn take(&self) -> Vec<Line> {
+        WATCHED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(&self.0)
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// The statements sent since the last look.
+    fn statements(&self) -> Vec<String> {
+        self.take()
+            .into_iter()
+            .filter_map(|line| match line {
+                Line::Statement(summary) => Some(summary),
+                Line::Rerun => None,
+            })
+            .collect()
+    }
+
+    /// The batch statement's reruns since the last look.
+    fn reruns(&self) -> usize {
+        self.take()
+            .iter()
+            .filter(|line| matches!(line, Line::Rerun))
+            .count()
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        WATCHED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.0);
     }
 }
 
@@ -607,24 +709,6 @@ async fn a_mixed_batch_ends_every_command_as_booking_by_booking_writes_would(db:
     assert_eq!(outbox_again.0, 14);
 }
 
-/// Counts the statements sqlx sends, on this thread (`sqlx::test` runs its test on one).
-#[derive(Clone, Default)]
-struct Statements(Arc<AtomicUsize>);
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Statements {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if event.metadata().target() == "sqlx::query" {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Statements {
-    fn taken(&self) -> usize {
-        self.0.swap(0, Ordering::Relaxed)
-    }
-}
-
 #[sqlx::test(migrator = "shared::db::MIGRATOR")]
 async fn a_batch_is_one_statement_however_many_bookings_it_writes(db: PgPool) {
     let sale = Sale::open(&db).await;
@@ -635,9 +719,7 @@ async fn a_batch_is_one_statement_however_many_bookings_it_writes(db: PgPool) {
     for (idx, fan) in (0..).zip(&fans) {
         commands.push(worker.registered(&sale, *fan, &[idx]).await);
     }
-    let statements = Statements::default();
-    let _counting =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(statements.clone()));
+    let log = Log::watch();
 
     // The first batch of an event in this process also reads when the event starts (for the
     // ticket codes' lifetime).
@@ -646,16 +728,18 @@ async fn a_batch_is_one_statement_however_many_bookings_it_writes(db: PgPool) {
         .persist(&commands[..2])
         .await
         .expect("persisted");
-    assert_eq!(statements.taken(), 2);
+    let sent = log.statements();
+    assert_eq!(sent.len(), 2, "{sent:#?}");
     let rest = worker
         .bookings
         .persist(&commands[2..])
         .await
         .expect("persisted");
+    let sent = log.statements();
     assert_eq!(
-        statements.taken(),
+        sent.len(),
         1,
-        "18 bookings, 18 tickets, 18 outbox rows"
+        "18 bookings, 18 tickets, 18 outbox rows: {sent:#?}"
     );
     assert!(
         first
@@ -671,28 +755,6 @@ async fn a_batch_is_one_statement_however_many_bookings_it_writes(db: PgPool) {
     .await
     .expect("counts");
     assert_eq!(written, (20, 20, 20));
-}
-
-/// Counts the batch statement's reruns, from its log line, on this thread.
-#[derive(Clone, Default)]
-struct Reruns(Arc<AtomicUsize>);
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Reruns {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        struct Message(bool);
-        impl tracing::field::Visit for Message {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                if field.name() == "message" {
-                    self.0 |= format!("{value:?}").contains("running it again");
-                }
-            }
-        }
-        let mut message = Message(false);
-        event.record(&mut message);
-        if message.0 {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
 }
 
 /// Waits until some session of this test's database waits for a lock.
@@ -719,9 +781,7 @@ async fn a_seat_another_writer_commits_after_the_snapshot_rejects_just_that_book
     let fans = sale.fans(3).await;
     let loses = worker.registered(&sale, fans[0], &[0, 1]).await;
     let wins = worker.registered(&sale, fans[1], &[2]).await;
-    let reruns = Reruns::default();
-    let _counting =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(reruns.clone()));
+    let log = Log::watch();
 
     // Another writer (a worker whose Redis disagrees) has seat 1 in an open transaction: the
     // batch's snapshot does not see it, its insert waits for it, and its commit aborts the
@@ -763,7 +823,7 @@ async fn a_seat_another_writer_commits_after_the_snapshot_rejects_just_that_book
             Outcome::Confirmed { seats: vec![2] },
         ]
     );
-    assert_eq!(reruns.0.load(Ordering::Relaxed), 1, "one statement aborted");
+    assert_eq!(log.reruns(), 1, "one statement aborted");
     assert_rejected(&db, &loses, Rejection::SeatsAlreadySold, true).await;
     assert_confirmed(&db, &ticket_keys, &wins, 5000, &[("A-1-3", "Normal")]).await;
 }
@@ -921,9 +981,7 @@ async fn two_batches_racing_for_the_same_seats_sell_each_seat_once(db: PgPool) {
         Worker::new(&db, &ticket_keys),
         Worker::new(&db, &ticket_keys),
     );
-    let reruns = Reruns::default();
-    let _counting =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(reruns.clone()));
+    let log = Log::watch();
 
     let mut all: Vec<(ProcessBookingCommand, Vec<u32>)> = Vec::new();
     for round in 0..ROUNDS {
@@ -1003,7 +1061,7 @@ async fn two_batches_racing_for_the_same_seats_sell_each_seat_once(db: PgPool) {
     // commit and ran again.
     assert_eq!(confirmed, 4 * ROUNDS);
     assert!(
-        reruns.0.load(Ordering::Relaxed) > 0,
+        log.reruns() > 0,
         "the batches never raced: every statement ran alone"
     );
 }
