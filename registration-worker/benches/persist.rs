@@ -1,6 +1,7 @@
-//! Tickets persisted per second with the worker's batches (100 commands per transaction, a
-//! savepoint each) next to one transaction per booking, same machine, same run; then the
-//! end-to-end latency from the API's 202 to `confirmed` (the API and a worker in process).
+//! Tickets persisted per second with the worker's batches (100 commands per `persist`: one SQL
+//! statement writes the batch's bookings, tickets and outbox rows) next to one command per
+//! `persist`, same machine, same run; then the end-to-end latency from the API's 202 to
+//! `confirmed` (the API and a worker in process).
 //!
 //! ```text
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench -p registration-worker --bench persist
@@ -135,7 +136,7 @@ async fn run(url: &str, redis: &RedisConfig, amqp: &AmqpConfig) -> anyhow::Resul
     let bench = Bench::open(db, postgres, redis.clone(), amqp.clone()).await?;
     println!(
         "registration-worker bench: {PERSISTED} bookings per mode in {ROUNDS} alternating \
-         rounds, batch {BATCH}, one consumer, sequential transactions"
+         rounds, batch {BATCH}, one consumer, one persist at a time"
     );
 
     // --- persistence throughput --------------------------------------------------------
@@ -185,7 +186,7 @@ async fn run(url: &str, redis: &RedisConfig, amqp: &AmqpConfig) -> anyhow::Resul
         batched_time.as_secs_f64()
     );
     println!(
-        "persist, one transaction each: {:>8.0} tickets/s ({:.2} s)",
+        "persist, one command each:     {:>8.0} tickets/s ({:.2} s)",
         rate(single_time),
         single_time.as_secs_f64()
     );

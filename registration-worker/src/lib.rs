@@ -1,7 +1,7 @@
 //! The registration worker: consumes `ProcessBookingCommand`s, persists bookings and tickets in
 //! batches, and relays the outbox. What a booking becomes is `shared::booking`'s to say (its
-//! `persist` step: a batch in one transaction, a savepoint per booking, idempotent by booking
-//! id); this crate brings the messages to it and acks them.
+//! `persist` step: a batch in one SQL statement, idempotent by booking id); this crate brings
+//! the messages to it and acks them.
 //!
 //! | module | what |
 //! |---|---|

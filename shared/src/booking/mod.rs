@@ -19,8 +19,11 @@
 //!      marker says "published"; 202. Three Redis round trips. A failure after the claim
 //!      releases it and gives the admission back, so a retry can succeed at once.
 //! 3. **Persist** ([`Bookings::persist`], in the worker, [`persist`]) — commands in batches,
-//!    one transaction, a savepoint each; each becomes confirmed, [`Rejection`]-ed, already
-//!    done (a redelivery), or dropped (the API took it back with a 503).
+//!    one SQL statement each: it decides every command in batch order and writes the batch's
+//!    bookings, tickets and outbox rows together; each becomes confirmed, [`Rejection`]-ed,
+//!    already done (a redelivery), or dropped (the API took it back with a 503, or the event
+//!    is gone). A statement beaten by another writer's commit is run again on a fresh
+//!    snapshot.
 //! 4. **Settle** ([`Bookings::settle`]) — after the commit and the ack: seats sold in Redis,
 //!    markers gone. The outbox relay (the worker's `relay`) tells the notifier.
 //! 5. **Dead letter** ([`persist::end_dead_lettered`]) — a command that failed on every
@@ -85,6 +88,19 @@ impl Rejection {
             Self::ProcessingFailed => "processing_failed",
         }
     }
+
+    /// The rejection whose [`code`](Self::code) this is.
+    pub fn from_code(code: &str) -> Option<Self> {
+        [
+            Self::HoldExpired,
+            Self::SeatsAlreadySold,
+            Self::EventCancelled,
+            Self::Duplicate,
+            Self::ProcessingFailed,
+        ]
+        .into_iter()
+        .find(|why| why.code() == code)
+    }
 }
 
 /// The resources a booking's life needs; cheap to clone (pools and `Arc`s inside).
@@ -97,6 +113,7 @@ pub struct Bookings {
     redis: Redis,
     keys: RedisKeys,
     ticket_keys: Arc<TokenKeys>,
+    starts: persist::EventStarts,
 }
 
 impl std::fmt::Debug for Bookings {
@@ -124,6 +141,7 @@ impl Bookings {
             redis,
             keys,
             ticket_keys,
+            starts: persist::EventStarts::default(),
         }
     }
 

@@ -149,7 +149,6 @@ impl Bookings {
             hold,
             idempotency_key,
             seat_idx: &seats,
-            quote: None,
         };
         match write::write_booking(&mut tx, &self.ticket_keys, new).await {
             Ok(_) => tx.commit().await?,

@@ -1,12 +1,11 @@
-//! Writing a booking's rows: what the simple path (in the API's request) and the queued path
-//! (in the registration worker) both write, in the caller's transaction.
+//! Writing one booking's rows in the caller's transaction: the simple path's booking (in the
+//! API's request) and the rejection that ends a dead-lettered command. The queued path writes
+//! the same rows for a whole batch in one statement (`persist.sql`).
 //!
 //! Prices are the server's, never a request's: read from the event's classes under the event's
-//! `FOR KEY SHARE` lock (the simple path, in the request), or as quoted when a queued
-//! registration was accepted (carried by the command: the fan pays what they were told).
-//! Booking, tickets (with signed codes) and the outbox event go in together;
-//! `UNIQUE (event_id, seat_id)` on tickets is the final word against selling a seat twice, and a
-//! violation of it comes back as [`WriteError::SeatSold`] for this booking alone.
+//! `FOR KEY SHARE` lock. Booking, tickets (with signed codes) and the outbox event go in
+//! together; `UNIQUE (event_id, seat_id)` on tickets is the final word against selling a seat
+//! twice, and a violation of it comes back as [`WriteError::SeatSold`] for this booking alone.
 
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use time::OffsetDateTime;
 use crate::{
     domain::{Currency, Money},
     ids::{BookingId, ClassId, EventId, HoldId, SeatId, TicketId, UserId},
-    messaging::{BookingConfirmed, BookingRejected, ClassPrice, TicketSummary, routing},
+    messaging::{BookingConfirmed, BookingRejected, TicketSummary, routing},
     tokens::{TicketClaims, TokenKeys},
 };
 
@@ -61,9 +60,6 @@ pub struct NewBooking<'a> {
     pub hold: HoldId,
     pub idempotency_key: Option<&'a str>,
     pub seat_idx: &'a [u32],
-    /// The prices quoted when the registration was accepted; `None` (or a class missing from
-    /// it) charges the class's price now.
-    pub quote: Option<&'a [ClassPrice]>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -77,7 +73,7 @@ struct PricedSeat {
 }
 
 /// Booking (`confirmed`), tickets and the `booking.confirmed` outbox row, in the caller's
-/// transaction. On error the transaction (or the caller's savepoint) must be rolled back.
+/// transaction. On error the transaction must be rolled back.
 pub async fn write_booking(
     tx: &mut PgConnection,
     ticket_keys: &TokenKeys,
@@ -112,23 +108,6 @@ pub async fn write_booking(
     .bind(&idx)
     .fetch_all(&mut *tx)
     .await?;
-    let seats: Vec<PricedSeat> = seats
-        .into_iter()
-        .map(|seat| {
-            let quoted = new
-                .quote
-                .unwrap_or_default()
-                .iter()
-                .find(|quoted| quoted.class_id == seat.class_id);
-            match quoted {
-                Some(quoted) => PricedSeat {
-                    price_minor: quoted.price_minor,
-                    ..seat
-                },
-                None => seat,
-            }
-        })
-        .collect();
     let currency = seats
         .first()
         .map(|seat| seat.currency.clone())
@@ -218,28 +197,26 @@ pub async fn write_booking(
 }
 
 /// A booking that could not be made: a `rejected` row with its reason (so the fan following
-/// the booking id learns the outcome) and the `booking.rejected` outbox row. `hold` and
-/// `idempotency_key` are recorded when given (pass `None` when another booking owns them).
+/// the booking id learns the outcome) and the `booking.rejected` outbox row. `hold` is
+/// recorded when given (pass `None` when another booking owns it); the idempotency key is not.
 pub async fn write_rejected(
     tx: &mut PgConnection,
     rejected: &BookingRejected,
     hold: Option<HoldId>,
-    idempotency_key: Option<&str>,
 ) -> Result<(), WriteError> {
     sqlx::query(
         "INSERT INTO bookings (id, event_id, user_id, status, reason, total_minor, currency,
-                               hold_id, idempotency_key)
+                               hold_id)
          VALUES ($1, $2, $3, 'rejected', $4, 0,
                  COALESCE((SELECT currency FROM ticket_classes WHERE event_id = $2
                            ORDER BY position LIMIT 1), 'XXX'),
-                 $5, $6)",
+                 $5)",
     )
     .bind(rejected.booking_id)
     .bind(rejected.event_id)
     .bind(rejected.user_id)
     .bind(&rejected.reason)
     .bind(hold)
-    .bind(idempotency_key)
     .execute(&mut *tx)
     .await?;
     sqlx::query("INSERT INTO outbox (routing_key, payload) VALUES ($1, $2)")
