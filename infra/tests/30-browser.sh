@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The browser UI in real Chromium: a fan's whole journey through the waiting room to a
 # confirmed ticket and its PDF, a seat taken in one browser turning sold in another, kind
-# errors (seat just taken, hold expired, sold out), and screenshots of each fan page at
-# 375×812 and 1280×800 in .run/screenshots/. Runs after 10-stack-smoke.sh, which leaves the
-# stack up at :8080 (brought up again here when it is not).
+# errors (seat just taken, hold expired, sold out), a queued booking's confirmation learnt by
+# push (its page's reads counted, polling only without the socket), and screenshots of each fan
+# page at 375×812 and 1280×800 in .run/screenshots/. Runs after 10-stack-smoke.sh, which leaves
+# the stack up at :8080 (brought up again here when it is not). A second stack takes RUN_DIR,
+# GATEWAY_PORT, TICKETING_API_ADDR and DATABASE_URL (booking.test.mjs locks an event's row).
 #
 # Installs what it needs when missing: Chromium with apt-get, playwright-core (pinned in
 # infra/tests/browser/package-lock.json) with `npm ci`.

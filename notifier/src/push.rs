@@ -23,7 +23,7 @@
 //!   own tabs off by opening new ones. What closing the oldest would buy, a fan who reopened a
 //!   tab after a dead connection, is served anyway: a dead socket is dropped within three
 //!   heartbeats, the browser retries with backoff, and a booking's state is always readable over
-//!   HTTP (the booking page polls).
+//!   HTTP (the booking page reads it when its socket reconnects, and polls while it has none).
 //! - **A socket does not outlive its access token.** At the token's `exp` the server closes it
 //!   with code [`CLOSE_TOKEN_EXPIRED`] (4001, `token_expired`); the browser refreshes the token
 //!   and reconnects.

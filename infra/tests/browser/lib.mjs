@@ -8,6 +8,8 @@
 // on in the dev stack), and a browser gets its session as a refresh cookie.
 
 import { chromium } from 'playwright-core';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdirSync, readFileSync, existsSync } from 'node:fs';
 import { randomUUID, randomInt } from 'node:crypto';
 import path from 'node:path';
@@ -19,6 +21,8 @@ export const BASE = process.env.BASE_URL || `http://127.0.0.1:${process.env.GATE
 export const API_DIRECT = process.env.TICKETING_API_URL || `http://${process.env.TICKETING_API_ADDR || '127.0.0.1:8082'}`;
 // The stack's run-time directory (infra/dev's RUN_DIR): its logs are read by the security tests.
 export const RUN_DIR = process.env.RUN_DIR || path.join(ROOT, '.run');
+// The stack's database (infra/dev's default): a test that holds a row lock reaches it with psql.
+export const DATABASE_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/ticketing';
 export const SHOTS = process.env.SCREENSHOT_DIR || path.join(RUN_DIR, 'screenshots');
 export const ADMIN = {
   email: process.env.ADMIN_EMAIL || 'admin@example.test',
@@ -161,6 +165,32 @@ export async function newEvent({ title, sections, svg, classes, opens = -60, hol
 export async function seatIds(eventId) {
   const { data } = await new Client().get(`/api/events/${eventId}/seats?format=compact`, { expect: 200 });
   return new Map(data.labels.map((label, i) => [label, data.ids[i]]));
+}
+
+/**
+ * Locks the event's row (FOR UPDATE) in a psql session until `release()`. A registration
+ * worker's booking transaction takes FOR KEY SHARE on its event first, so the event's queued
+ * bookings wait, pending, for as long as the test wants: a confirmation held back for real.
+ */
+export async function lockEvent(eventId) {
+  if (!/^[0-9a-f-]{36}$/.test(eventId)) throw new Error(`not an event id: ${eventId}`);
+  const psql = spawn('psql', [DATABASE_URL, '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const exited = once(psql, 'exit');
+  const locked = new Promise((resolve, reject) => {
+    psql.stdout.on('data', (chunk) => {
+      if (String(chunk).includes('locked')) resolve();
+    });
+    exited.then(([code]) => reject(new Error(`psql exited (${code}) before the lock was taken`)));
+  });
+  psql.stdin.write(`BEGIN;\nSELECT 'locked' FROM events WHERE id = '${eventId}' FOR UPDATE;\n`);
+  await locked;
+  return {
+    async release() {
+      if (psql.exitCode !== null) return;
+      psql.stdin.end('COMMIT;\n');
+      await exited;
+    },
+  };
 }
 
 // --- Chromium --------------------------------------------------------------------------------

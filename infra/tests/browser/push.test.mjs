@@ -1,6 +1,7 @@
 // The browser's push socket (ticketing-api/web/js/push.js) against a scripted server: after a
 // token_expired close it reconnects soon with a fresh token; failures back off (growing, with
-// jitter) instead of looping; a ban or a logout ends the reconnecting. Needs no stack: the
+// jitter) instead of looping; a ban or a logout ends the reconnecting; opened() (checkout's wait
+// for the socket) answers at the open, the close or its time limit. Needs no stack: the
 // WebSocket, fetch and the clock are fakes.
 //
 //   node --test infra/tests/browser/push.test.mjs
@@ -204,4 +205,26 @@ test('a refused refresh (logged out elsewhere) stops the retries', async () => {
   await advance(10 * 60 * 1000);
   assert.equal(sockets.length, 1);
   assert.equal(refreshes, 1);
+});
+
+test('opened() answers at once when open, and otherwise at the open, the close or the time limit', async () => {
+  push.connect();
+  await settle();
+  const answers = [];
+  const ask = (what, ms) => push.opened(ms).then((open) => answers.push([what, open]));
+  ask('at the open', 2000);
+  sockets[0].accept();
+  await settle();
+  ask('already open', 2000);
+  await settle();
+
+  sockets[0].end(1006); // reconnects in 1.6 s
+  ask('at the time limit', 1000);
+  await advance(1000);
+  ask('at the close', 5000);
+  await advance(600);
+  assert.equal(sockets.length, 2);
+  sockets[1].end(1006);
+  await settle();
+  assert.deepEqual(answers, [['at the open', true], ['already open', true], ['at the time limit', false], ['at the close', false]]);
 });

@@ -89,11 +89,13 @@ test('a fan signs up, waits in the waiting room, books through the queued path a
     assert.equal(await page.locator('#order-total').textContent(), '€80.00');
     await page.locator('#checkout').click();
 
-    // 202 pending, then the confirmation appears by itself (the WebSocket push).
+    // 202 pending, then the confirmation appears by itself: by the WebSocket push, or by the
+    // booking page's one read on arrival when the worker was quicker; never by polling
+    // (booking.test.mjs counts the reads).
     await page.waitForURL(/\/bookings\//);
     const confirmation = page.locator('#confirmation');
     await confirmation.waitFor({ timeout: 20000 });
-    assert.equal(await confirmation.getAttribute('data-confirmed-by'), 'push', 'confirmed by the WebSocket, not by polling');
+    assert.match(await confirmation.getAttribute('data-confirmed-by'), /^(push|checkout)$/, 'confirmed without polling');
     assert.equal(await page.locator('.ticket-list li').count(), 2);
 
     // The PDF download works: fetched with the Bearer token, handed over as a file.

@@ -144,4 +144,20 @@ export const push = {
     listeners.add(fn);
     return () => listeners.delete(fn);
   },
+  /** Resolves true once the socket is open, false when it closes or `ms` pass first. */
+  opened(ms) {
+    if (this.connected) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const end = (open) => {
+        clearTimeout(timeout);
+        unsubscribe();
+        resolve(open);
+      };
+      const timeout = setTimeout(() => end(false), ms);
+      const unsubscribe = this.subscribe((message) => {
+        if (message.type === 'socket.open') end(true);
+        if (message.type === 'socket.closed') end(false);
+      });
+    });
+  },
 };

@@ -1,32 +1,26 @@
-// One booking. A queued (high-demand) booking starts `pending`; the confirmation appears by
-// itself when the notifier's WebSocket says so, with status polling as the fallback (slow while
-// the socket is open, faster when it is not).
+// One booking. A queued (high-demand) booking starts `pending`, and its outcome comes by the
+// notifier's push. While the socket is open the page does not poll: it reads the booking on
+// load, on a push about it, and whenever the socket (re)opens (a push may have been missed while
+// it was down). Without a socket (closed, refused, or not open within SOCKET_GRACE_MS) it polls,
+// backing off as the socket's reconnects do, until the socket is back.
 
 import { h, mount, money, dateTime, spinner, errorBox, toast, announce } from '../../ui.js';
+import { backoff } from '../../push.js';
 import { downloadButton } from './tickets.js';
 import { store } from '../../store.js';
 
-const POLL_WITH_SOCKET_MS = 5000;
-const POLL_WITHOUT_SOCKET_MS = 2000;
+/** How long the page waits for a socket that is not open before it starts polling. */
+const SOCKET_GRACE_MS = 3000;
 
 export async function render(ctx) {
   const { root, api, params, push, signal, onCleanup, setTitle } = ctx;
   const bookingId = params.id;
-  mount(root, spinner('Loading your booking…'));
-  // Straight from checkout, a queued booking is known to be pending: no need to ask.
+  // Straight from checkout, a queued booking is known to be pending: shown at once.
   let booking = store.takeHandoff(bookingId);
-  if (booking?.status !== 'pending') {
-    try {
-      booking = await api.get(`/api/bookings/${encodeURIComponent(bookingId)}`, { signal });
-    } catch (err) {
-      if (err.name === 'AbortError') return;
-      mount(root, h('h1', {}, 'Booking'), errorBox(err, () => render(ctx)));
-      return;
-    }
-  }
-
-  let timer = null;
-  let done = false;
+  const handedOff = booking?.status === 'pending';
+  let settled = false; // confirmed or rejected, and painted
+  let timer = null; // the next poll, while one is due
+  let polls = 0; // since the socket was last open: the backoff's step
 
   function paint(how) {
     root.dataset.bookingStatus = booking.status;
@@ -68,43 +62,73 @@ export async function render(ctx) {
     }
   }
 
-  async function refreshBooking(how) {
-    try {
-      booking = await api.get(`/api/bookings/${encodeURIComponent(bookingId)}`, { signal });
-      if (booking.status !== 'pending') finish(how);
-    } catch (err) {
-      if (err.name === 'AbortError') return;
-    }
-  }
-
-  function finish(how) {
-    if (done) return;
-    done = true;
+  /** Reads the booking; once it is confirmed or rejected, paints it and stops. */
+  async function read(how) {
+    const fresh = await api.get(`/api/bookings/${encodeURIComponent(bookingId)}`, { signal });
+    if (settled) return;
+    booking = fresh;
+    if (booking.status === 'pending') return;
+    settled = true;
     clearTimeout(timer);
     paint(how);
   }
 
-  async function poll() {
-    if (done) return;
-    await refreshBooking('poll');
-    if (!done) timer = setTimeout(poll, push.connected ? POLL_WITH_SOCKET_MS : POLL_WITHOUT_SOCKET_MS);
+  /** The next poll, after `delay` or the next backoff step, unless one is already due. */
+  function pollLater(delay) {
+    if (settled || timer !== null) return;
+    timer = setTimeout(async () => {
+      timer = null;
+      const ok = await read('poll').then(() => true, (err) => err.name === 'AbortError');
+      if (!ok || !push.connected) pollLater();
+    }, delay ?? backoff(++polls));
   }
 
-  paint('load');
-  if (booking.status !== 'pending') return;
+  /** A read on a push or a reconnection; a failed one is retried by polling. */
+  function check() {
+    read('push').catch((err) => {
+      if (err.name !== 'AbortError') pollLater();
+    });
+  }
 
-  const onPush = (message) => {
-    if (message.booking_id !== bookingId || done) return;
-    if (message.type === 'booking.confirmed' || message.type === 'booking.rejected') refreshBooking('push');
-  };
+  function onPush(message) {
+    if (settled) return;
+    if (message.type === 'socket.open') {
+      clearTimeout(timer);
+      timer = null;
+      polls = 0;
+      check();
+    } else if (message.type === 'socket.closed') {
+      pollLater();
+    } else if (message.booking_id === bookingId) {
+      check();
+    }
+  }
+
+  // Subscribed before the first read: a push or a reconnection during it is not missed.
   const unsubscribe = push.subscribe(onPush);
-  onCleanup(() => {
+  const stop = () => {
     unsubscribe();
     clearTimeout(timer);
-    done = true;
-  });
-  const early = push.last(bookingId);
-  if (early) onPush(early);
+    settled = true;
+  };
+  onCleanup(stop);
   push.connect();
-  timer = setTimeout(poll, push.connected ? POLL_WITH_SOCKET_MS : POLL_WITHOUT_SOCKET_MS);
+  if (handedOff) paint('load');
+  else mount(root, spinner('Loading your booking…'));
+  try {
+    // Fresh from checkout, an outcome is news (told, not just shown): by push if the socket
+    // has already brought it, else by this read.
+    await read(!handedOff ? 'load' : push.last(bookingId) ? 'push' : 'checkout');
+  } catch (err) {
+    if (err.name === 'AbortError') return;
+    if (!handedOff) {
+      stop();
+      mount(root, h('h1', {}, 'Booking'), errorBox(err, () => render(ctx)));
+      return;
+    }
+    pollLater();
+  }
+  if (settled) return;
+  if (!handedOff) paint('load');
+  if (!push.connected) pollLater(SOCKET_GRACE_MS);
 }

@@ -14,7 +14,7 @@ import { createOrder, takenSeats } from './event/order.js';
 import { choice, heldSeats, notOnSale, orderBar } from './event/panel.js';
 
 export async function render(ctx) {
-  const { root, api, params, session, navigate, signal, onCleanup, setTitle } = ctx;
+  const { root, api, params, session, navigate, push, signal, onCleanup, setTitle } = ctx;
   const eventId = params.id;
   mount(root, spinner('Loading the event…'));
   let event;
@@ -30,7 +30,7 @@ export async function render(ctx) {
   setTitle(event.title);
   const counts = new Map(); // class name → live counts, from the seat map's polls
   const best = { cls: null, quantity: '1' }; // the best-available form's choice, kept across re-renders
-  const order = createOrder({ eventId, event, api, session, navigate, signal, repaint: renderPanel });
+  const order = createOrder({ eventId, event, api, session, navigate, push, signal, repaint: renderPanel });
   const prices = priceList(event, counts);
   const panel = h('div', { class: 'card stack sticky-panel', id: 'order-panel', 'aria-labelledby': 'order-heading' });
   const panelStatus = h('div', { role: 'status', 'aria-live': 'polite', class: 'visually-hidden' });

@@ -2,6 +2,9 @@
 // request is out, the waiting room's admission, and the actions: hold seats, release them,
 // check out. Errors become kind toasts here. The panel repaints through `repaint()` after
 // every change; the seat map is attached once it exists (`order.seatMap`).
+//
+// A queued booking's outcome comes by the notifier's push, so checkout opens the socket first
+// (or waits a moment for it) and the confirmation cannot outrun it.
 
 import { toast, toastError, errorMessage, announce, uuid } from '../../../ui.js';
 import { store } from '../../../store.js';
@@ -11,7 +14,10 @@ export function takenSeats(labels) {
   return labels.length === 1 ? `seat ${labels[0]} was` : `seats ${labels.join(', ')} were`;
 }
 
-export function createOrder({ eventId, event, api, session, navigate, signal, repaint }) {
+/** How long checkout waits for the push socket to open; without it the booking page polls. */
+const SOCKET_WAIT_MS = 2000;
+
+export function createOrder({ eventId, event, api, session, navigate, push, signal, repaint }) {
   const classByName = new Map(event.classes.map((c) => [c.name, c]));
   const needsQueue = event.high_demand;
   const admissionToken = () => store.admission(eventId)?.token || null;
@@ -133,6 +139,8 @@ export function createOrder({ eventId, event, api, session, navigate, signal, re
     order.busy = true;
     repaint();
     try {
+      push.connect();
+      await push.opened(SOCKET_WAIT_MS);
       const booking = await api.post(`/api/events/${eventId}/registrations`, { hold_id: order.hold.hold_id }, {
         headers: { ...gateHeaders(), 'Idempotency-Key': order.hold.idempotency_key },
         signal,
