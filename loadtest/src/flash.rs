@@ -183,6 +183,7 @@ pub async fn run(base: &str, args: SaleArgs, queued: bool) -> anyhow::Result<boo
     let dead_letter_baseline = checker::dead_letter_queue_depth(&amqp).await;
 
     let run = Arc::new(Run::new(
+        base,
         event.clone(),
         fans,
         queued,
@@ -192,6 +193,7 @@ pub async fn run(base: &str, args: SaleArgs, queued: bool) -> anyhow::Result<boo
             queue: args.max_in_flight,
             purchase: args.max_in_flight_purchase,
             push: args.max_push,
+            sockets: usize::try_from(args.max_active).unwrap_or(usize::MAX),
         },
     )?);
     scenario::install(run.clone())?;

@@ -32,6 +32,7 @@ mod report;
 mod scenario;
 mod seat_map;
 mod setup;
+mod socket;
 
 #[derive(Parser)]
 #[command(

@@ -91,8 +91,18 @@ pub struct Report {
     pub tickets: i64,
     pub confirmed_bookings: i64,
     pub rejected_bookings: i64,
-    /// Seconds from 202 to the fan seeing `confirmed`: p50/p95/p99.
+    /// Milliseconds from 202 to the fan seeing `confirmed`, however it learnt it: p50/p95/p99.
     pub registration_to_confirmed_ms: Option<(f64, f64, f64)>,
+    /// Milliseconds from 202 to the `booking.confirmed` push on the fan's socket: p50/p95/p99.
+    pub registration_to_push_ms: Option<(f64, f64, f64)>,
+    /// Queued bookings whose outcome (confirmed or rejected) the fan learnt by push, and by
+    /// polling `GET /api/bookings/{id}` instead.
+    pub learnt_by_push: u64,
+    pub learnt_by_poll: u64,
+    /// Why fans went without the push, by reason.
+    pub push_fallbacks: BTreeMap<String, u64>,
+    /// `GET /api/bookings/{id}` requests sent (goose's `booking`): the polling fallback's cost.
+    pub booking_reads: usize,
     pub latency: Vec<Latency>,
     /// The generator's own lateness: time in its slot queue, which goose's latencies leave out.
     pub slot_waits: Vec<SlotWait>,
@@ -234,19 +244,29 @@ pub fn build(i: Inputs<'_>) -> Report {
         ));
     }
 
-    let mut confirm_ms: Vec<f64> = r
-        .iter()
-        .filter(|f| f.booking_status.as_deref() == Some("confirmed"))
-        .filter_map(|f| Some((f.settled? - f.registered?) * 1000.0))
-        .collect();
-    confirm_ms.sort_by(f64::total_cmp);
-    let registration_to_confirmed_ms = (!confirm_ms.is_empty()).then(|| {
-        (
-            percentile(&confirm_ms, 0.5),
-            percentile(&confirm_ms, 0.95),
-            percentile(&confirm_ms, 0.99),
-        )
-    });
+    let confirmed = || {
+        r.iter()
+            .filter(|f| f.booking_status.as_deref() == Some("confirmed"))
+    };
+    let registration_to_confirmed_ms = percentiles(confirmed().filter_map(confirm_ms));
+    let registration_to_push_ms = percentiles(
+        confirmed()
+            .filter(|f| f.learnt_by == Some("push"))
+            .filter_map(confirm_ms),
+    );
+    let settled = || {
+        r.iter()
+            .filter(|f| matches!(f.booking_status.as_deref(), Some("confirmed" | "rejected")))
+    };
+    let learnt = |how| settled().filter(|f| f.learnt_by == Some(how)).count() as u64;
+    let push_fallbacks = checker::tally(r.iter().filter_map(|f| f.push_fallback.as_deref()));
+    let booking_reads = i
+        .metrics
+        .requests
+        .values()
+        .filter(|a| a.path == "booking")
+        .map(|a| a.success_count + a.fail_count)
+        .sum();
 
     let latency = latency(i.metrics);
     let slot_waits = i
@@ -290,6 +310,11 @@ pub fn build(i: Inputs<'_>) -> Report {
         confirmed_bookings: d.confirmed,
         rejected_bookings: d.rejected,
         registration_to_confirmed_ms,
+        registration_to_push_ms,
+        learnt_by_push: learnt("push"),
+        learnt_by_poll: learnt("poll"),
+        push_fallbacks,
+        booking_reads,
         latency,
         slot_waits,
         cpu: i.cpu,
@@ -303,6 +328,24 @@ pub fn build(i: Inputs<'_>) -> Report {
         limits: i.limits,
         notes,
     }
+}
+
+/// Milliseconds from a fan's 202 to its outcome.
+fn confirm_ms(f: &FanRecord) -> Option<f64> {
+    Some((f.settled? - f.registered?) * 1000.0)
+}
+
+/// p50/p95/p99 of `values`, if any.
+fn percentiles(values: impl Iterator<Item = f64>) -> Option<(f64, f64, f64)> {
+    let mut sorted: Vec<f64> = values.collect();
+    sorted.sort_by(f64::total_cmp);
+    (!sorted.is_empty()).then(|| {
+        (
+            percentile(&sorted, 0.5),
+            percentile(&sorted, 0.95),
+            percentile(&sorted, 0.99),
+        )
+    })
 }
 
 /// Latency per request kind from goose's metrics.
@@ -431,12 +474,38 @@ pub fn markdown(r: &Report) -> String {
         r.settle.bookings_secs,
         r.settle.mails_secs,
     );
+    if r.learnt_by_push + r.learnt_by_poll > 0 {
+        let _ = writeln!(
+            m,
+            "\nConfirmations (or rejections) by push: {}, by polling fallback: {} (fans' sockets to the notifier, opened before registering).",
+            r.learnt_by_push, r.learnt_by_poll
+        );
+        if let Some((p50, p95, p99)) = r.registration_to_push_ms {
+            let _ = writeln!(
+                m,
+                "202 to the push on the fan's socket: p50 {p50:.0} ms, p95 {p95:.0} ms, p99 {p99:.0} ms (from reading the 202: a push already waiting on the socket counts 0)."
+            );
+        }
+        if !r.push_fallbacks.is_empty() {
+            let reasons: Vec<String> = r
+                .push_fallbacks
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            let _ = writeln!(m, "Fans without the push: {}.", reasons.join(", "));
+        }
+    }
     if let Some((p50, p95, p99)) = r.registration_to_confirmed_ms {
         let _ = writeln!(
             m,
-            "202 to the fan seeing `confirmed`: p50 {p50:.0} ms, p95 {p95:.0} ms, p99 {p99:.0} ms (polling every 500 ms)."
+            "202 to the fan seeing `confirmed`, push or poll: p50 {p50:.0} ms, p95 {p95:.0} ms, p99 {p99:.0} ms."
         );
     }
+    let _ = writeln!(
+        m,
+        "`GET /api/bookings/{{id}}` requests (goose's `booking`): {}.",
+        r.booking_reads
+    );
     let _ = writeln!(m, "\n## Latency per request (goose)\n");
     latency_table(&mut m, &r.latency);
     if !r.slot_waits.is_empty() {
@@ -534,8 +603,12 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         m,
-        "\nThe load generator shares one connection pool among the fans and keeps at most {} waiting-room requests and {} purchase requests in flight, and {} push streams open (fans asked to poll every second or two follow the waiting room's stream while one is free; `GET events` above is the time to the stream's head); goose times each request from when it is sent, so the slot waits are listed apart.",
-        r.parameters.max_in_flight, r.parameters.max_in_flight_purchase, r.parameters.max_push
+        "\nThe load generator shares one connection pool among the fans and keeps at most {} waiting-room requests and {} purchase requests in flight, and {} push streams open (fans asked to poll every second or two follow the waiting room's stream while one is free; `GET events` above is the time to the stream's head); goose times each request from when it is sent, so the slot waits are listed apart. Admitted fans of a queued sale open a WebSocket to the notifier (at most {} at once, `--max-active`) and learn their outcome by its push, polling `GET /api/bookings/{{id}}` every 500 ms only without one or after {} s without a push; the sockets go around goose and are not in its tables.",
+        r.parameters.max_in_flight,
+        r.parameters.max_in_flight_purchase,
+        r.parameters.max_push,
+        r.parameters.max_active,
+        crate::scenario::PUSH_WAIT.as_secs()
     );
     let _ = writeln!(
         m,

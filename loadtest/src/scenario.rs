@@ -1,12 +1,14 @@
 //! The goose side of a run: one goose user per fan, each walking the fan's journey once.
 //!
 //! `flash-sale` (queued): join the waiting room (before opening: the pre-queue), poll the status
-//! at the server's `poll_after_ms`, hold best-available seats with the admission token, register
-//! (202) and follow the booking until it is confirmed or rejected. `simple`: the same journey on
+//! at the server's `poll_after_ms`, hold best-available seats with the admission token, open the
+//! notifier's WebSocket, register (202) and wait for the booking's push (polling
+//! `GET /api/bookings/{id}` only without it, see [`crate::socket`]). `simple`: the same journey on
 //! a low-demand event, without the waiting room, registered through the direct path (201).
 //!
-//! Every request goes through goose (so its HTML/JSON/Markdown reports time each kind); what the
-//! report needs beyond that (each fan's timeline, the 202s, errors by kind) is recorded here.
+//! Every HTTP request goes through goose (so its HTML/JSON/Markdown reports time each kind); what
+//! the report needs beyond that (each fan's timeline, the 202s, how each outcome was learnt,
+//! errors by kind) is recorded here.
 
 use std::{
     collections::BTreeMap,
@@ -22,7 +24,13 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::setup::{Event, Fan};
+use crate::{
+    setup::{Event, Fan},
+    socket::Socket,
+};
+
+/// How long a fan with a socket waits for the push after its 202 before it polls instead.
+pub const PUSH_WAIT: Duration = Duration::from_secs(30);
 
 /// What one fan went through; times are seconds since the run's clock started.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -43,6 +51,10 @@ pub struct FanRecord {
     /// `confirmed`, `rejected`, `pending` (still, when the fan stopped waiting).
     pub booking_status: Option<String>,
     pub settled: Option<f64>,
+    /// How the fan learnt its queued booking's outcome: `push` (its socket) or `poll`.
+    pub learnt_by: Option<&'static str>,
+    /// Why a fan of a queued sale went without the push, when it did.
+    pub push_fallback: Option<String>,
     /// How the journey ended: `confirmed`, `rejected`, `sold_out_in_queue`, `no_seats_left`,
     /// `gave_up_waiting`, `pending_at_end`, `error`.
     pub outcome: String,
@@ -56,6 +68,8 @@ pub struct Run {
     pub tickets_per_fan: u64,
     pub max_wait: Duration,
     pub booking_poll: Duration,
+    /// The notifier's WebSocket through the gateway (`ws://.../ws`).
+    pub socket_url: String,
     pub clock: Instant,
     next: AtomicUsize,
     /// One connection pool for every fan, and a cap on requests in flight (one connection
@@ -69,6 +83,8 @@ pub struct Run {
     /// Push streams open at once: fans near the front follow the waiting room's stream, as the
     /// browser does, when one is free (each holds a connection for as long as it follows).
     push_slots: tokio::sync::Semaphore,
+    /// Notifier sockets open at once (see [`crate::socket`]).
+    socket_slots: tokio::sync::Semaphore,
     pub records: Mutex<Vec<FanRecord>>,
     pub errors: Mutex<BTreeMap<String, u64>>,
     /// How long each request waited for a slot before it was sent, in ms, by request kind:
@@ -85,10 +101,13 @@ pub struct Slots {
     pub purchase: usize,
     /// Push streams open at once.
     pub push: usize,
+    /// Notifier sockets open at once.
+    pub sockets: usize,
 }
 
 impl Run {
     pub fn new(
+        base: &str,
         event: Event,
         fans: Vec<Fan>,
         queued: bool,
@@ -107,12 +126,14 @@ impl Run {
             tickets_per_fan,
             max_wait,
             booking_poll: Duration::from_millis(500),
+            socket_url: format!("{}/ws", base.replacen("http", "ws", 1)),
             clock: Instant::now(),
             next: AtomicUsize::new(0),
             client,
             queue_slots: tokio::sync::Semaphore::new(slots.queue),
             purchase_slots: tokio::sync::Semaphore::new(slots.purchase),
             push_slots: tokio::sync::Semaphore::new(slots.push),
+            socket_slots: tokio::sync::Semaphore::new(slots.sockets),
             records: Mutex::new(Vec::new()),
             errors: Mutex::new(BTreeMap::new()),
             slot_waits: Mutex::new(BTreeMap::new()),
@@ -436,6 +457,13 @@ async fn journey(
         OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
     });
 
+    // With seats held, the socket opens before registering, so the confirmation cannot outrun
+    // it (a fan of a low-demand sale is confirmed in the registration's answer and needs none).
+    let socket = if run.queued {
+        Some(Socket::open(&run.socket_url, &fan.token, &run.socket_slots).await)
+    } else {
+        None
+    };
     let key = uuid::Uuid::new_v4().to_string();
     headers.push(("Idempotency-Key", &key));
     let expect = if run.queued { 202 } else { 201 };
@@ -458,9 +486,26 @@ async fn journey(
     record.booking_id = Some(booking.clone());
     let mut status = answer.body["status"].as_str().unwrap_or("").to_string();
 
-    // The confirmation: follow the booking's status.
+    // The confirmation: the push, or polling the booking's status without one.
     let started = Instant::now();
+    if status == "pending" {
+        match socket {
+            Some(Ok(mut socket)) => {
+                match socket.outcome(&booking, PUSH_WAIT.min(run.max_wait)).await {
+                    Ok(told) => {
+                        status = told.to_string();
+                        record.learnt_by = Some("push");
+                    }
+                    Err(why) => record.push_fallback = Some(why),
+                }
+                socket.close().await;
+            }
+            Some(Err(why)) => record.push_fallback = Some(why),
+            None => {}
+        }
+    }
     while status == "pending" {
+        record.learnt_by = Some("poll");
         if started.elapsed() > run.max_wait {
             record.booking_status = Some(status);
             return Ok("pending_at_end");
