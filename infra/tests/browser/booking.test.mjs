@@ -75,8 +75,11 @@ async function socketLog(page) {
 
 const socketOpen = (page) => page.evaluate(async () => (await import('/js/push.js')).push.connected);
 
-/** When the request left the browser (wall clock, ms). */
-const sentAt = (request) => request.timing().startTime;
+/** When each request left the browser (wall clock, ms): known once it has been answered. */
+async function sentAt(requests) {
+  await Promise.all(requests.map((r) => r.response()));
+  return requests.map((r) => r.timing().startTime);
+}
 
 function noProblems(page) {
   assert.deepEqual(page.problems, [], 'no script errors in the page');
@@ -106,7 +109,7 @@ test('with the socket up, the booking page reads the booking once on arrival and
     assert.equal(await confirmation.getAttribute('data-confirmed-by'), 'push');
     const pushed = (await log()).find((m) => m.type === 'booking.confirmed');
     assert.ok(pushed, 'the push came');
-    assert.deepEqual(reads.map((r) => (sentAt(r) < pushed.at ? 'before' : 'after')), ['before', 'after'],
+    assert.deepEqual((await sentAt(reads)).map((at) => (at < pushed.at ? 'before' : 'after')), ['before', 'after'],
       'one read before the push, one after it');
     await screenshot(page, 'fan-booking-pushed');
     noProblems(page);
@@ -133,7 +136,8 @@ test('with the socket refused, the booking page polls, backing off, and stops on
       // The read on arrival, then polls: after 3 s of grace (or 2 s after a refusal), then
       // 2 s, 4 s, 8 s ... (±20 %), as the socket's reconnects back off.
       await eventually(() => reads.length >= 4, { timeout: 25000, what: 'polls without a socket' });
-      const gaps = reads.slice(1, 4).map((r, i) => sentAt(r) - sentAt(reads[i]));
+      const sent = await sentAt(reads.slice(0, 4));
+      const gaps = sent.slice(1).map((at, i) => at - sent[i]);
       const shown = gaps.map((g) => `${(g / 1000).toFixed(1)} s`).join(', ');
       console.log(`# without a socket: the read on arrival, then polls ${shown} apart`);
       assert.ok(Math.min(...gaps) >= 1500, `polls are seconds apart (${shown})`);
@@ -145,7 +149,7 @@ test('with the socket refused, the booking page polls, backing off, and stops on
       await eventually(() => socketOpen(page), { timeout: 45000, what: 'the socket to be back' });
       const opened = (await log()).filter((m) => m.type === 'socket.open').at(-1);
       await page.waitForTimeout(QUIET_MS);
-      const afterOpen = reads.filter((r) => sentAt(r) >= opened.at);
+      const afterOpen = (await sentAt(reads)).filter((at) => at >= opened.at);
       assert.equal(afterOpen.length, 1, 'one read when the socket is back, then no polling');
     } finally {
       await lock.release();
