@@ -1,7 +1,8 @@
 // The booking page learns a queued booking's outcome by push, not by polling. With the
 // notifier's socket up it reads the booking once on arrival and once on the push, and nothing in
 // between; with the socket refused it polls, backing off, and stops once the socket is back
-// (one read then, for a push it may have missed). The worker's confirmation is held back by a
+// (one read then, for a push it may have missed); a push lost with the socket up is made good
+// by one read after 30 s of silence. The worker's confirmation is held back by a
 // real row lock on the event (lib.mjs lockEvent), so the test decides when the push comes.
 //
 //   node --test infra/tests/browser/booking.test.mjs     (against the stack at GATEWAY_PORT)
@@ -158,6 +159,43 @@ test('with the socket refused, the booking page polls, backing off, and stops on
     const confirmation = page.locator('#confirmation');
     await confirmation.waitFor({ timeout: 20000 });
     assert.equal(await confirmation.getAttribute('data-confirmed-by'), 'push');
+    noProblems(page);
+  } finally {
+    await context.close();
+  }
+});
+
+test('with the socket up but the push lost, the booking page reads it once after a silence, not before', async () => {
+  // The notifier's messages reach the page except the booking's own: a push dropped as one
+  // published while the notifier's consumer reconnected would be.
+  const { context, page, event } = await readyToCheckOut(MOBILE, {
+    beforeLoad: (p) => p.routeWebSocket(/\/ws\?/, (ws) => {
+      const server = ws.connectToServer();
+      server.onMessage((message) => {
+        if (!String(message).includes('"booking.')) ws.send(message);
+      });
+    }),
+  });
+  try {
+    const reads = bookingReads(page);
+    assert.ok(await socketOpen(page), 'the socket is open before registering');
+    // Held back until the page has read it pending; then confirmed, and the push is lost.
+    const lock = await lockEvent(event.id);
+    try {
+      await page.locator('#checkout').click();
+      await page.waitForURL(/\/bookings\//);
+      await page.locator('[data-booking-status="pending"]').waitFor();
+      await eventually(() => reads.length === 1, { what: 'the read on arrival' });
+    } finally {
+      await lock.release();
+    }
+    // Nothing is read until the socket has been silent for 30 s.
+    await page.waitForTimeout(QUIET_MS);
+    assert.equal(reads.length, 1, 'no polling while the socket is up');
+    const confirmation = page.locator('#confirmation');
+    await confirmation.waitFor({ timeout: 40000 });
+    assert.equal(await confirmation.getAttribute('data-confirmed-by'), 'poll');
+    assert.equal(reads.length, 2, 'one read after the silence');
     noProblems(page);
   } finally {
     await context.close();

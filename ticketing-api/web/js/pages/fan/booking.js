@@ -1,8 +1,9 @@
 // One booking. A queued (high-demand) booking starts `pending`, and its outcome comes by the
 // notifier's push. While the socket is open the page does not poll: it reads the booking on
 // load, on a push about it, and whenever the socket (re)opens (a push may have been missed while
-// it was down). Without a socket (closed, refused, or not open within SOCKET_GRACE_MS) it polls,
-// backing off as the socket's reconnects do, until the socket is back.
+// it was down), and once after PUSH_SILENCE_MS without news (a push the notifier lost). Without
+// a socket (closed, refused, or not open within SOCKET_GRACE_MS) it polls, backing off as the
+// socket's reconnects do, until the socket is back.
 
 import { h, mount, money, dateTime, spinner, errorBox, toast, announce } from '../../ui.js';
 import { backoff } from '../../push.js';
@@ -11,6 +12,9 @@ import { store } from '../../store.js';
 
 /** How long the page waits for a socket that is not open before it starts polling. */
 const SOCKET_GRACE_MS = 3000;
+/** With the socket open, one read after this long without news: a push the notifier dropped
+ * (published while its consumer reconnected) must not leave the fan on "pending" for good. */
+const PUSH_SILENCE_MS = 30000;
 
 export async function render(ctx) {
   const { root, api, params, push, signal, onCleanup, setTitle } = ctx;
@@ -21,6 +25,7 @@ export async function render(ctx) {
   let settled = false; // confirmed or rejected, and painted
   let timer = null; // the next poll, while one is due
   let polls = 0; // since the socket was last open: the backoff's step
+  let silence = null; // with the socket open: the read due after PUSH_SILENCE_MS without news
 
   function paint(how) {
     root.dataset.bookingStatus = booking.status;
@@ -70,6 +75,7 @@ export async function render(ctx) {
     if (booking.status === 'pending') return;
     settled = true;
     clearTimeout(timer);
+    clearTimeout(silence);
     paint(how);
   }
 
@@ -84,10 +90,20 @@ export async function render(ctx) {
   }
 
   /** A read on a push or a reconnection; a failed one is retried by polling. */
-  function check() {
-    read('push').catch((err) => {
+  function check(how = 'push') {
+    read(how).catch((err) => {
       if (err.name !== 'AbortError') pollLater();
     });
+  }
+
+  /** (Re)arms the read after a silence of the open socket. */
+  function listen() {
+    clearTimeout(silence);
+    silence = setTimeout(() => {
+      if (settled) return;
+      check('poll');
+      listen();
+    }, PUSH_SILENCE_MS);
   }
 
   function onPush(message) {
@@ -97,7 +113,9 @@ export async function render(ctx) {
       timer = null;
       polls = 0;
       check();
+      listen();
     } else if (message.type === 'socket.closed') {
+      clearTimeout(silence);
       pollLater();
     } else if (message.booking_id === bookingId) {
       check();
@@ -109,6 +127,7 @@ export async function render(ctx) {
   const stop = () => {
     unsubscribe();
     clearTimeout(timer);
+    clearTimeout(silence);
     settled = true;
   };
   onCleanup(stop);
@@ -130,5 +149,6 @@ export async function render(ctx) {
   }
   if (settled) return;
   if (!handedOff) paint('load');
-  if (!push.connected) pollLater(SOCKET_GRACE_MS);
+  if (push.connected) listen();
+  else pollLater(SOCKET_GRACE_MS);
 }
