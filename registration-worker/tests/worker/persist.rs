@@ -113,28 +113,7 @@ impl Sale {
     /// Sells seats to another fan in Postgres only, as after a lost Redis.
     async fn sell_behind_redis(&self, idx: &[i32]) {
         let other = self.fans(1).await[0];
-        let sold = BookingId::new();
-        sqlx::query(
-            "INSERT INTO bookings (id, event_id, user_id, status, total_minor, currency)
-             VALUES ($1, $2, $3, 'confirmed', 5000, 'EUR')",
-        )
-        .bind(sold)
-        .bind(self.event)
-        .bind(other)
-        .execute(&self.db)
-        .await
-        .expect("booking");
-        sqlx::query(
-            "INSERT INTO tickets (id, booking_id, event_id, seat_id, class_id, price_minor, code)
-             SELECT gen_random_uuid(), $1, s.event_id, s.id, s.class_id, 5000, 'x'
-             FROM seats s WHERE s.event_id = $2 AND s.idx = ANY($3)",
-        )
-        .bind(sold)
-        .bind(self.event)
-        .bind(idx)
-        .execute(&self.db)
-        .await
-        .expect("tickets");
+        super::sell_behind_redis(&self.db, self.event, other, idx).await;
     }
 }
 

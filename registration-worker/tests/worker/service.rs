@@ -170,36 +170,15 @@ impl Sale {
         testkit::broker::booking_command(self.event, fan, hold)
     }
 
-    /// Sells the seats at `idx` to another fan in Postgres only, as after a lost Redis: the
-    /// inventory still shows them free or held, so only the unique constraint stops a sale.
+    /// Sells the seats at `idx` to another fan in Postgres only (see the root's
+    /// `sell_behind_redis`).
     async fn sell_behind_redis(&self, idx: &[u32]) {
         let (other, _) = self.app.mint(Role::Fan).await;
-        let sold = BookingId::new();
-        sqlx::query(
-            "INSERT INTO bookings (id, event_id, user_id, status, total_minor, currency)
-             VALUES ($1, $2, $3, 'confirmed', 5000, 'EUR')",
-        )
-        .bind(sold)
-        .bind(self.event)
-        .bind(other)
-        .execute(self.db())
-        .await
-        .expect("booking");
         let idx: Vec<i32> = idx
             .iter()
             .map(|&i| i32::try_from(i).expect("idx"))
             .collect();
-        sqlx::query(
-            "INSERT INTO tickets (id, booking_id, event_id, seat_id, class_id, price_minor, code)
-             SELECT gen_random_uuid(), $1, s.event_id, s.id, s.class_id, 5000, 'x'
-             FROM seats s WHERE s.event_id = $2 AND s.idx = ANY($3)",
-        )
-        .bind(sold)
-        .bind(self.event)
-        .bind(&idx)
-        .execute(self.db())
-        .await
-        .expect("tickets");
+        super::sell_behind_redis(self.db(), self.event, other, &idx).await;
     }
 
     /// The marker the API writes before it publishes a command, for commands a test sends to
